@@ -1,0 +1,193 @@
+"""The one catalog: every version, image, chart, URL, API group and name that the program pins.
+
+Nothing about a Klutch release, a chart or an a9s data service is spelled anywhere else.
+A second Klutch release is one more `KlutchRelease` entry in `RELEASES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+# --------------------------------------------------------------------------- data services
+@dataclass(frozen=True)
+class DataService:
+    """An a9s data service of the seed's table: its config value and its claim API."""
+
+    key: str  # the config / ProviderConfig value (seed table "Data-service Value")
+    title: str  # the seed table's "Data Service" column
+    group: str = "anynines.com"
+
+    @property
+    def plural(self) -> str:
+        """The claim resource the central cluster exports (`<svc>instances`)."""
+        return f"{self.key}instances"
+
+
+@dataclass(frozen=True)
+class ExtraApi:
+    """An exported API that is not a data service instance (service bindings, backups, restores)."""
+
+    resource: str
+    group: str = "anynines.com"
+    # Permission claims (group, resource, version, selector owner) as the seed's template has them.
+    permission_claims: tuple[tuple[str, str, str, str], ...] = ()
+
+
+# --------------------------------------------------------------------------- releases
+@dataclass(frozen=True)
+class KlutchRelease:
+    """Everything that differs between Klutch releases."""
+
+    name: str
+    description: str
+    provider_package: str
+    configuration_package: str
+    backend_image: str
+    konnector_image: str
+    kube_bind_crds_url: str
+    kube_bind_group: str  # API group of the kube-bind CRDs the release ships
+    binder_cluster_role: str
+    export_template_api_version: str  # group/version of APIServiceExportTemplate the backend reads
+    konnector_namespace: str
+    crossplane_min: tuple[int, int]  # inclusive
+    crossplane_max: tuple[int, int]  # inclusive (major, minor)
+    data_services: tuple[str, ...]  # keys of DATA_SERVICES this release serves
+    provider_config_service_type: bool = False  # ProviderConfig.spec.serviceType required
+    functions: tuple[str, ...] = ()  # Crossplane Function packages the compositions need
+    bind_noninteractive: bool = True  # backend serves POST /bind-noninteractive
+    # Backend flags known to exist in this release's image (an unknown flag stops the binary).
+    backend_optional_flags: frozenset[str] = frozenset()
+    extra_apis: tuple[str, ...] = ("servicebindings", "backups", "restores")
+
+
+DATA_SERVICES: Mapping[str, DataService] = MappingProxyType(
+    {
+        s.key: s
+        for s in (
+            DataService("redis", "a9s Redis"),
+            DataService("messaging", "a9s Messaging"),
+            DataService("logme2", "a9s LogMe2"),
+            DataService("prometheus", "a9s Prometheus"),
+            DataService("search", "a9s Search"),
+            DataService("mongodb", "a9s MongoDB"),
+            DataService("mariadb", "a9s MariaDB"),
+            DataService("postgresql", "a9s PostgreSQL"),
+            DataService("keyvalue", "a9s KeyValue"),
+        )
+    }
+)
+
+EXTRA_APIS: Mapping[str, ExtraApi] = MappingProxyType(
+    {
+        a.resource: a
+        for a in (
+            ExtraApi(
+                "servicebindings",
+                permission_claims=(
+                    ("", "secrets", "v1", "Provider"),
+                    ("", "configmaps", "v1", "Provider"),
+                ),
+            ),
+            ExtraApi("backups"),
+            ExtraApi("restores"),
+        )
+    }
+)
+
+_SEED_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
+_ECR = "public.ecr.aws/w5n9a2g2"
+
+RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
+    {
+        r.name: r
+        for r in (
+            KlutchRelease(
+                name="v1.0.0",
+                description="klutchio v1.0.0: the seed's procedure (provider-anynines v1.2.0, kubebind-backend v1.3.0)",
+                provider_package=f"{_ECR}/anynines/provider-anynines:v1.2.0",
+                configuration_package=f"{_ECR}/anynines/dataservices:v1.2.0",
+                backend_image=f"{_ECR}/anynines/kubebind-backend:v1.3.0",
+                konnector_image=f"{_ECR}/anynines/konnector:v1.3.0",
+                kube_bind_crds_url=(
+                    "https://anynines-artifacts.s3.eu-central-1.amazonaws.com/central-management/v1.3.0/crds.yaml"
+                ),
+                kube_bind_group="klutch.anynines.com",
+                binder_cluster_role="kube-binder",
+                export_template_api_version="bind.anynines.com/v1alpha1",
+                konnector_namespace="klutch-bind",
+                crossplane_min=(1, 15),
+                crossplane_max=(1, 20),
+                data_services=_SEED_SERVICES,
+            ),
+        )
+    }
+)
+
+DEFAULT_RELEASE = "v1.0.0"
+
+
+# --------------------------------------------------------------------------- Helm charts
+@dataclass(frozen=True)
+class Chart:
+    """A pinned Helm chart: `repo` is an HTTP chart repository or an `oci://` reference."""
+
+    chart: str
+    repo: str
+    version: str
+    namespace: str
+    timeout_seconds: int = 600
+
+
+CHARTS: Mapping[str, Chart] = MappingProxyType(
+    {
+        "crossplane": Chart("crossplane", "https://charts.crossplane.io/stable", "1.20.11", "crossplane-system"),
+        "cert-manager": Chart("cert-manager", "https://charts.jetstack.io", "v1.19.6", "cert-manager"),
+        "envoy-gateway": Chart(
+            "oci://docker.io/envoyproxy/gateway-helm", "", "v1.7.5", "envoy-gateway-system"
+        ),
+        "ingress-nginx": Chart(
+            "ingress-nginx", "https://kubernetes.github.io/ingress-nginx", "4.13.9", "ingress-nginx"
+        ),
+    }
+)
+
+# Crossplane chart versions the program accepts from config (v2 is not supported by Klutch).
+CROSSPLANE_SUPPORTED = ((1, 15), (1, 20))
+
+
+# --------------------------------------------------------------------------- AWS / Kubernetes
+# EKS Kubernetes versions the program is tested against (kubernetes-validate ships 1.25–1.37 schemas).
+KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
+DEFAULT_KUBERNETES_VERSION = "1.33"
+
+
+@dataclass(frozen=True)
+class InstanceSize:
+    vcpu: int
+    memory_gib: int
+
+
+# x86_64 node types at least t3a.xlarge-sized (4 vCPU / 16 GiB). Graviton (arm64) types are left
+# out on purpose: the Klutch images are published for amd64.
+INSTANCE_TYPES: Mapping[str, InstanceSize] = MappingProxyType(
+    {
+        **{f"{fam}.xlarge": InstanceSize(4, 16) for fam in ("t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7a")},
+        **{f"{fam}.2xlarge": InstanceSize(8, 32) for fam in ("t3", "t3a", "m5", "m5a", "m6i", "m6a", "m7i", "m7a")},
+        **{f"{fam}.4xlarge": InstanceSize(16, 64) for fam in ("m5", "m5a", "m6i", "m6a", "m7i", "m7a")},
+        **{f"{fam}.xlarge": InstanceSize(4, 32) for fam in ("r5", "r5a", "r6i", "r6a", "r7i")},
+        **{f"{fam}.2xlarge": InstanceSize(8, 64) for fam in ("r5", "r5a", "r6i", "r6a", "r7i")},
+    }
+)
+DEFAULT_INSTANCE_TYPE = "t3a.xlarge"
+
+CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+
+ACME_SERVERS: Mapping[str, str] = MappingProxyType(
+    {
+        "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+        "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    }
+)

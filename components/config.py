@@ -1,0 +1,446 @@
+"""The central stack's configuration: parsed once into frozen objects, validated as a whole.
+
+`load()` reads the stack's config; `parse()` is the pure function behind it (tests call it with
+plain dicts). Every problem is collected and raised together in one `ConfigError` before any
+resource is declared. The README's configuration reference documents each key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from . import catalog
+from .configkit import (
+    ConfigError,
+    Problem,
+    Secret,
+    TopReader,
+    check_cidr,
+    check_dns_label,
+    check_dns_name,
+    check_email,
+    check_url,
+    read_stack_config,
+)
+
+NAMESPACE = "klutch-central"
+ENVIRONMENTS = ("dev", "staging", "prod")
+NAT_STRATEGIES = ("single", "one-per-az")
+CLUSTER_MODES = ("eks", "existing")
+CONTROLLERS = ("envoy-gateway", "ingress-nginx")
+CONSUMER_SCOPES = ("Namespaced", "Cluster")
+ENDPOINT_KINDS = ("serviceBroker", "backupManager")
+_IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assumed-role)/[\w+=,.@/-]+$")
+_AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
+_ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+
+
+# ------------------------------------------------------------------------------- the objects
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: str
+    availability_zones: tuple[str, ...]  # empty: the first `az_count` of the region
+    az_count: int
+    nat_gateways: str  # single | one-per-az
+
+
+@dataclass(frozen=True)
+class NodeScaling:
+    min: int
+    desired: int
+    max: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    mode: str  # eks | existing
+    name: str
+    kubernetes_version: str
+    instance_type: str
+    nodes: NodeScaling
+    disk_size_gib: int
+    endpoint_public_access: bool
+    public_access_cidrs: tuple[str, ...]
+    admin_principal_arns: tuple[str, ...]
+    log_types: tuple[str, ...]
+    deletion_protection: bool
+    api_server_url: str | None  # the API address tenants reach, when it differs from the kubeconfig's
+    kubeconfig: Secret | None  # mode existing
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A service broker or backup manager of one data service."""
+
+    url: str
+    username: Secret
+    password: Secret
+
+
+@dataclass(frozen=True)
+class DataServiceConfig:
+    service: catalog.DataService
+    service_broker: Endpoint
+    backup_manager: Endpoint
+
+    @property
+    def key(self) -> str:
+        return self.service.key
+
+
+@dataclass(frozen=True)
+class ExposureConfig:
+    controller: str
+    acme_email: str | None
+    acme_server: str  # URL
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    host: str | None
+    route53_zone_id: str | None
+    namespace_prefix: str
+    pretty_name: str
+    consumer_scope: str
+
+
+@dataclass(frozen=True)
+class OidcConfig:
+    issuer_url: str
+    client_id: str
+    client_secret: Secret
+
+
+@dataclass(frozen=True)
+class CentralConfig:
+    stack: str
+    environment: str
+    protect: bool
+    tags: Mapping[str, str]
+    network: NetworkConfig
+    cluster: ClusterConfig
+    release: catalog.KlutchRelease
+    crossplane_version: str
+    data_services: tuple[DataServiceConfig, ...]
+    exposure: ExposureConfig
+    backend: BackendConfig
+    oidc: OidcConfig
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def is_eks(self) -> bool:
+        return self.cluster.mode == "eks"
+
+
+# ------------------------------------------------------------------------------- secrets
+def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(top-level key, path) of every secret the given raw config needs.
+
+    The offline tools (tests, render) fill placeholders for these when a committed stack file
+    leaves them out; `pulumi up` never does.
+    """
+    import json
+
+    def obj(name: str) -> dict:
+        value = raw.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return {}
+        return value if isinstance(value, dict) else {}
+
+    paths = [("oidc", "oidc.clientSecret")]
+    for svc, body in obj("dataServices").items():
+        for kind in ENDPOINT_KINDS:
+            if isinstance(body, dict) and isinstance(body.get(kind), dict):
+                paths.append(("dataServices", f"dataServices.{svc}.{kind}.password"))
+    if obj("cluster").get("mode") == "existing":
+        paths.append(("kubeconfig", "kubeconfig"))
+    return paths
+
+
+def _how(path: str) -> str:
+    flag = "--path " if "." in path else ""
+    return f"pulumi config set --secret {flag}'{path}' <value>"
+
+
+# ------------------------------------------------------------------------------- parsing
+def load() -> CentralConfig:
+    """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
+    raw, secret_keys = read_stack_config(NAMESPACE)
+    return parse(raw, secret_keys, stack=pulumi.get_stack())
+
+
+def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> CentralConfig:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
+
+    environment = top.string("environment", "dev", choices=ENVIRONMENTS)
+    protect = top.boolean("protect", environment == "prod")
+    if environment == "prod" and not protect:
+        warnings.append("environment is 'prod' but protect is false: a `pulumi destroy` can delete tenants' data")
+    tags = _tags(top)
+
+    network = _network(top.child("network"))
+    cluster = _cluster(top, stack)
+    if cluster.mode == "existing" and top.has("network"):
+        top.problem("network", "{...}", "must not be set when cluster.mode is 'existing' (no AWS network is built)")
+
+    release_name = top.string("klutchRelease", catalog.DEFAULT_RELEASE, choices=sorted(catalog.RELEASES))
+    release = catalog.RELEASES.get(release_name or "", catalog.RELEASES[catalog.DEFAULT_RELEASE])
+    crossplane_version = _crossplane_version(top, release)
+    data_services = _data_services(top, release)
+    exposure = _exposure(top.child("exposure"), warnings)
+    backend = _backend(top.child("backend"), exposure, warnings)
+    oidc = _oidc(top.child("oidc"))
+
+    top.finish()
+    if problems:
+        raise ConfigError(stack, problems)
+    return CentralConfig(
+        stack=stack,
+        environment=environment,
+        protect=protect,
+        tags=tags,
+        network=network,
+        cluster=cluster,
+        release=release,
+        crossplane_version=crossplane_version,
+        data_services=data_services,
+        exposure=exposure,
+        backend=backend,
+        oidc=oidc,
+        warnings=tuple(warnings),
+    )
+
+
+def _tags(top: TopReader) -> Mapping[str, str]:
+    tags = top.mapping("tags") or {}
+    good = {}
+    for k, v in tags.items():
+        if not isinstance(v, str) or not (0 < len(k) <= 128) or k.startswith("aws:"):
+            top.problem(f"tags.{k}", v, "tags map names (1-128 characters, not 'aws:...') to strings")
+        else:
+            good[k] = v
+    return good
+
+
+def _network(r) -> NetworkConfig:  # noqa: ANN001 (Reader)
+    cidr = r.string("cidr", "10.0.0.0/16", check=_check_vpc_cidr)
+    zones = r.strings("availabilityZones", check=lambda z: None if _AZ.match(z) else "must be an availability-zone name such as 'eu-central-1a'")
+    az_count = r.integer("azCount", len(zones) or 3, minimum=3, maximum=6)
+    if zones and len(zones) != az_count:
+        r.problem("availabilityZones", list(zones), f"must list exactly azCount ({az_count}) zones")
+    if zones and len(set(zones)) != len(zones):
+        r.problem("availabilityZones", list(zones), "must not repeat a zone")
+    nat = r.string("natGateways", "single", choices=NAT_STRATEGIES)
+    r.finish()
+    return NetworkConfig(cidr=cidr, availability_zones=zones, az_count=az_count, nat_gateways=nat)
+
+
+def _check_vpc_cidr(value: str) -> str | None:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        return "must be an IPv4 CIDR block with no host bits set, e.g. '10.0.0.0/16'"
+    if not 16 <= net.prefixlen <= 20:
+        return "prefix must be /16 to /20 (3 private subnets for nodes and pods plus 3 public subnets must fit)"
+    if not net.is_private:
+        return "must be a private range (RFC 1918), e.g. 10.0.0.0/16"
+    return None
+
+
+def subnet_layout(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
+    """(private, public) subnet CIDRs, one each per AZ, non-overlapping and inside `cidr`.
+
+    The private subnets (nodes and pods: the VPC CNI gives every pod a VPC address) take the
+    large blocks; the public subnets (load balancers, NAT gateways) share the last block.
+    """
+    vpc = ipaddress.IPv4Network(cidr)
+    bits = math.ceil(math.log2(az_count + 1))
+    blocks = list(vpc.subnets(prefixlen_diff=bits))
+    private = [str(b) for b in blocks[:az_count]]
+    public_bits = max(2, math.ceil(math.log2(az_count)))
+    public = [str(b) for b in list(blocks[-1].subnets(prefixlen_diff=public_bits))[:az_count]]
+    return private, public
+
+
+def _cluster(top: TopReader, stack: str) -> ClusterConfig:
+    r = top.child("cluster")
+    mode = r.string("mode", "eks", choices=CLUSTER_MODES)
+    name = r.string("name", f"klutch-{stack}"[:100], check=lambda v: None if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]{0,99}", v)
+                    else "must start with a letter and use letters, digits, '-' and '_' (at most 100)")
+    version = r.string("kubernetesVersion", catalog.DEFAULT_KUBERNETES_VERSION, check=_check_k8s_version)
+    instance_type = r.string("instanceType", catalog.DEFAULT_INSTANCE_TYPE, check=_check_instance_type)
+    nodes = _nodes(r)
+    disk = r.integer("diskSizeGiB", 50, minimum=20, maximum=1000)
+    public = r.boolean("endpointPublicAccess", True)
+    cidrs = r.strings("publicAccessCidrs", ("0.0.0.0/0",), check=check_cidr)
+    if not public and r.has("publicAccessCidrs"):
+        r.problem("publicAccessCidrs", list(cidrs), "can only be set when endpointPublicAccess is true")
+    if public and not cidrs:
+        r.problem("publicAccessCidrs", [], "must list at least one CIDR when endpointPublicAccess is true")
+    admins = r.strings("adminPrincipalArns", check=lambda a: None if _IAM_PRINCIPAL.match(a)
+                       else "must be an IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admin'")
+    logs = r.strings("logTypes", catalog.CONTROL_PLANE_LOG_TYPES,
+                     check=lambda t: None if t in catalog.CONTROL_PLANE_LOG_TYPES
+                     else f"must be one of {', '.join(catalog.CONTROL_PLANE_LOG_TYPES)}")
+    deletion_protection = r.boolean("deletionProtection", False)
+    api_url = r.string("apiServerUrl", None, check=check_url(("https",)))
+    eks_only = ("instanceType", "nodes", "diskSizeGiB", "endpointPublicAccess", "publicAccessCidrs",
+                "adminPrincipalArns", "logTypes", "deletionProtection", "kubernetesVersion")
+    if mode == "existing":
+        for key in eks_only:
+            if r.has(key):
+                r.problem(key, "(set)", "applies to cluster.mode 'eks' only; remove it for an existing cluster")
+    r.finish()
+    kubeconfig = None
+    if mode == "existing":
+        kubeconfig = top.secret("kubeconfig", required=True, how=_how("kubeconfig") + " (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
+                                check=_check_kubeconfig)
+    elif top.has("kubeconfig"):
+        top.problem("kubeconfig", "[secret]", "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program")
+        top._take("kubeconfig")
+    return ClusterConfig(
+        mode=mode, name=name, kubernetes_version=version, instance_type=instance_type, nodes=nodes,
+        disk_size_gib=disk, endpoint_public_access=public, public_access_cidrs=cidrs if public else (),
+        admin_principal_arns=admins, log_types=logs, deletion_protection=deletion_protection,
+        api_server_url=api_url, kubeconfig=kubeconfig,
+    )
+
+
+def _nodes(r) -> NodeScaling:  # noqa: ANN001
+    n = r.child("nodes")
+    lo = n.integer("min", 3, minimum=3, maximum=100)
+    desired = n.integer("desired", max(lo, 3), minimum=3, maximum=100)
+    hi = n.integer("max", max(desired, 6), minimum=3, maximum=100)
+    if not lo <= desired <= hi:
+        n.problem("desired", desired, f"must satisfy min ({lo}) <= desired ({desired}) <= max ({hi})")
+    n.finish()
+    return NodeScaling(lo, desired, hi)
+
+
+def _check_k8s_version(value: str) -> str | None:
+    if not re.fullmatch(r"1\.\d{2}", value):
+        return f"must be 'MAJOR.MINOR' (e.g. '{catalog.DEFAULT_KUBERNETES_VERSION}'), one of {', '.join(catalog.KUBERNETES_VERSIONS)}"
+    if value not in catalog.KUBERNETES_VERSIONS:
+        return f"unsupported; supported: {', '.join(catalog.KUBERNETES_VERSIONS)}"
+    return None
+
+
+def _check_instance_type(value: str) -> str | None:
+    if value in catalog.INSTANCE_TYPES:
+        return None
+    return (
+        "must be an x86_64 type with at least 4 vCPU / 16 GiB (t3a.xlarge class); allowed: "
+        + ", ".join(sorted(catalog.INSTANCE_TYPES))
+    )
+
+
+def _check_kubeconfig(text: str) -> str | None:
+    from .kubeconfig import KubeconfigError, parse_kubeconfig
+
+    try:
+        parse_kubeconfig(text)
+    except KubeconfigError as e:
+        return f"is not a usable kubeconfig: {e}"
+    return None
+
+
+def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
+    lo, hi = release.crossplane_min, release.crossplane_max
+    allowed = f"a Crossplane chart version X.Y.Z with {lo[0]}.{lo[1]} <= X.Y <= {hi[0]}.{hi[1]} (Klutch {release.name}; Crossplane 2 is not supported)"
+
+    def check(value: str) -> str | None:
+        m = _SEMVER.match(value)
+        if not m:
+            return f"must be {allowed}"
+        if not lo <= (int(m[1]), int(m[2])) <= hi:
+            return f"unsupported; must be {allowed}"
+        return None
+
+    version = top.string("crossplaneVersion", catalog.CHARTS["crossplane"].version, check=check)
+    return version.lstrip("v")
+
+
+def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[DataServiceConfig, ...]:
+    r = top.child("dataServices")
+    valid = release.data_services
+    out = []
+    for key in sorted(r._data):
+        svc_reader = r.child(key)
+        if key not in valid:
+            r.problem(key, "{...}", f"unknown data service for Klutch {release.name}; valid: {', '.join(valid)}")
+            svc_reader._read.update(svc_reader._data)
+            continue
+        endpoints = {}
+        for kind in ENDPOINT_KINDS:
+            e = svc_reader.child(kind)
+            if not svc_reader.has(kind):
+                svc_reader.problem(kind, None, "required: an object with url, username and password")
+            url = e.string("url", required=True, check=check_url(("http", "https")))
+            username = e.string("username", required=True)
+            password = e.secret("password", required=True, how=_how(f"dataServices.{key}.{kind}.password"))
+            e.finish()
+            endpoints[kind] = Endpoint(url or "", Secret(username or ""), password or Secret(""))
+        svc_reader.finish()
+        out.append(DataServiceConfig(catalog.DATA_SERVICES[key], endpoints["serviceBroker"], endpoints["backupManager"]))
+    return tuple(out)
+
+
+def _exposure(r, warnings: list[str]) -> ExposureConfig:  # noqa: ANN001
+    controller = r.string("controller", "envoy-gateway", choices=CONTROLLERS)
+    if controller == "ingress-nginx":
+        warnings.append(
+            "exposure.controller 'ingress-nginx' is retired upstream (no fixes after 2026-03); prefer 'envoy-gateway'"
+        )
+    email = r.string("acmeEmail", None, check=check_email)
+    server = r.string(
+        "acmeServer",
+        "letsencrypt-staging",
+        check=lambda v: None if v in catalog.ACME_SERVERS or not check_url(("https",))(v)
+        else f"must be one of {', '.join(catalog.ACME_SERVERS)} or an https ACME directory URL",
+    )
+    r.finish()
+    return ExposureConfig(controller=controller, acme_email=email,
+                          acme_server=catalog.ACME_SERVERS.get(server, server))
+
+
+def _backend(r, exposure: ExposureConfig, warnings: list[str]) -> BackendConfig:  # noqa: ANN001
+    host = r.string("host", None, check=check_dns_name)
+    zone = r.string("route53ZoneId", None, check=lambda v: None if _ZONE_ID.match(v) else "must be a Route53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")
+    if zone and not host:
+        r.problem("route53ZoneId", zone, "requires backend.host (the record to create in that zone)")
+    if host and not exposure.acme_email:
+        r.problem("host", host, "needs exposure.acmeEmail: the ACME account e-mail for the host's certificate")
+    if not host:
+        warnings.append(
+            "backend.host is not set: the backend is served on the load balancer's hostname with a self-signed CA "
+            "(public CAs refuse those names); tenants must trust the tlsCaPem output"
+        )
+    prefix = r.string("namespacePrefix", "cluster", check=check_dns_label)
+    pretty = r.string("prettyName", "anynines")
+    scope = r.string("consumerScope", "Namespaced", choices=CONSUMER_SCOPES)
+    r.finish()
+    return BackendConfig(host=host, route53_zone_id=zone, namespace_prefix=prefix, pretty_name=pretty, consumer_scope=scope)
+
+
+def _oidc(r) -> OidcConfig:  # noqa: ANN001
+    issuer = r.string("issuerUrl", required=True, check=check_url(("https",)))
+    client_id = r.string("clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
+    secret = r.secret("clientSecret", required=True, how=_how("oidc.clientSecret"))
+    r.finish()
+    return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))
+
+
+__all__ = ["CentralConfig", "ConfigError", "load", "parse", "secret_paths", "subnet_layout"]

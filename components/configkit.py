@@ -1,0 +1,305 @@
+"""Config reading machinery shared by the central and the tenant program.
+
+Pulumi hands a program its configuration as strings (structured values as JSON). `Reader` walks
+that input key by key, converts and checks each value, records every problem (key, bad value,
+what is allowed) instead of stopping at the first, and reports keys nobody asked for, so a typo
+is never silently ignored. `ConfigError` carries all problems at once and is a `pulumi.RunError`:
+Pulumi prints its message without a stack trace.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pulumi
+from pulumi.runtime import config as _runtime_config
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
+
+
+class Secret:
+    """A secret config value. Its repr never shows the value; `output()` makes a Pulumi secret."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def output(self) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    value: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        return f"{self.key} = {_show(self.value)}: {self.allowed}"
+
+
+class ConfigError(pulumi.RunError):
+    """Every configuration problem of a stack, reported together."""
+
+    def __init__(self, stack: str, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        n = len(problems)
+        super().__init__(
+            f"invalid configuration for stack '{stack}' ({n} problem{'s' if n != 1 else ''}):\n{lines}"
+        )
+
+
+_MISSING = object()
+_UNSET = "<unset>"
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING or value is None:
+        return _UNSET
+    if isinstance(value, Secret):
+        return "[secret]"
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
+    """All config values of `namespace` (key without the namespace) and the secret keys among them.
+
+    Reads what the Pulumi language host passed (environment) and what a test or the offline
+    renderer set with `set_all_config`, without the warnings `Config.get` prints for secrets.
+    """
+    values: dict[str, Any] = {}
+    values.update(_runtime_config.get_config_env())
+    values.update(_runtime_config.CONFIG.get())
+    secret = set(_runtime_config.get_config_secret_keys_env()) | set(_runtime_config._SECRET_KEYS.get())
+    prefix = f"{namespace}:"
+    raw = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+    return raw, {k[len(prefix):] for k in secret if k.startswith(prefix)}
+
+
+class Reader:
+    """Walks one object of config, collecting problems; unread keys are reported as unknown."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, problems: list[Problem], secret: bool) -> None:
+        self._data = dict(data)
+        self._path = path
+        self._problems = problems
+        self._secret = secret
+        self._read: set[str] = set()
+
+    # ---------------------------------------------------------------- plumbing
+    def key(self, name: str) -> str:
+        return f"{self._path}.{name}" if self._path else name
+
+    def problem(self, name: str, value: Any, allowed: str) -> None:
+        self._problems.append(Problem(self.key(name), value, allowed))
+
+    def _take(self, name: str) -> Any:
+        self._read.add(name)
+        value = self._data.get(name, _MISSING)
+        return _MISSING if value is None else value
+
+    def has(self, name: str) -> bool:
+        return self._data.get(name) is not None
+
+    def finish(self) -> None:
+        for name in sorted(set(self._data) - self._read):
+            self.problem(name, self._data[name] if not self._secret else "[secret]", "unknown key")
+
+    # ---------------------------------------------------------------- typed getters
+    def string(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        choices: Iterable[str] | None = None,
+        check: Callable[[str], str | None] | None = None,
+    ) -> str | None:
+        value = self._take(name)
+        if value is _MISSING:
+            if required:
+                self.problem(name, value, "required" + (f"; one of {_list(choices)}" if choices else ""))
+            return default
+        if not isinstance(value, str):
+            self.problem(name, value, "must be a string")
+            return default
+        if choices is not None and value not in choices:
+            self.problem(name, value, f"must be one of {_list(choices)}")
+            return default
+        if check is not None and (why := check(value)):
+            self.problem(name, value, why)
+            return default
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        value = self._take(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(name, value, "must be a whole number")
+            return default
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            self.problem(name, value, f"must be between {minimum} and {maximum}" if maximum is not None
+                         else f"must be at least {minimum}")
+            return default
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self._take(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            self.problem(name, value, "must be true or false")
+            return default
+        return value
+
+    def strings(
+        self, name: str, default: tuple[str, ...] = (), *, check: Callable[[str], str | None] | None = None
+    ) -> tuple[str, ...]:
+        value = self._take(name)
+        if value is _MISSING:
+            return default
+        if isinstance(value, str):
+            value = _json(value, value)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.problem(name, value, "must be a list of strings")
+            return default
+        good = True
+        for i, item in enumerate(value):
+            if check is not None and (why := check(item)):
+                self._problems.append(Problem(f"{self.key(name)}[{i}]", item, why))
+                good = False
+        return tuple(value) if good else default
+
+    def mapping(self, name: str) -> dict[str, Any] | None:
+        """A nested object (None when unset); problems if it is not an object."""
+        value = self._take(name)
+        if value is _MISSING:
+            return None
+        if isinstance(value, str):
+            value = _json(value, value)
+        if not isinstance(value, dict):
+            self.problem(name, value, "must be an object")
+            return None
+        return value
+
+    def child(self, name: str) -> Reader:
+        return Reader(self.mapping(name) or {}, self.key(name), self._problems, self._secret)
+
+    def secret(self, name: str, *, required: bool, how: str, check: Callable[[str], str | None] | None = None,
+               ) -> Secret | None:
+        """A value that must be stored as a Pulumi secret (`pulumi config set --secret`)."""
+        value = self._take(name)
+        if value is _MISSING or value == "":
+            if required:
+                self.problem(name, _MISSING, f"required secret; set it with `{how}`")
+            return None
+        if not isinstance(value, str):
+            self.problem(name, "[secret]", "must be a string")
+            return None
+        if not self._secret:
+            self.problem(name, "[not shown]", f"is stored in plain text; set it as a secret with `{how}`")
+            return None
+        if check is not None and (why := check(value)):
+            self.problem(name, "[secret]", why)
+            return None
+        return Secret(value)
+
+
+def top_reader(raw: Mapping[str, Any], secret_keys: set[str], problems: list[Problem], namespace: str) -> TopReader:
+    return TopReader(raw, secret_keys, problems, namespace)
+
+
+class TopReader(Reader):
+    """The namespace's top level: each key may be individually secret, and objects arrive as JSON."""
+
+    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str], problems: list[Problem], namespace: str):
+        super().__init__(raw, "", problems, secret=False)
+        self._secret_keys = secret_keys
+        self._namespace = namespace
+
+    def key(self, name: str) -> str:
+        return f"{self._namespace}:{name}"
+
+    def child(self, name: str) -> Reader:
+        data = self.mapping(name) or {}
+        return Reader(data, self.key(name), self._problems, name in self._secret_keys)
+
+    def secret(self, name: str, *, required: bool, how: str, check=None) -> Secret | None:  # noqa: ANN001
+        was, self._secret = self._secret, name in self._secret_keys
+        try:
+            return super().secret(name, required=required, how=how, check=check)
+        finally:
+            self._secret = was
+
+    def finish(self) -> None:
+        for name in sorted(set(self._data) - self._read):
+            shown = "[secret]" if name in self._secret_keys else self._data[name]
+            self.problem(name, shown, "unknown key (check the spelling; see the README's configuration reference)")
+
+
+def _json(text: str, fallback: Any) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return fallback
+
+
+def _list(choices: Iterable[str] | None) -> str:
+    return ", ".join(repr(c) for c in (choices or ()))
+
+
+# ------------------------------------------------------------------------------- value checks
+def check_dns_label(value: str) -> str | None:
+    return None if DNS_LABEL.match(value) else "must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or trailing '-')"
+
+
+def check_dns_name(value: str) -> str | None:
+    return None if DNS_NAME.match(value) else "must be a fully qualified DNS name you control, e.g. 'klutch.example.com' (lowercase, no scheme, no port)"
+
+
+def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        u = urlparse(value)
+        if u.scheme not in schemes or not u.hostname:
+            return f"must be an absolute {' or '.join(schemes)} URL"
+        return None
+
+    return check
+
+
+def check_cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        return "must be a CIDR block with no host bits set, e.g. '203.0.113.0/24'"
+    return None
+
+
+def check_email(value: str) -> str | None:
+    return None if re.fullmatch(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", value, re.IGNORECASE) else "must be an e-mail address"

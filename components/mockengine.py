@@ -1,0 +1,419 @@
+"""The project's one mock engine: evaluates a Pulumi program offline and records everything.
+
+Used by the tests and by the offline renderer (`python -m components.render`). A `MockMonitor`
+subclass records each registered resource with its type, name, inputs (secrets kept wrapped, so
+secretness can be asserted), parent, provider, dependencies and options; the stack's outputs;
+and the engine's log lines. Remote components (pulumi_eks) are one opaque resource under mocks:
+`CuratedMocks` returns the outputs later layers read from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import config as rconfig
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime import stack as rstack
+
+# A throw-away self-signed certificate (CN=placeholder-ca, no key kept): the CA of every mocked cluster.
+PLACEHOLDER_CA_PEM = """-----BEGIN CERTIFICATE-----
+MIIBhzCCAS2gAwIBAgIUNnaFABQGhGsqUdUXFgxYD/RO5BUwCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOcGxhY2Vob2xkZXItY2EwHhcNMjYxMTI0MDUyMTA2WhcNMzYx
+MTIxMDUyMTA2WjAZMRcwFQYDVQQDDA5wbGFjZWhvbGRlci1jYTBZMBMGByqGSM49
+AgEGCCqGSM49AwEHA0IABBE76liKM9MV3ZBQ75TxRunkOnshAnZS2oXR8oiNhLpo
+Sa0qe1P+OT7dOfA+pTeL000vSyaDvHUaNjH572i+hmKjUzBRMB0GA1UdDgQWBBQf
+VAzhFQOkjmWL1GpgdCpJc0XsCTAfBgNVHSMEGDAWgBQfVAzhFQOkjmWL1GpgdCpJ
+c0XsCTAPBgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQCt3Yzg1FJc
+Tpttiya+ib2GK3wg+vk8rOtgXLiRzXN1+wIgJzVi9cAnBJf2eVKWCGO1ofUxBToK
+tGZNvOfNQchwhUI=
+-----END CERTIFICATE-----
+"""
+MOCK_ACCOUNT = "123456789012"
+MOCK_REGION = "eu-central-1"
+MOCK_ZONES = ["eu-central-1a", "eu-central-1b", "eu-central-1c"]
+MOCK_LB_HOSTNAME = "k8s-mock-0123456789.elb.eu-central-1.amazonaws.com"
+
+
+def mock_kubeconfig(server: str, name: str = "mock", namespace: str | None = None, token: str = "mock-token") -> str:
+    """A kubeconfig (JSON) for a mocked cluster, with the placeholder CA embedded."""
+    ctx: dict[str, Any] = {"cluster": name, "user": name}
+    if namespace:
+        ctx["namespace"] = namespace
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority-data": base64.b64encode(PLACEHOLDER_CA_PEM.encode()).decode(),
+                    },
+                }
+            ],
+            "contexts": [{"name": name, "context": ctx}],
+            "current-context": name,
+            "users": [{"name": name, "user": {"token": token}}],
+        }
+    )
+
+
+# ------------------------------------------------------------------------------- records
+def _unwrap(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return _unwrap(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def _contains_secret(value: Any) -> bool:
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(_contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secret(v) for v in value)
+    return False
+
+
+def _walk(value: Any, path: str) -> Any:
+    """Follow a dotted path (`spec.template.metadata`, list indexes as numbers) through raw inputs."""
+    for part in [p for p in path.split(".") if p]:
+        while rpc.is_rpc_secret(value):
+            value = rpc.unwrap_rpc_secret(value)
+        if isinstance(value, list):
+            value = value[int(part)] if part.isdigit() and int(part) < len(value) else None
+        elif isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+@dataclass
+class Registration:
+    """One resource as the engine saw it."""
+
+    urn: str
+    type: str
+    name: str
+    raw_inputs: dict[str, Any]
+    parent: str
+    provider: str  # "urn::id" reference, "" for none
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    replace_on_changes: list[str]
+    custom_timeouts: dict[str, str]
+    aliases: list[Any]
+    custom: bool
+    remote: bool
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """Inputs with secrets unwrapped (use `is_secret` to ask about secretness)."""
+        return _unwrap(self.raw_inputs)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        value = _walk(self.raw_inputs, path)
+        return default if value is None else _unwrap(value)
+
+    def is_secret(self, path: str) -> bool:
+        """True when the value at `path` (or anything inside it) is a Pulumi secret."""
+        parts = [p for p in path.split(".") if p]
+        value: Any = self.raw_inputs
+        for part in parts:
+            if rpc.is_rpc_secret(value):
+                return True
+            if isinstance(value, list):
+                value = value[int(part)]
+            elif isinstance(value, dict):
+                value = value.get(part)
+            else:
+                return False
+        return _contains_secret(value)
+
+    @property
+    def provider_urn(self) -> str:
+        return self.provider.split("::")[0] + "::" + "::".join(self.provider.split("::")[1:-1]) if self.provider else ""
+
+    @property
+    def k8s_kind(self) -> str | None:
+        return self.get("kind")
+
+    @property
+    def k8s_name(self) -> str | None:
+        return self.get("metadata.name")
+
+
+@dataclass
+class Evaluation:
+    resources: list[Registration]
+    outputs: dict[str, Any]  # raw (secrets wrapped)
+    logs: list[tuple[str, str]]  # (severity, message)
+
+    # ------------------------------------------------------------------ queries
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_prefix(self, prefix: str) -> list[Registration]:
+        return [r for r in self.resources if r.type.startswith(prefix)]
+
+    def one(self, type_: str, name: str | None = None, **k8s: str) -> Registration:
+        """The single resource of `type_` (and Pulumi `name`, or Kubernetes kind/name/namespace)."""
+        found = [r for r in self.by_type(type_) if name is None or r.name == name]
+        for key, want in k8s.items():
+            path = {"kind": "kind", "k8s_name": "metadata.name", "namespace": "metadata.namespace"}[key]
+            found = [r for r in found if r.get(path) == want]
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_} {name or ''} {k8s or ''}, found {[r.name for r in found]}")
+        return found[0]
+
+    def k8s(self, kind: str, name: str, namespace: str | None = None) -> Registration:
+        """The one Kubernetes object of `kind` named `name` (any kubernetes: type)."""
+        found = [
+            r for r in self.by_prefix("kubernetes:")
+            if r.get("kind") == kind and r.get("metadata.name") == name
+            and (namespace is None or r.get("metadata.namespace") == namespace)
+        ]
+        if len(found) != 1:
+            raise AssertionError(f"expected one {kind} {namespace or ''}/{name}, found {len(found)}")
+        return found[0]
+
+    def kinds(self, kind: str) -> list[Registration]:
+        return [r for r in self.by_prefix("kubernetes:") if r.get("kind") == kind]
+
+    def by_urn(self, urn: str) -> Registration | None:
+        return next((r for r in self.resources if r.urn == urn), None)
+
+    def _edges(self, r: Registration) -> Iterable[str]:
+        yield from r.dependencies
+        for deps in r.property_dependencies.values():
+            yield from deps
+        if r.provider_urn:
+            yield r.provider_urn
+
+    def depends_on(self, a: Registration, b: Registration) -> bool:
+        """True when `a` waits for `b` (directly or transitively, through dependencies and providers)."""
+        seen, todo = set(), list(self._edges(a))
+        while todo:
+            urn = todo.pop()
+            if urn == b.urn:
+                return True
+            if urn in seen:
+                continue
+            seen.add(urn)
+            dep = self.by_urn(urn)
+            if dep is not None:
+                todo.extend(self._edges(dep))
+                # waiting for a component means waiting for its children
+                todo.extend(c.urn for c in self.resources if c.parent == urn)
+        return False
+
+    def descendants(self, r: Registration) -> list[Registration]:
+        out, todo = [], [r.urn]
+        while todo:
+            urn = todo.pop()
+            kids = [c for c in self.resources if c.parent == urn]
+            out.extend(kids)
+            todo.extend(c.urn for c in kids)
+        return out
+
+    def output(self, name: str) -> Any:
+        return _unwrap(self.outputs[name])
+
+    def output_is_secret(self, name: str) -> bool:
+        return _contains_secret(self.outputs[name])
+
+    def warnings(self) -> list[str]:
+        return [m for s, m in self.logs if s == "warning"]
+
+
+# ------------------------------------------------------------------------------- mocks
+ResourceHook = Callable[[mocks.MockResourceArgs], "dict[str, Any] | None"]
+
+
+class CuratedMocks(mocks.Mocks):
+    """Inputs echo back as outputs, plus curated outputs for what later layers read."""
+
+    def __init__(self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+                 resource_hook: ResourceHook | None = None) -> None:
+        self.stack_outputs = dict(stack_outputs or {})
+        self.resource_hook = resource_hook
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        extra = self._curated(args)
+        if self.resource_hook is not None:
+            extra.update(self.resource_hook(args) or {})
+        state.update(extra)
+        return state.pop("__id", f"{args.name}-id"), state
+
+    def _curated(self, args: mocks.MockResourceArgs) -> dict[str, Any]:
+        t, name = args.typ, args.name
+        if t == "eks:index:Cluster":
+            server = f"https://{name.upper()}.gr7.{MOCK_REGION}.eks.amazonaws.com"
+            return {
+                "kubeconfigJson": mock_kubeconfig(server, args.inputs.get("name", name)),
+                "oidcProviderArn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK",
+                "oidcIssuer": f"oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK",
+            }
+        if t == "pulumi:pulumi:StackReference":
+            return {"outputs": dict(self.stack_outputs.get(args.inputs.get("name", name), {})),
+                    "secretOutputNames": []}
+        if t.startswith("aws:"):
+            out = {"arn": f"arn:aws:{t.split(':')[1].split('/')[0]}:{MOCK_REGION}:{MOCK_ACCOUNT}:{name}"}
+            if t == "aws:ec2/launchTemplate:LaunchTemplate":
+                out["latestVersion"] = 1
+            if t == "aws:kms/key:Key":
+                out["keyId"] = f"{name}-key-id"
+            if t == "aws:iam/role:Role":
+                out["name"] = args.inputs.get("name", f"{name}-role")
+            return out
+        if t == "kubernetes:core/v1:Service" and (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
+            return {"status": {"loadBalancer": {"ingress": [{"hostname": MOCK_LB_HOSTNAME}]}}}
+        if t == "random:index/randomBytes:RandomBytes":
+            n = int(args.inputs.get("length", 32))
+            return {"base64": base64.b64encode(bytes(range(n))).decode(), "hex": bytes(range(n)).hex()}
+        return {}
+
+    def call(self, args: mocks.MockCallArgs) -> dict:
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {"names": MOCK_ZONES, "zoneIds": [z.replace("eu-central-", "euc1-az") for z in MOCK_ZONES]}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": MOCK_REGION, "region": MOCK_REGION}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": MOCK_ACCOUNT, "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/mock", "userId": "MOCK"}
+        return {}
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    def __init__(self, m: mocks.Mocks) -> None:
+        super().__init__(m)
+        self.records: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self.stack_urn = ""
+
+    def RegisterResource(self, request):  # noqa: N802, ANN001, ANN201
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+            return response
+        ct = request.customTimeouts
+        rec = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            raw_inputs=rpc.deserialize_properties(request.object),
+            parent=request.parent,
+            provider=request.provider,
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            ignore_changes=list(request.ignoreChanges),
+            replace_on_changes=list(request.replaceOnChanges),
+            custom_timeouts={k: v for k, v in (("create", ct.create), ("update", ct.update), ("delete", ct.delete)) if v},
+            aliases=list(request.aliases),
+            custom=bool(request.custom),
+            remote=bool(request.remote),
+            id=response.id,
+        )
+        rec.outputs = self.resources[response.urn].state if response.urn in self.resources else {}
+        self.records.append(rec)
+        return response
+
+    def ReadResource(self, request):  # noqa: N802, ANN001, ANN201
+        response = super().ReadResource(request)
+        self.records.append(
+            Registration(
+                urn=response.urn, type=request.type, name=request.name,
+                raw_inputs=rpc.deserialize_properties(request.properties), parent=request.parent,
+                provider=request.provider, dependencies=list(request.dependencies), property_dependencies={},
+                protect=False, retain_on_delete=False, delete_before_replace=False, ignore_changes=[],
+                replace_on_changes=[], custom_timeouts={}, aliases=[], custom=True, remote=False, id=request.id,
+            )
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802, ANN001, ANN201
+        if request.urn == self.stack_urn:
+            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+class _RecordingEngine(mocks.MockEngine):
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("klutch.mockengine"))
+        self.lines: list[tuple[str, str]] = []
+
+    def Log(self, request):  # noqa: N802, ANN001, ANN201
+        from pulumi.runtime.proto import engine_pb2
+
+        severity = {engine_pb2.DEBUG: "debug", engine_pb2.INFO: "info", engine_pb2.WARNING: "warning",
+                    engine_pb2.ERROR: "error"}.get(request.severity, "info")
+        if severity != "debug":
+            self.lines.append((severity, request.message))
+
+
+def evaluate(
+    program: Callable[[], Any],
+    config: Mapping[str, Any],
+    secret_keys: Iterable[str] = (),
+    *,
+    project: str,
+    stack: str,
+    stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+    resource_hook: ResourceHook | None = None,
+    preview: bool = False,
+) -> Evaluation:
+    """Run `program` under the mock engine with `config` (full keys, e.g. 'klutch-central:cluster').
+
+    Structured values may be given as Python objects; they are passed as JSON like Pulumi does.
+    Raises whatever the program raises (a ConfigError for bad config).
+    """
+    monitor = RecordingMonitor(CuratedMocks(stack_outputs, resource_hook))
+    engine = _RecordingEngine()
+    settings.configure(
+        mocks.MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+            engine=engine,
+            project=project,
+            stack=stack,
+            dry_run=preview,
+            organization="organization",
+            callbacks=None,
+        )
+    )
+    settings.ROOT.set(None)
+    settings.SETTINGS.outputs.clear()
+    rconfig.set_all_config(
+        {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, list(secret_keys)
+    )
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(rstack.run_in_stack(program))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+        settings.ROOT.set(None)
+        rconfig.set_all_config({}, [])
+    return Evaluation(monitor.records, monitor.stack_outputs, engine.lines)

@@ -1,0 +1,56 @@
+"""The central program: read config → build the layers in order → export the stack outputs.
+
+`__main__.py` calls `main()`; the tests and the offline renderer call it under the mock engine.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from . import config as config_module
+from .cluster import Cluster, ClusterArgs
+from .crossplane import Crossplane, CrossplaneArgs
+from .edge import Edge, EdgeArgs
+from .kubebind import KubeBind, KubeBindArgs
+from .network import Network, NetworkArgs
+
+
+def main() -> None:
+    cfg = config_module.load()  # raises ConfigError (all problems at once) before any resource exists
+    for warning in cfg.warnings:
+        pulumi.log.warn(warning)
+    tags = {"klutch.anynines.com/stack": cfg.stack, "klutch.anynines.com/environment": cfg.environment, **cfg.tags}
+
+    network = None
+    if cfg.is_eks:
+        network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, tags=tags))
+        pulumi.export("vpcId", network.vpc_id)
+        pulumi.export("publicSubnetIds", network.public_subnet_ids)
+        pulumi.export("privateSubnetIds", network.private_subnet_ids)
+
+    cluster = Cluster(
+        "cluster",
+        ClusterArgs(
+            config=cfg.cluster,
+            protect=cfg.protect,
+            tags=tags,
+            vpc_id=network.vpc_id if network else None,
+            public_subnet_ids=network.public_subnet_ids if network else (),
+            private_subnet_ids=network.private_subnet_ids if network else (),
+        ),
+    )
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("clusterEndpoint", cluster.api_server_url)
+    pulumi.export("clusterCaPem", cluster.ca_pem)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+
+    # ---- Crossplane, provider-anynines, dataservices, ProviderConfigs (issue #3) ----
+    crossplane = Crossplane("crossplane", CrossplaneArgs(config=cfg, provider=cluster.provider))
+    del crossplane
+    # ---- end crossplane ----
+
+    # ---- edge and kube-bind (issue #4) ----
+    edge = Edge("edge", EdgeArgs(config=cfg, provider=cluster.provider))
+    kube_bind = KubeBind("kube-bind", KubeBindArgs(config=cfg, provider=cluster.provider, cluster=cluster, edge=edge))
+    del kube_bind
+    # ---- end edge and kube-bind ----
