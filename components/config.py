@@ -238,7 +238,7 @@ def _tags(top: TopReader) -> Mapping[str, str]:
 def _network(r) -> NetworkConfig:  # noqa: ANN001 (Reader)
     cidr = r.string("cidr", "10.0.0.0/16", check=_check_vpc_cidr)
     zones = r.strings("availabilityZones", check=lambda z: None if _AZ.match(z) else "must be an availability-zone name such as 'eu-central-1a'")
-    az_count = r.integer("azCount", len(zones) or 3, minimum=3, maximum=6)
+    az_count = r.integer("azCount", max(len(zones), 3), minimum=3, maximum=6)
     if zones and len(zones) != az_count:
         r.problem("availabilityZones", list(zones), f"must list exactly azCount ({az_count}) zones")
     if zones and len(set(zones)) != len(zones):

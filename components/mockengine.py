@@ -308,8 +308,28 @@ class RecordingMonitor(mocks.MockMonitor):
         self.records: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
         self.stack_urn = ""
+        self.thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _thread_loop(self) -> None:
+        """The SDK's mock monitor makes an event loop per worker thread and never closes it; own them."""
+        try:
+            asyncio.get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self.thread_loops.append(loop)
+
+    def close(self) -> None:
+        for loop in self.thread_loops:
+            loop.close()
+        self.thread_loops.clear()
+
+    def Invoke(self, request):  # noqa: N802, ANN001, ANN201
+        self._thread_loop()
+        return super().Invoke(request)
 
     def RegisterResource(self, request):  # noqa: N802, ANN001, ANN201
+        self._thread_loop()
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
@@ -340,6 +360,7 @@ class RecordingMonitor(mocks.MockMonitor):
         return response
 
     def ReadResource(self, request):  # noqa: N802, ANN001, ANN201
+        self._thread_loop()
         response = super().ReadResource(request)
         self.records.append(
             Registration(
@@ -412,7 +433,9 @@ def evaluate(
     try:
         loop.run_until_complete(rstack.run_in_stack(program))
     finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
+        monitor.close()
         asyncio.set_event_loop(None)
         settings.ROOT.set(None)
         rconfig.set_all_config({}, [])

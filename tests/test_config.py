@@ -1,0 +1,203 @@
+"""Configuration: parsed once, every problem reported together, before any resource exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import catalog
+from components.config import ConfigError, subnet_layout
+from components.configkit import Secret
+from components.mockengine import mock_kubeconfig
+from tests import harness
+
+KUBECONFIG = mock_kubeconfig("https://10.1.2.3:6443", "kind-klutch")
+
+
+def problems_of(overrides=None, **kwargs) -> str:
+    with pytest.raises(ConfigError) as err:
+        harness.parse(overrides, **kwargs)
+    return str(err.value)
+
+
+def test_base_config_parses_to_typed_objects():
+    cfg = harness.parse()
+    assert cfg.environment == "dev" and cfg.protect is False
+    assert cfg.network.cidr == "10.0.0.0/16" and cfg.network.az_count == 3 and cfg.network.nat_gateways == "single"
+    assert cfg.cluster.mode == "eks" and cfg.cluster.name == "klutch-test"
+    assert cfg.cluster.kubernetes_version == catalog.DEFAULT_KUBERNETES_VERSION
+    assert cfg.cluster.instance_type == "t3a.xlarge"
+    assert (cfg.cluster.nodes.min, cfg.cluster.nodes.desired, cfg.cluster.nodes.max) == (3, 3, 6)
+    assert cfg.cluster.public_access_cidrs == ("0.0.0.0/0",)
+    assert cfg.release is catalog.RELEASES["v1.0.0"]
+    assert cfg.crossplane_version == "1.20.11"
+    assert [s.key for s in cfg.data_services] == ["postgresql"]
+    assert cfg.data_services[0].service_broker.password == Secret(harness.BROKER_PASSWORD)
+    assert cfg.oidc.client_id == "kube-bind" and cfg.oidc.client_secret == Secret(harness.OIDC_SECRET)
+    assert cfg.exposure.acme_server == "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+def test_prod_environment_protects_by_default():
+    assert harness.parse({"environment": "prod", "exposure": {"acmeServer": "letsencrypt"}}).protect is True
+
+
+def test_secret_repr_never_shows_the_value():
+    cfg = harness.parse()
+    assert harness.OIDC_SECRET not in repr(cfg)
+    assert harness.BROKER_PASSWORD not in repr(cfg)
+
+
+# Each bad configuration: (overrides, the key the message must name, a phrase of what is allowed).
+BAD = [
+    ({"network": {"cidr": "10.0.0.0/33"}}, "klutch-central:network.cidr", "IPv4 CIDR"),
+    ({"network": {"cidr": "10.0.0.1/16"}}, "klutch-central:network.cidr", "no host bits"),
+    ({"network": {"cidr": "10.0.0.0/24"}}, "klutch-central:network.cidr", "/16 to /20"),
+    ({"network": {"cidr": "8.8.0.0/16"}}, "klutch-central:network.cidr", "private range"),
+    ({"network": {"azCount": 2}}, "klutch-central:network.azCount", "between 3 and 6"),
+    ({"network": {"natGateways": "none"}}, "klutch-central:network.natGateways", "'single', 'one-per-az'"),
+    ({"network": {"availabilityZones": ["eu-central-1a", "eu-central-1b"]}}, "klutch-central:network.availabilityZones", "exactly azCount (3)"),
+    ({"cluster": {"nodes": {"min": 2}}}, "klutch-central:cluster.nodes.min", "between 3 and 100"),
+    ({"cluster": {"nodes": {"min": 4, "desired": 3, "max": 6}}}, "klutch-central:cluster.nodes.desired", "min (4) <= desired (3) <= max (6)"),
+    ({"cluster": {"nodes": {"desired": 7, "max": 6}}}, "klutch-central:cluster.nodes.desired", "<= max (6)"),
+    ({"cluster": {"instanceType": "t3a.large"}}, "klutch-central:cluster.instanceType", "at least 4 vCPU / 16 GiB"),
+    ({"cluster": {"instanceType": "m6g.xlarge"}}, "klutch-central:cluster.instanceType", "x86_64"),
+    ({"cluster": {"kubernetesVersion": "1.29"}}, "klutch-central:cluster.kubernetesVersion", "supported: 1.30"),
+    ({"cluster": {"kubernetesVersion": "v1.33.0"}}, "klutch-central:cluster.kubernetesVersion", "'MAJOR.MINOR'"),
+    ({"cluster": {"mode": "gke"}}, "klutch-central:cluster.mode", "'eks', 'existing'"),
+    ({"cluster": {"publicAccessCidrs": ["0.0.0.0/0", "300.1.1.0/24"]}}, "klutch-central:cluster.publicAccessCidrs[1]", "CIDR block"),
+    ({"cluster": {"endpointPublicAccess": False, "publicAccessCidrs": ["203.0.113.0/24"]}}, "klutch-central:cluster.publicAccessCidrs", "only be set when endpointPublicAccess is true"),
+    ({"cluster": {"adminPrincipalArns": ["admin"]}}, "klutch-central:cluster.adminPrincipalArns[0]", "IAM role or user ARN"),
+    ({"cluster": {"logTypes": ["api", "everything"]}}, "klutch-central:cluster.logTypes[1]", "must be one of api"),
+    ({"cluster": {"nodes": {"min": "three"}}}, "klutch-central:cluster.nodes.min", "whole number"),
+    ({"cluster": {"deletionProtection": "yes"}}, "klutch-central:cluster.deletionProtection", "true or false"),
+    ({"environment": "production"}, "klutch-central:environment", "'dev', 'staging', 'prod'"),
+    ({"klutchRelease": "v9.9.9"}, "klutch-central:klutchRelease", "'v1.0.0'"),
+    ({"clustre": {"mode": "eks"}}, "klutch-central:clustre", "unknown key"),
+    ({"cluster": {"instancetype": "t3a.xlarge"}}, "klutch-central:cluster.instancetype", "unknown key"),
+    ({"network": {"cidr": "10.0.0.0/16", "nat": "single"}}, "klutch-central:network.nat", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("overrides,key,allowed", BAD, ids=[b[1] + ":" + b[2][:20] for b in BAD])
+def test_bad_config_names_key_value_and_what_is_allowed(overrides, key, allowed):
+    message = problems_of(overrides)
+    line = next((ln for ln in message.splitlines() if ln.strip().startswith(f"- {key} =")), None)
+    assert line is not None, message
+    assert allowed in line
+
+
+@pytest.mark.parametrize("overrides,key,allowed", BAD[:6], ids=[b[1] for b in BAD[:6]])
+def test_bad_config_fails_before_any_resource_is_registered(overrides, key, allowed):
+    from components.mockengine import RecordingMonitor
+
+    seen: list = []
+    original = RecordingMonitor.RegisterResource
+
+    def spy(self, request):
+        seen.append(request.type)
+        return original(self, request)
+
+    RecordingMonitor.RegisterResource = spy
+    try:
+        with pytest.raises(ConfigError) as err:
+            harness.run(overrides)
+    finally:
+        RecordingMonitor.RegisterResource = original
+    assert key in str(err.value)
+    assert seen == ["pulumi:pulumi:Stack"], seen
+
+
+def test_all_problems_are_reported_together():
+    message = problems_of(
+        {"network": {"cidr": "bad", "azCount": 1}, "cluster": {"instanceType": "t2.micro", "nodes": {"min": 1}},
+         "typo": "x"}
+    )
+    assert message.startswith("invalid configuration for stack 'test' (5 problems):")
+    for key in ("network.cidr", "network.azCount", "cluster.instanceType", "cluster.nodes.min", "klutch-central:typo"):
+        assert key in message
+
+
+def test_problem_line_shows_the_bad_value():
+    assert "klutch-central:cluster.instanceType = 't3a.large': must be" in problems_of({"cluster": {"instanceType": "t3a.large"}})
+
+
+def test_missing_oidc_client_secret_is_required():
+    raw = harness.merged()
+    del raw["oidc"]["clientSecret"]
+    message = problems_of(raw=raw)
+    assert "klutch-central:oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret' <value>`" in message
+
+
+def test_plain_text_secret_is_rejected_without_echoing_it():
+    message = problems_of(secret_keys=("dataServices",))  # oidc not marked secret
+    assert "klutch-central:oidc.clientSecret" in message and "stored in plain text" in message
+    assert harness.OIDC_SECRET not in message
+
+
+def test_unknown_key_inside_secret_object_does_not_echo_its_value():
+    message = problems_of({"oidc": {"clientSecrett": "s3cr3t-typo"}})
+    assert "klutch-central:oidc.clientSecrett = '[secret]': unknown key" in message
+    assert "s3cr3t-typo" not in message
+
+
+def test_existing_mode_requires_a_secret_kubeconfig():
+    message = problems_of({"cluster": {"mode": "existing"}}, raw=None)
+    assert "klutch-central:kubeconfig = <unset>: required secret" in message
+
+
+def test_existing_mode_rejects_eks_only_keys_and_network():
+    raw = harness.merged({"cluster": {"mode": "existing", "instanceType": "t3a.xlarge"}, "kubeconfig": KUBECONFIG})
+    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    assert "klutch-central:cluster.instanceType" in message and "applies to cluster.mode 'eks' only" in message
+    assert "klutch-central:network" in message and "must not be set when cluster.mode is 'existing'" in message
+
+
+def test_existing_mode_parses_kubeconfig():
+    raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": KUBECONFIG}, drop=("network",))
+    cfg = harness.parse(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    assert cfg.cluster.mode == "existing" and cfg.cluster.kubeconfig == Secret(KUBECONFIG)
+
+
+def test_existing_mode_rejects_an_unusable_kubeconfig():
+    raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": "apiVersion: v1\nkind: Config\n"}, drop=("network",))
+    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    assert "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: no current-context" in message
+
+
+def test_kubeconfig_in_eks_mode_is_an_error():
+    raw = harness.merged({"kubeconfig": KUBECONFIG})
+    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    assert "klutch-central:kubeconfig" in message and "only for cluster.mode 'existing'" in message
+
+
+def test_structured_values_arrive_as_json_strings_like_the_cli_passes_them():
+    import json
+
+    raw = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in harness.merged().items()}
+    raw["protect"] = "true"
+    cfg = harness.parse(raw=raw)
+    assert cfg.protect is True and cfg.oidc.issuer_url == "https://idp.example.com/realms/klutch"
+
+
+def test_integer_strings_are_accepted_for_numbers():
+    cfg = harness.parse({"cluster": {"nodes": {"min": "4", "desired": "4", "max": "8"}}})
+    assert (cfg.cluster.nodes.min, cfg.cluster.nodes.desired, cfg.cluster.nodes.max) == (4, 4, 8)
+
+
+@pytest.mark.parametrize("cidr,az", [("10.0.0.0/16", 3), ("10.0.0.0/20", 3), ("172.16.0.0/16", 4), ("192.168.0.0/16", 6)])
+def test_subnet_layout_fits_without_overlap(cidr, az):
+    import ipaddress
+
+    private, public = subnet_layout(cidr, az)
+    nets = [ipaddress.ip_network(c) for c in private + public]
+    assert len(private) == len(public) == az
+    vpc = ipaddress.ip_network(cidr)
+    assert all(n.subnet_of(vpc) for n in nets)
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    assert min(n.prefixlen for n in nets[:az]) < min(n.prefixlen for n in nets[az:])  # private subnets are larger
+
+
+def test_subnet_layout_for_the_default_vpc():
+    assert subnet_layout("10.0.0.0/16", 3) == (
+        ["10.0.0.0/18", "10.0.64.0/18", "10.0.128.0/18"],
+        ["10.0.192.0/20", "10.0.208.0/20", "10.0.224.0/20"],
+    )
