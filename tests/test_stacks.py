@@ -68,3 +68,9 @@ def test_placeholders_fill_only_missing_secrets(tmp_path: Path):
     assert '"clientSecret": "placeholder-oidc-clientSecret"' in config["klutch-central:oidc"]  # encrypted: never read
     assert '"password": "placeholder-dataServices-mongodb-serviceBroker-password"' in config["klutch-central:dataServices"]
     assert secret_keys == ["klutch-central:dataServices", "klutch-central:oidc"]
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_stack_disables_the_default_kubernetes_provider(name):
+    doc = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+    assert doc["pulumi:disable-default-providers"] == ["kubernetes"]
