@@ -60,53 +60,46 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
-        public, private, nats = [], [], []
-        for i, zone in enumerate(zones):
-            subnet = aws.ec2.Subnet(
-                f"{name}-public-{i}",
+        def subnet(tier: str, i: int, cidr: str, role_tag: str, route_table: aws.ec2.RouteTable) -> aws.ec2.Subnet:
+            created = aws.ec2.Subnet(
+                f"{name}-{tier}-{i}",
                 vpc_id=vpc.id,
-                cidr_block=public_cidrs[i],
-                availability_zone=zone,
+                cidr_block=cidr,
+                availability_zone=zones[i],
                 map_public_ip_on_launch=False,
-                tags=tags(f"public-{i}", **cluster_tag, **{"kubernetes.io/role/elb": "1"}),
+                tags=tags(f"{tier}-{i}", **cluster_tag, **{role_tag: "1"}),
                 opts=child,
             )
             aws.ec2.RouteTableAssociation(
-                f"{name}-public-{i}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
+                f"{name}-{tier}-{i}", subnet_id=created.id, route_table_id=route_table.id, opts=child
             )
-            public.append(subnet)
-            if cfg.nat_gateways == "one-per-az" or i == 0:
-                eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=tags(f"nat-{i}"), opts=child)
-                nats.append(
-                    aws.ec2.NatGateway(
-                        f"{name}-nat-{i}",
-                        allocation_id=eip.id,
-                        subnet_id=subnet.id,
-                        tags=tags(f"nat-{i}"),
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
-                    )
-                )
+            return created
 
-        for i, zone in enumerate(zones):
-            subnet = aws.ec2.Subnet(
-                f"{name}-private-{i}",
-                vpc_id=vpc.id,
-                cidr_block=private_cidrs[i],
-                availability_zone=zone,
-                map_public_ip_on_launch=False,
-                tags=tags(f"private-{i}", **cluster_tag, **{"kubernetes.io/role/internal-elb": "1"}),
-                opts=child,
+        public = [subnet("public", i, public_cidrs[i], "kubernetes.io/role/elb", public_rt) for i in range(cfg.az_count)]
+        nats = []
+        for i in range(cfg.az_count if cfg.nat_gateways == "one-per-az" else 1):
+            eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=tags(f"nat-{i}"), opts=child)
+            nats.append(
+                aws.ec2.NatGateway(
+                    f"{name}-nat-{i}",
+                    allocation_id=eip.id,
+                    subnet_id=public[i].id,
+                    tags=tags(f"nat-{i}"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+                )
             )
+
+        private = []
+        for i in range(cfg.az_count):
             rt = aws.ec2.RouteTable(f"{name}-private-{i}", vpc_id=vpc.id, tags=tags(f"private-{i}"), opts=child)
             aws.ec2.Route(
                 f"{name}-private-{i}-default",
                 route_table_id=rt.id,
                 destination_cidr_block="0.0.0.0/0",
-                nat_gateway_id=nats[i if cfg.nat_gateways == "one-per-az" else 0].id,
+                nat_gateway_id=nats[i % len(nats)].id,
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child)
-            private.append(subnet)
+            private.append(subnet("private", i, private_cidrs[i], "kubernetes.io/role/internal-elb", rt))
 
         self.vpc_id = vpc.id
         self.public_subnet_ids = [s.id for s in public]
