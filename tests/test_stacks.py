@@ -74,3 +74,13 @@ def test_placeholders_fill_only_missing_secrets(tmp_path: Path):
 def test_stack_disables_the_default_kubernetes_provider(name):
     doc = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
     assert doc["pulumi:disable-default-providers"] == ["kubernetes"]
+
+
+def test_project_config_declarations_match_the_parser_defaults():
+    declared = yaml.safe_load((harness.ROOT / "Pulumi.yaml").read_text())["config"]
+    assert set(declared) == {"environment", "klutchRelease", "crossplaneVersion"}
+    cfg = central_config.parse({k: v for k, v in harness.base_raw().items()}, set(harness.BASE_SECRET_KEYS), stack="x")
+    parsed = {"environment": cfg.environment, "klutchRelease": cfg.release.name, "crossplaneVersion": cfg.crossplane_version}
+    for key, decl in declared.items():
+        assert "default" in decl and "description" in decl, key  # a declared key without default is required by the CLI
+        assert decl["default"] == parsed[key], key
