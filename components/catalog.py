@@ -129,6 +129,48 @@ RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
 DEFAULT_RELEASE = "v1.0.0"
 
 
+# --------------------------------------------------------------------------- Crossplane packages
+# Names and API versions shared by every release (the seed's manifests; klutchio's release bundles).
+CROSSPLANE_ARGS = ("--enable-ssa-claims",)  # Server-Side Apply for claims (seed prerequisite)
+CROSSPLANE_PKG_API_VERSION = "pkg.crossplane.io/v1"  # Provider, Configuration, Function
+CROSSPLANE_RUNTIME_CONFIG_API_VERSION = "pkg.crossplane.io/v1beta1"  # DeploymentRuntimeConfig (only version)
+PROVIDER_NAME = "provider-anynines"  # the Provider and its DeploymentRuntimeConfig
+CONFIGURATION_NAME = "anynines-dataservices"  # klutchio release bundles' name for the dataservices package
+PACKAGE_RUNTIME_CONTAINER = "package-runtime"  # Crossplane's name for a provider's container
+PROVIDER_HEALTH_PATH = "/healthz"  # provider-anynines readiness endpoint (seed)
+PROVIDER_HEALTH_PORT = 8081
+PROVIDER_CONFIG_API_VERSION = "dataservices.anynines.com/v1"  # cluster-scoped, CRD from the provider package
+PROVIDER_CONFIG_PLURAL = "providerconfigs"
+
+
+def function_name(package: str) -> str:
+    """The Function object's name for a function package: its repository name, as compositions
+    reference it (`xpkg.upbound.io/crossplane-contrib/function-patch-and-transform:v0.9.2` →
+    `function-patch-and-transform`)."""
+    return package.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class ProviderEndpoint:
+    """One of the two a9s endpoints of every data service. Compositions hard-code the
+    ProviderConfig names `<svc>-<suffix>`; the Secrets are named `<svc>-<suffix>-creds`."""
+
+    config_key: str  # the block under dataServices.<svc> in config
+    suffix: str
+    service_type: str  # ProviderConfig.spec.serviceType, for releases that require it
+
+    def provider_config_name(self, service: str) -> str:
+        return f"{service}-{self.suffix}"
+
+    def secret_name(self, service: str) -> str:
+        return f"{service}-{self.suffix}-creds"
+
+
+SERVICE_BROKER = ProviderEndpoint("serviceBroker", "service-broker", "servicebroker")
+BACKUP_MANAGER = ProviderEndpoint("backupManager", "backup-manager", "backupmanager")
+PROVIDER_ENDPOINTS = (SERVICE_BROKER, BACKUP_MANAGER)
+
+
 # --------------------------------------------------------------------------- Helm charts
 @dataclass(frozen=True)
 class Chart:

@@ -36,7 +36,7 @@ NAT_STRATEGIES = ("single", "one-per-az")
 CLUSTER_MODES = ("eks", "existing")
 CONTROLLERS = ("envoy-gateway", "ingress-nginx")
 CONSUMER_SCOPES = ("Namespaced", "Cluster")
-ENDPOINT_KINDS = ("serviceBroker", "backupManager")
+ENDPOINT_KINDS = tuple(e.config_key for e in catalog.PROVIDER_ENDPOINTS)  # serviceBroker, backupManager
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assumed-role)/[\w+=,.@/-]+$")
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
@@ -88,12 +88,22 @@ class Endpoint:
 @dataclass(frozen=True)
 class DataServiceConfig:
     service: catalog.DataService
-    service_broker: Endpoint
-    backup_manager: Endpoint
+    endpoints: Mapping[str, Endpoint]  # by catalog.ProviderEndpoint.config_key
 
     @property
     def key(self) -> str:
         return self.service.key
+
+    def endpoint(self, kind: catalog.ProviderEndpoint) -> Endpoint:
+        return self.endpoints[kind.config_key]
+
+    @property
+    def service_broker(self) -> Endpoint:
+        return self.endpoint(catalog.SERVICE_BROKER)
+
+    @property
+    def backup_manager(self) -> Endpoint:
+        return self.endpoint(catalog.BACKUP_MANAGER)
 
 
 @dataclass(frozen=True)
@@ -374,27 +384,32 @@ def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
 
 
 def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[DataServiceConfig, ...]:
+    """The enabled data services (none is valid: a platform without brokers yet), sorted by name."""
     r = top.child("dataServices")
     valid = release.data_services
     out = []
     for key in sorted(r._data):
-        svc_reader = r.child(key)
         if key not in valid:
             r.problem(key, "{...}", f"unknown data service for Klutch {release.name}; valid: {', '.join(valid)}")
-            svc_reader._read.update(svc_reader._data)
+            r._take(key)
             continue
+        svc_reader = r.child(key)
         endpoints = {}
         for kind in ENDPOINT_KINDS:
-            e = svc_reader.child(kind)
             if not svc_reader.has(kind):
-                svc_reader.problem(kind, None, "required: an object with url, username and password")
+                svc_reader.problem(kind, None, "required: an object with url, username and password (secret)")
+                svc_reader._take(kind)
+                continue
+            e = svc_reader.child(kind)
             url = e.string("url", required=True, check=check_url(("http", "https")))
-            username = e.string("username", required=True)
+            username = e.string("username", required=True,
+                                check=lambda v: None if v and v.strip() == v else "must be a non-empty user name without surrounding spaces")
             password = e.secret("password", required=True, how=_how(f"dataServices.{key}.{kind}.password"))
             e.finish()
             endpoints[kind] = Endpoint(url or "", Secret(username or ""), password or Secret(""))
         svc_reader.finish()
-        out.append(DataServiceConfig(catalog.DATA_SERVICES[key], endpoints["serviceBroker"], endpoints["backupManager"]))
+        if len(endpoints) == len(ENDPOINT_KINDS):
+            out.append(DataServiceConfig(catalog.DATA_SERVICES[key], endpoints))
     return tuple(out)
 
 

@@ -46,7 +46,10 @@ def main() -> None:
 
     # ---- Crossplane, provider-anynines, dataservices, ProviderConfigs (issue #3) ----
     crossplane = Crossplane("crossplane", CrossplaneArgs(config=cfg, provider=cluster.provider))
-    del crossplane
+    pulumi.export("crossplaneVersion", crossplane.version)
+    pulumi.export("klutchRelease", cfg.release.name)
+    pulumi.export("enabledDataServices", [s.key for s in cfg.data_services])
+    pulumi.export("providerConfigHealthCheck", crossplane.health_check_command)
     # ---- end crossplane ----
 
     # ---- edge and kube-bind (issue #4) ----

@@ -1,0 +1,77 @@
+"""The one catalog: releases, data services, the provider-anynines names every layer derives from."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components import catalog
+from tests import harness
+
+SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
+    "redis": "redisinstances", "messaging": "messaginginstances", "logme2": "logme2instances",
+    "prometheus": "prometheusinstances", "search": "searchinstances", "mongodb": "mongodbinstances",
+    "mariadb": "mariadbinstances", "postgresql": "postgresqlinstances",
+}
+
+
+def test_seed_release_is_the_default_and_serves_the_seed_table():
+    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    assert seed.name == "v1.0.0"
+    assert seed.data_services == tuple(SEED_TABLE)
+    assert {k: catalog.DATA_SERVICES[k].plural for k in seed.data_services} == SEED_TABLE
+    assert {catalog.DATA_SERVICES[k].group for k in seed.data_services} == {"anynines.com"}
+    assert seed.provider_package == "public.ecr.aws/w5n9a2g2/anynines/provider-anynines:v1.2.0"
+    assert seed.configuration_package == "public.ecr.aws/w5n9a2g2/anynines/dataservices:v1.2.0"
+    assert seed.functions == () and seed.provider_config_service_type is False
+    assert (seed.crossplane_min, seed.crossplane_max) == ((1, 15), (1, 20))
+
+
+@pytest.mark.parametrize("release", list(catalog.RELEASES.values()), ids=list(catalog.RELEASES))
+def test_every_release_is_consistent(release):
+    assert set(release.data_services) <= set(catalog.DATA_SERVICES)
+    assert len(set(release.data_services)) == len(release.data_services)
+    lo, hi = catalog.CROSSPLANE_SUPPORTED
+    assert lo <= release.crossplane_min <= release.crossplane_max <= hi
+    for package in (release.provider_package, release.configuration_package, *release.functions):
+        assert re.fullmatch(r"[a-z0-9.-]+(/[a-z0-9._-]+)+:v\d+\.\d+\.\d+", package), package
+    assert len({catalog.function_name(f) for f in release.functions}) == len(release.functions)
+
+
+def test_default_crossplane_chart_is_inside_the_default_release_range():
+    major, minor, _ = (int(x) for x in catalog.CHARTS["crossplane"].version.split("."))
+    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    assert seed.crossplane_min <= (major, minor) <= seed.crossplane_max
+    chart = catalog.CHARTS["crossplane"]
+    assert (chart.chart, chart.repo, chart.namespace) == ("crossplane", "https://charts.crossplane.io/stable",
+                                                          "crossplane-system")
+
+
+def test_provider_endpoint_names_are_what_the_compositions_expect():
+    assert [e.config_key for e in catalog.PROVIDER_ENDPOINTS] == ["serviceBroker", "backupManager"]
+    assert catalog.SERVICE_BROKER.provider_config_name("postgresql") == "postgresql-service-broker"
+    assert catalog.BACKUP_MANAGER.provider_config_name("postgresql") == "postgresql-backup-manager"
+    assert catalog.SERVICE_BROKER.secret_name("redis") == "redis-service-broker-creds"
+    assert catalog.BACKUP_MANAGER.secret_name("redis") == "redis-backup-manager-creds"
+    assert [e.service_type for e in catalog.PROVIDER_ENDPOINTS] == ["servicebroker", "backupmanager"]
+
+
+@pytest.mark.parametrize(
+    ("package", "name"),
+    [
+        ("xpkg.upbound.io/crossplane-contrib/function-patch-and-transform:v0.9.2", "function-patch-and-transform"),
+        ("xpkg.crossplane.io/crossplane-contrib/function-go-templating:v0.10.0", "function-go-templating"),
+        ("registry.example.com/fn@sha256:0123", "fn"),
+    ],
+)
+def test_function_name_is_the_repository_name(package, name):
+    assert catalog.function_name(package) == name
+
+
+def test_readme_data_service_table_matches_the_catalog():
+    readme = (harness.ROOT / "README.md").read_text()
+    section = readme.split("<!-- section: config-crossplane -->", 1)[1].split("<!-- /section: config-crossplane -->")[0]
+    rows = re.findall(r"^\| (a9s [^|]+) \| `([a-z0-9]+)` \| `([a-z0-9]+)` \|", section, re.MULTILINE)
+    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in seed.data_services]
