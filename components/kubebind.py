@@ -110,8 +110,9 @@ def template_spec(api: catalog.ExtraApi) -> dict[str, Any]:
 
 def keep_crds(protect: bool) -> pulumi.ResourceTransform:
     """A transform giving every resource of the CRD component (the remote yaml/v2 ConfigFile and each
-    CRD it registers) `retain_on_delete` and, in prod, `protect`. Options set on a remote component
-    do not reach its children (pulumi-kubernetes#3065); transforms do."""
+    CRD it registers) `retain_on_delete` and, in prod, `protect`. The provider registers the CRDs with
+    only `parent` set and `retainOnDelete` is not propagated to children (pulumi-kubernetes#3065);
+    transforms run for every child of a packaged component."""
 
     def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult:
         return pulumi.ResourceTransformResult(
