@@ -40,13 +40,18 @@ LISTENERS = {"http": 80, "https": 443}
 # Envoy Gateway sets the Gateway's address once the load balancer exists; waiting for it means the
 # data-plane Service carries its hostname when the program reads it.
 WAIT_FOR_ADDRESS = {"pulumi.com/waitFor": "jsonpath={.status.addresses[0].value}"}
-NGINX_ANNOTATIONS = {"nginx.ingress.kubernetes.io/proxy-buffer-size": "16k"}  # big OIDC cookies
+PROXY_BUFFER_SIZE = "16k"  # nginx: the backend's OIDC cookies exceed the default buffer
+NGINX_FULLNAME = "ingress-nginx"  # fixes the controller Service's name: <fullname>-controller
 
 
 @dataclass(frozen=True)
 class EdgeArgs:
     config: CentralConfig
     provider: k8s.Provider
+
+
+def _group(api_version: str) -> str:
+    return api_version.rsplit("/", 1)[0]
 
 
 def load_balancer_address(status: Any) -> str:
@@ -84,11 +89,11 @@ class Edge(pulumi.ComponentResource):
             self.controller = self._chart("envoy-gateway", {})
         else:
             self.controller = self._chart("ingress-nginx", {
-                "fullnameOverride": "ingress-nginx",
+                "fullnameOverride": NGINX_FULLNAME,
                 "controller": {
                     "ingressClassResource": {"name": catalog.INGRESS_NGINX_CLASS, "enabled": True, "default": False},
                     "ingressClass": catalog.INGRESS_NGINX_CLASS,
-                    "config": {"proxy-buffer-size": NGINX_ANNOTATIONS["nginx.ingress.kubernetes.io/proxy-buffer-size"]},
+                    "config": {"proxy-buffer-size": PROXY_BUFFER_SIZE},
                     "service": {
                         "type": "LoadBalancer",
                         "externalTrafficPolicy": "Local",
@@ -108,7 +113,7 @@ class Edge(pulumi.ComponentResource):
 
         gateway = self._gateway() if envoy else None
         lb_service = catalog.CHARTS[cfg.exposure.controller].namespace + "/" + (
-            ENVOY_PROXY if envoy else "ingress-nginx-controller"
+            ENVOY_PROXY if envoy else f"{NGINX_FULLNAME}-controller"
         )
         # Read the controller's LoadBalancer Service once it has an address. The id derives from an id
         # that is unknown while the Gateway/Release is still to be created, so `pulumi preview` of a new
@@ -160,7 +165,7 @@ class Edge(pulumi.ComponentResource):
                 spec={
                     "secretName": TLS_SECRET,
                     "dnsNames": [self.host],
-                    "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": catalog.CERT_MANAGER_API.split("/")[0]},
+                    "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": _group(catalog.CERT_MANAGER_API)},
                 },
                 opts=self._opts(depends_on=[self.issuer]),
             )
@@ -210,7 +215,7 @@ class Edge(pulumi.ComponentResource):
 
     def _parent_ref(self, listener: str) -> dict[str, Any]:
         return {
-            "group": catalog.GATEWAY_API.split("/")[0],
+            "group": _group(catalog.GATEWAY_API),
             "kind": "Gateway",
             "name": GATEWAY,
             "namespace": self._cfg.release.backend_namespace,
@@ -249,7 +254,7 @@ class Edge(pulumi.ComponentResource):
             spec={
                 "controllerName": catalog.ENVOY_GATEWAY_CONTROLLER,
                 "parametersRef": {
-                    "group": catalog.ENVOY_GATEWAY_API.split("/")[0],
+                    "group": _group(catalog.ENVOY_GATEWAY_API),
                     "kind": "EnvoyProxy",
                     "name": ENVOY_PROXY,
                     "namespace": controller_ns,
@@ -314,7 +319,7 @@ class Edge(pulumi.ComponentResource):
 
     def _ingress(self) -> None:
         release = self._cfg.release
-        annotations = dict(NGINX_ANNOTATIONS)
+        annotations = {"nginx.ingress.kubernetes.io/proxy-buffer-size": PROXY_BUFFER_SIZE}
         if not self.self_signed:
             annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's ingress-shim requests the certificate
         self.route = k8s.networking.v1.Ingress(
