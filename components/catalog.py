@@ -6,7 +6,7 @@ A second Klutch release is one more `KlutchRelease` entry in `RELEASES`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -61,6 +61,10 @@ class KlutchRelease:
     # Backend flags known to exist in this release's image (an unknown flag stops the binary).
     backend_optional_flags: frozenset[str] = frozenset()
     extra_apis: tuple[str, ...] = ("servicebindings", "backups", "restores")
+    # The backend's Kubernetes names (seed: namespace `bind`, everything else `anynines-backend`).
+    backend_namespace: str = "bind"
+    backend_name: str = "anynines-backend"
+    backend_listen_port: int = 9443  # plain HTTP; TLS ends at the ingress/gateway
 
 
 DATA_SERVICES: Mapping[str, DataService] = MappingProxyType(
@@ -231,5 +235,45 @@ ACME_SERVERS: Mapping[str, str] = MappingProxyType(
     {
         "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
         "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    }
+)
+
+
+# --------------------------------------------------------------------------- exported APIs
+def exported_apis(release: KlutchRelease, enabled_service_keys: Iterable[str]) -> tuple[ExtraApi, ...]:
+    """Every API the central cluster exports to tenants, in catalog order: one `<svc>instances` per
+    enabled data service, then the release's extra APIs (service bindings, backups, restores).
+
+    Drives both the APIServiceExportTemplates and the `apis` list of a tenant's binding.json.
+    """
+    enabled = set(enabled_service_keys)
+    unknown = enabled - set(release.data_services)
+    if unknown:
+        raise ValueError(f"data services {sorted(unknown)} are not served by Klutch {release.name}")
+    services = (DATA_SERVICES[k] for k in release.data_services if k in enabled)
+    return tuple(ExtraApi(s.plural, s.group) for s in services) + tuple(EXTRA_APIS[a] for a in release.extra_apis)
+
+
+def binding_apis(release: KlutchRelease, enabled_service_keys: Iterable[str]) -> list[dict[str, str]]:
+    """The `apis` list of binding.json (non-interactive bind) for exactly the exported APIs."""
+    return [{"group": a.group, "resource": a.resource} for a in exported_apis(release, enabled_service_keys)]
+
+
+# --------------------------------------------------------------------------- edge (TLS, ingress/gateway)
+CERT_MANAGER_API = "cert-manager.io/v1"
+CERT_MANAGER_CONFIG_API = "controller.config.cert-manager.io/v1alpha1"  # the chart's `config` block
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+ENVOY_GATEWAY_API = "gateway.envoyproxy.io/v1alpha1"  # EnvoyProxy
+ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"  # chart default controllerName
+INGRESS_NGINX_CLASS = "nginx"  # chart default controller.ingressClassResource.name
+BACKEND_SERVICE_PORT = 443  # the backend Service's port (seed: 443 -> 9443)
+
+# Service annotations for an internet-facing AWS Network Load Balancer made by the in-tree AWS
+# cloud provider (EKS runs it; no AWS Load Balancer Controller needed) — ingress-nginx's AWS preset.
+AWS_NLB_SERVICE_ANNOTATIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+        "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "tcp",
+        "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
     }
 )

@@ -211,7 +211,7 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
     crossplane_version = _crossplane_version(top, release)
     data_services = _data_services(top, release)
     exposure = _exposure(top.child("exposure"), warnings)
-    backend = _backend(top.child("backend"), exposure, warnings)
+    backend = _backend(top.child("backend"), exposure, cluster.mode, warnings)
     oidc = _oidc(top.child("oidc"))
 
     top.finish()
@@ -431,17 +431,32 @@ def _exposure(r, warnings: list[str]) -> ExposureConfig:  # noqa: ANN001
                           acme_server=catalog.ACME_SERVERS.get(server, server))
 
 
-def _backend(r, exposure: ExposureConfig, warnings: list[str]) -> BackendConfig:  # noqa: ANN001
+# Names public ACME CAs refuse to certify (Let's Encrypt blocks cloud-provider hostnames).
+_ACME_REFUSED_SUFFIXES = (".amazonaws.com",)
+
+
+def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]) -> BackendConfig:  # noqa: ANN001
     host = r.string("host", None, check=check_dns_name)
     zone = r.string("route53ZoneId", None, check=lambda v: None if _ZONE_ID.match(v) else "must be a Route53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")
     if zone and not host:
         r.problem("route53ZoneId", zone, "requires backend.host (the record to create in that zone)")
+    if zone and cluster_mode == "existing":
+        r.problem("route53ZoneId", zone, "applies to cluster.mode 'eks' only (an existing cluster creates no AWS resource); "
+                  "point the host's DNS record at the loadBalancerHostname output yourself")
+    if host and host.endswith(_ACME_REFUSED_SUFFIXES):
+        r.problem("host", host, "public ACME CAs refuse cloud-provider hostnames; use a DNS name you control, "
+                  "or leave backend.host unset to serve the load balancer's hostname with a self-signed CA")
     if host and not exposure.acme_email:
         r.problem("host", host, "needs exposure.acmeEmail: the ACME account e-mail for the host's certificate")
     if not host:
         warnings.append(
             "backend.host is not set: the backend is served on the load balancer's hostname with a self-signed CA "
             "(public CAs refuse those names); tenants must trust the tlsCaPem output"
+        )
+    elif exposure.acme_server == catalog.ACME_SERVERS["letsencrypt-staging"]:
+        warnings.append(
+            f"exposure.acmeServer is Let's Encrypt staging: the certificate for {host} is not publicly trusted, so "
+            "tenants' `kubectl bind` fails TLS verification; use acmeServer 'letsencrypt' once DNS and HTTP-01 work"
         )
     prefix = r.string("namespacePrefix", "cluster", check=check_dns_label)
     pretty = r.string("prettyName", "anynines")

@@ -1,16 +1,50 @@
-"""Layer 5: kube-bind on the central cluster — CRDs, the binder ClusterRole, export templates and
-the backend with OIDC, exposed through the edge. (Stub: issue #4 builds it.)"""
+"""Layer 5: kube-bind on the central cluster — what tenants bind to.
+
+- The release's kube-bind CRDs (pinned URL from the catalog), retained on delete and protected in prod:
+  deleting a CRD deletes every tenant's binding objects of that kind.
+- The binder ClusterRole (the seed's rules over the release's kube-bind API group — see DESIGN.md §3
+  for why the seed's `kube-bind.io` grants nothing).
+- One APIServiceExportTemplate per exported API (catalog: every enabled data service plus service
+  bindings, backups and restores) in the Crossplane namespace.
+- The backend in the edge's namespace: ServiceAccount, ClusterRoleBinding to cluster-admin (the backend
+  creates a namespace, RBAC and service-account kubeconfigs per tenant — see the README for the risk),
+  cookie keys from pulumi-random, the cluster CA as PEM, the OIDC client, the Deployment and its Service
+  (ClusterIP: the edge's Gateway/Ingress fronts it).
+
+Nothing here waits on Crossplane: the backend serves `/export` whether or not the data-service APIs exist.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from . import catalog
 from .cluster import Cluster
-from .config import CentralConfig
+from .config import BackendConfig, CentralConfig
 from .edge import Edge
+
+# The backend's Secrets and the environment variables its args read them through (seed names).
+COOKIE_SECRET = "cookie-config"
+CA_SECRET = "k8sca"
+OIDC_SECRET = "oidc-config"
+CA_MOUNT = "/certa/"
+CA_FILE = CA_MOUNT + "ca"
+ENV_FROM_SECRETS: dict[str, tuple[str, str]] = {  # env var -> (Secret, key)
+    "OIDC-ISSUER-CLIENT-ID": (OIDC_SECRET, "oidc-issuer-client-id"),
+    "OIDC-ISSUER-CLIENT-SECRET": (OIDC_SECRET, "oidc-issuer-client-secret"),
+    "OIDC-ISSUER-URL": (OIDC_SECRET, "oidc-issuer-url"),
+    "OIDC-CALLBACK-URL": (OIDC_SECRET, "oidc-callback-url"),
+    "COOKIE-SIGNING-KEY": (COOKIE_SECRET, "signing-key"),
+    "COOKIE-ENCRYPTION-KEY": (COOKIE_SECRET, "encryption-key"),
+}
+COOKIE_KEY_BYTES = 32  # the backend rejects other lengths when an encryption key is set
+OIDC_AUTHORIZE_URL_FLAG = "--oidc-authorize-url"  # only for releases whose backend has it (catalog)
+ADMIN_ROLE = "cluster-admin"
 
 
 @dataclass(frozen=True)
@@ -19,9 +53,222 @@ class KubeBindArgs:
     provider: k8s.Provider
     cluster: Cluster
     edge: Edge
+    # The namespace of the export templates (the Crossplane layer's `crossplane-system`), as an output of
+    # that layer's Namespace object: the templates then wait for the namespace only, never for the
+    # Crossplane release. None: the catalog's name, without a dependency (the Kubernetes provider
+    # retries a create whose namespace does not exist yet).
+    export_namespace: pulumi.Input[str] | None = None
+
+
+def backend_args(backend: BackendConfig, release: catalog.KlutchRelease, host: str, api_server_url: str) -> list[str]:
+    """The backend container's args: the seed's, plus flags the release's backend is known to have."""
+    args = [
+        f"--namespace-prefix={backend.namespace_prefix}",
+        f"--pretty-name={backend.pretty_name}",
+        f"--consumer-scope={backend.consumer_scope}",
+        "--oidc-issuer-client-id=$(OIDC-ISSUER-CLIENT-ID)",
+        "--oidc-issuer-client-secret=$(OIDC-ISSUER-CLIENT-SECRET)",
+        "--oidc-issuer-url=$(OIDC-ISSUER-URL)",
+        "--oidc-callback-url=$(OIDC-CALLBACK-URL)",
+        f"--listen-address=0.0.0.0:{release.backend_listen_port}",
+        "--cookie-signing-key=$(COOKIE-SIGNING-KEY)",
+        "--cookie-encryption-key=$(COOKIE-ENCRYPTION-KEY)",
+        f"--external-address={api_server_url}",
+        f"--external-ca-file={CA_FILE}",
+    ]
+    if OIDC_AUTHORIZE_URL_FLAG in release.backend_optional_flags:
+        args.append(f"{OIDC_AUTHORIZE_URL_FLAG}=https://{host}/authorize")
+    return args
+
+
+def binder_rules(group: str) -> list[dict[str, Any]]:
+    """The seed's `kube-binder` rules, over the release's kube-bind API group."""
+    rw = ["create", "delete", "patch", "update", "get", "list", "watch"]
+    read = ["get", "watch", "list"]
+    status = ["get", "patch", "update"]
+    return [
+        {"apiGroups": [group], "resources": ["apiserviceexportrequests"], "verbs": rw},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": read},
+        {"apiGroups": [group], "resources": ["clusterbindings"], "verbs": read},
+        {"apiGroups": [group], "resources": ["clusterbindings/status"], "verbs": status},
+        {"apiGroups": [group], "resources": ["apiserviceexports"], "verbs": read},
+        {"apiGroups": [group], "resources": ["apiserviceexports/status"], "verbs": status},
+        {"apiGroups": [group], "resources": ["apiservicenamespaces"], "verbs": rw},
+    ]
+
+
+def template_spec(api: catalog.ExtraApi) -> dict[str, Any]:
+    spec: dict[str, Any] = {"APIServiceSelector": {"resource": api.resource, "group": api.group}}
+    if api.permission_claims:
+        spec["permissionClaims"] = [
+            {"group": group, "resource": resource, "version": version, "selector": {"owner": owner}}
+            for group, resource, version, owner in api.permission_claims
+        ]
+    return spec
+
+
+def keep_crds(protect: bool) -> pulumi.ResourceTransform:
+    """A transform giving every resource of the CRD component (the remote yaml/v2 ConfigFile and each
+    CRD it registers) `retain_on_delete` and, in prod, `protect`. The provider registers the CRDs with
+    only `parent` set and `retainOnDelete` is not propagated to children (pulumi-kubernetes#3065);
+    transforms run for every child of a packaged component."""
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult:
+        return pulumi.ResourceTransformResult(
+            props=args.props,
+            opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=True)),
+        )
+
+    return transform
 
 
 class KubeBind(pulumi.ComponentResource):
+    crds: k8s.yaml.v2.ConfigFile
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    export_url: pulumi.Output[str]
+    bind_noninteractive_url: pulumi.Output[str] | None
+    kubectl_bind_command: pulumi.Output[str]
+    binding_apis: list[dict[str, str]]
+
     def __init__(self, name: str, args: KubeBindArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:kubebind:KubeBind", name, None, opts)
-        self.register_outputs({})
+        cfg, release, edge = args.config, args.config.release, args.edge
+        self._name, self._provider = name, args.provider
+        enabled = [s.key for s in cfg.data_services]
+        apis = catalog.exported_apis(release, enabled)
+        self.binding_apis = catalog.binding_apis(release, enabled)
+
+        # ---- CRDs, RBAC, export templates
+        self.crds = k8s.yaml.v2.ConfigFile(
+            f"{name}-crds",
+            file=release.kube_bind_crds_url,
+            opts=self._opts(protect=cfg.protect, retain_on_delete=True, transforms=[keep_crds(cfg.protect)]),
+        )
+        self.binder_role = k8s.rbac.v1.ClusterRole(
+            f"{name}-binder",
+            metadata={"name": release.binder_cluster_role},
+            rules=binder_rules(release.kube_bind_group),
+            opts=self._opts(),
+        )
+        export_namespace = args.export_namespace or catalog.CHARTS["crossplane"].namespace
+        self.templates = [
+            k8s.apiextensions.CustomResource(
+                f"{name}-export-{api.resource}",
+                api_version=release.export_template_api_version,
+                kind="APIServiceExportTemplate",
+                metadata={"name": api.resource, "namespace": export_namespace},
+                spec=template_spec(api),
+                opts=self._opts(depends_on=[self.crds]),
+            )
+            for api in apis
+        ]
+
+        # ---- the backend
+        namespace = edge.namespace
+        labels = {"app": release.backend_name}
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-backend", metadata={"name": release.backend_name, "namespace": namespace}, opts=self._opts()
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{name}-backend",
+            metadata={"name": release.backend_name},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ADMIN_ROLE},
+            subjects=[{"kind": "ServiceAccount", "name": release.backend_name, "namespace": namespace}],
+            opts=self._opts(),
+        )
+        keys = {
+            key: random.RandomBytes(f"{name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self))
+            for key in ("signing-key", "encryption-key")
+        }
+        secrets = [
+            self._secret(COOKIE_SECRET, namespace, {k: pulumi.Output.secret(v.base64) for k, v in keys.items()}),
+            # the backend reads a PEM file; cluster.ca_pem is the decoded certificate-authority-data
+            self._secret(CA_SECRET, namespace, {"ca": args.cluster.ca_pem}),
+            self._secret(OIDC_SECRET, namespace, {
+                "oidc-issuer-client-id": cfg.oidc.client_id,
+                "oidc-issuer-client-secret": cfg.oidc.client_secret.output(),
+                "oidc-issuer-url": cfg.oidc.issuer_url,
+                "oidc-callback-url": edge.host.apply(lambda h: f"https://{h}/callback"),
+            }),
+        ]
+        container_args = pulumi.Output.all(edge.host, args.cluster.api_server_url).apply(
+            lambda v: backend_args(cfg.backend, release, v[0], v[1])
+        )
+        port = release.backend_listen_port
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-backend",
+            metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
+            spec={
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "strategy": {"type": "Recreate"},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": release.backend_name,
+                        "containers": [{
+                            "name": release.backend_name,
+                            "image": release.backend_image,
+                            "args": container_args,
+                            "env": [
+                                {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                                for env, (secret, key) in ENV_FROM_SECRETS.items()
+                            ],
+                            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                            "resources": {"limits": {"cpu": "2", "memory": "2Gi"},
+                                          "requests": {"cpu": "100m", "memory": "256Mi"}},
+                            # /export answers unauthenticated on every release
+                            "readinessProbe": {"httpGet": {"path": "/export", "port": port},
+                                               "initialDelaySeconds": 5, "periodSeconds": 10},
+                            "livenessProbe": {"httpGet": {"path": "/export", "port": port},
+                                              "initialDelaySeconds": 15, "periodSeconds": 20, "failureThreshold": 3},
+                            "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
+                        }],
+                        "volumes": [{"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}],
+                    },
+                },
+            },
+            # the pod reads the Secrets at start and needs the OIDC issuer reachable to become ready
+            opts=self._opts(depends_on=[account, *secrets],
+                            custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-backend",
+            metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
+            spec={
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": release.backend_name, "protocol": "TCP",
+                           "port": catalog.BACKEND_SERVICE_PORT, "targetPort": port}],
+            },
+            opts=self._opts(),
+        )
+
+        # ---- what tenants use
+        self.export_url = edge.host.apply(lambda h: f"https://{h}/export")
+        self.bind_noninteractive_url = (
+            edge.host.apply(lambda h: f"https://{h}/bind-noninteractive") if release.bind_noninteractive else None
+        )
+        self.kubectl_bind_command = self.export_url.apply(
+            lambda url: f"kubectl bind {url} --konnector-image={release.konnector_image}"
+        )
+        self.register_outputs({
+            "exportUrl": self.export_url,
+            "kubectlBindCommand": self.kubectl_bind_command,
+            "bindingApis": self.binding_apis,
+            **({"bindNonInteractiveUrl": self.bind_noninteractive_url} if self.bind_noninteractive_url else {}),
+        })
+
+    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
+
+    def _secret(self, name: str, namespace: pulumi.Input[str], data: dict[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
+        return k8s.core.v1.Secret(
+            f"{self._name}-{name}",
+            metadata={"name": name, "namespace": namespace},
+            type="Opaque",
+            string_data=data,
+            opts=self._opts(),
+        )

@@ -290,6 +290,12 @@ class CuratedMocks(mocks.Mocks):
         if t == "random:index/randomBytes:RandomBytes":
             n = int(args.inputs.get("length", 32))
             return {"base64": base64.b64encode(bytes(range(n))).decode(), "hex": bytes(range(n)).hex()}
+        if t == "kubernetes:core/v1:Service" and args.resource_id:  # Service.get: a controller's load balancer
+            return {"status": {"loadBalancer": {"ingress": [{"hostname": MOCK_LB_HOSTNAME}]}}}
+        if t == "tls:index/selfSignedCert:SelfSignedCert":
+            return {"certPem": PLACEHOLDER_CA_PEM}
+        if t == "tls:index/privateKey:PrivateKey":
+            return {"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"}
         return {}
 
     def call(self, args: mocks.MockCallArgs) -> dict:

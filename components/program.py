@@ -55,5 +55,16 @@ def main() -> None:
     # ---- edge and kube-bind (issue #4) ----
     edge = Edge("edge", EdgeArgs(config=cfg, provider=cluster.provider))
     kube_bind = KubeBind("kube-bind", KubeBindArgs(config=cfg, provider=cluster.provider, cluster=cluster, edge=edge))
-    del kube_bind
+    pulumi.export("backendHost", edge.host)
+    pulumi.export("backendUrl", edge.host.apply(lambda h: f"https://{h}"))
+    pulumi.export("loadBalancerHostname", edge.load_balancer_hostname)
+    pulumi.export("exportUrl", kube_bind.export_url)
+    if kube_bind.bind_noninteractive_url is not None:
+        pulumi.export("bindNonInteractiveUrl", kube_bind.bind_noninteractive_url)
+    pulumi.export("konnectorImage", cfg.release.konnector_image)
+    pulumi.export("kubectlBindCommand", kube_bind.kubectl_bind_command)
+    pulumi.export("bindingApis", kube_bind.binding_apis)
+    pulumi.export("kubeBindCrdsUrl", cfg.release.kube_bind_crds_url)
+    if edge.ca_pem is not None:
+        pulumi.export("tlsCaPem", edge.ca_pem)
     # ---- end edge and kube-bind ----
