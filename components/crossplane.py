@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import catalog
+from . import catalog, helm
 from .config import CentralConfig, DataServiceConfig
 
 # Package pulls from public registries and the provider's first reconcile can take minutes.
@@ -63,18 +63,13 @@ class Crossplane(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=chart.namespace),
             opts=guarded,
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = helm.release(
             name,
-            name=chart.chart,
-            chart=chart.chart,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo),
+            "crossplane",
+            {"args": list(catalog.CROSSPLANE_ARGS)},
+            guarded,
             version=cfg.crossplane_version,
             namespace=self.namespace.metadata.name,
-            values={"args": list(catalog.CROSSPLANE_ARGS)},
-            timeout=chart.timeout_seconds,
-            atomic=True,
-            cleanup_on_fail=True,
-            opts=guarded,
         )
         after_crossplane = pulumi.ResourceOptions(depends_on=[self.release])
 

@@ -26,7 +26,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from . import catalog
+from . import catalog, helm
 from .config import CentralConfig
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
@@ -199,19 +199,7 @@ class Edge(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
 
     def _chart(self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None) -> k8s.helm.v3.Release:
-        chart = catalog.CHARTS[key]
-        return k8s.helm.v3.Release(
-            f"{self._name}-{key}",
-            name=key,
-            chart=chart.chart,
-            version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None,
-            namespace=chart.namespace,
-            create_namespace=True,
-            values=values,
-            timeout=chart.timeout_seconds,
-            opts=self._opts(depends_on=depends_on or []),
-        )
+        return helm.release(f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []))
 
     def _parent_ref(self, listener: str) -> dict[str, Any]:
         return {

@@ -26,7 +26,7 @@ _LABEL_KINDS = {"Namespace", "Service"}
 
 
 def is_manifest(reg: Registration) -> bool:
-    return reg.type.startswith("kubernetes:") and not reg.type.startswith(_NOT_MANIFESTS) and reg.custom
+    return reg.type.startswith("kubernetes:") and not reg.type.startswith(_NOT_MANIFESTS) and reg.custom and not reg.read
 
 
 def manifest(reg: Registration) -> dict[str, Any]:

@@ -123,6 +123,7 @@ class Registration:
     remote: bool
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
+    read: bool = False  # a `Resource.get` of an existing object, not something the program creates
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -375,6 +376,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 provider=request.provider, dependencies=list(request.dependencies), property_dependencies={},
                 protect=False, retain_on_delete=False, delete_before_replace=False, ignore_changes=[],
                 replace_on_changes=[], custom_timeouts={}, aliases=[], custom=True, remote=False, id=request.id,
+                read=True,
             )
         )
         return response

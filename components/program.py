@@ -54,7 +54,17 @@ def main() -> None:
 
     # ---- edge and kube-bind (issue #4) ----
     edge = Edge("edge", EdgeArgs(config=cfg, provider=cluster.provider))
-    kube_bind = KubeBind("kube-bind", KubeBindArgs(config=cfg, provider=cluster.provider, cluster=cluster, edge=edge))
+    kube_bind = KubeBind(
+        "kube-bind",
+        KubeBindArgs(
+            config=cfg,
+            provider=cluster.provider,
+            cluster=cluster,
+            edge=edge,
+            # the export templates live in crossplane-system: they wait for that Namespace, never for Crossplane
+            export_namespace=crossplane.namespace.metadata.apply(lambda m: m.name),
+        ),
+    )
     pulumi.export("backendHost", edge.host)
     pulumi.export("backendUrl", edge.host.apply(lambda h: f"https://{h}"))
     pulumi.export("loadBalancerHostname", edge.load_balancer_hostname)

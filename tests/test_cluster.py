@@ -105,6 +105,7 @@ def test_kubernetes_provider_is_built_from_the_cluster_and_waits_for_nodes(ev):
 def test_every_kubernetes_resource_uses_the_explicit_provider(ev):
     provider = ev.one("pulumi:providers:kubernetes")
     k8s_resources = [r for r in ev.by_prefix("kubernetes:") if r.custom]
+    assert len(k8s_resources) > 20
     for r in k8s_resources:
         assert r.provider_urn == provider.urn, f"{r.type} {r.name} uses {r.provider or 'the default provider'}"
 

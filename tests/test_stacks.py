@@ -84,3 +84,13 @@ def test_project_config_declarations_match_the_parser_defaults():
     for key, decl in declared.items():
         assert "default" in decl and "description" in decl, key  # a declared key without default is required by the CLI
         assert decl["default"] == parsed[key], key
+
+
+def test_every_manifest_of_every_committed_stack_is_valid(stack):
+    from components import manifests
+
+    name, ev = stack
+    objs = manifests.manifests(ev)
+    assert len(objs) > 20
+    version = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]["klutch-central:cluster"]["kubernetesVersion"]
+    assert manifests.check_all(ev, version) == []
