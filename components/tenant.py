@@ -103,8 +103,6 @@ class TenantClusterArgs:
 
 class TenantCluster(pulumi.ComponentResource):
     provider: k8s.Provider
-    konnector_image: str
-    bound_apis: list[str]
 
     def __init__(self, name: str, args: TenantClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:tenant:TenantCluster", name, None, opts)
@@ -117,7 +115,6 @@ class TenantCluster(pulumi.ComponentResource):
         secret_name = release.konnector_kubeconfig_secret
         konnector = release.konnector_name
         labels = {"app": konnector}
-        self.konnector_image = cfg.konnector_image or args.central.konnector_image
 
         namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": ns_name}, opts=on_tenant)
         after_ns = pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(depends_on=[namespace]))
@@ -191,7 +188,7 @@ class TenantCluster(pulumi.ComponentResource):
                         "serviceAccountName": konnector,
                         "containers": [{
                             "name": konnector,
-                            "image": self.konnector_image,
+                            "image": args.central.konnector_image,
                             "env": [
                                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -207,8 +204,7 @@ class TenantCluster(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
             )),
         )
-        self.bound_apis = [api.name for api in args.apis]
-        self.register_outputs({"boundApis": self.bound_apis, "konnectorImage": self.konnector_image})
+        self.register_outputs({"boundApis": [api.name for api in args.apis]})
 
     def _kubeconfig(self, name: str, cfg: TenantConfig) -> pulumi.Output[str]:
         if cfg.cluster.kubeconfig is not None:

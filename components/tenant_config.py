@@ -91,10 +91,15 @@ class OidcClient:
 
 @dataclass(frozen=True)
 class TenantClusterConfig:
-    """The consumer cluster: a kubeconfig (secret), or an EKS cluster reached with `aws eks get-token`."""
+    """The consumer cluster: a kubeconfig (secret), an EKS cluster reached with `aws eks get-token`, or
+    neither yet (the seed's "preparing the binding before cluster creation")."""
 
     kubeconfig: Secret | None
     eks_cluster_name: str | None
+
+    @property
+    def configured(self) -> bool:
+        return self.kubeconfig is not None or self.eks_cluster_name is not None
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,7 @@ class TenantConfig:
     namespaces: tuple[str, ...]  # consumer namespaces to pre-create on the central side
     release: catalog.KlutchRelease
     protect: bool
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ class CentralFacts:
     stack: str
     export_url: str
     bind_url: str
-    konnector_image: str
+    konnector_image: str  # the image to run: the tenant's konnectorImage override, else the central output
     binding_apis: tuple[Api, ...]
     crds_url: str
     ca_pem: str | None  # only when the backend's certificate comes from a self-signed CA
@@ -143,13 +149,14 @@ def load() -> TenantConfig:
 
 def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> TenantConfig:
     problems: list[Problem] = []
+    warnings: list[str] = []
     top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
 
     central_stack = top.string("centralStack", required=True, check=_check_stack)
     cluster_id = top.string("clusterId", required=True, check=check_dns_label)
     apis = _apis(top)
     oidc = _oidc(top.child("oidc"))
-    cluster = _cluster(top)
+    cluster = _cluster(top, warnings)
     image = top.string("konnectorImage", None, check=_check_image)
     namespaces = top.strings("namespaces", check=check_dns_label)
     if len(set(namespaces)) != len(namespaces):
@@ -175,6 +182,7 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
         namespaces=namespaces,
         release=release,
         protect=protect,
+        warnings=tuple(warnings),
     )
 
 
@@ -243,7 +251,7 @@ def _oidc(r) -> OidcClient:  # noqa: ANN001 (Reader)
                       scope=scope)
 
 
-def _cluster(top: TopReader) -> TenantClusterConfig:
+def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
     eks_name = top.string("eksClusterName", None, check=lambda v: None if _EKS_NAME.match(v)
                           else "must be an EKS cluster name (letters, digits, '-' and '_', at most 100)")
     how = _how("kubeconfig") + " (or: cat tenant.kubeconfig | pulumi config set --secret kubeconfig)"
@@ -254,8 +262,11 @@ def _cluster(top: TopReader) -> TenantClusterConfig:
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=eks_name)
     if top._data.get("kubeconfig") in (None, ""):
         top._take("kubeconfig")
-        top.problem("kubeconfig", None, f"required: the tenant cluster's kubeconfig as a secret (`{how}`), "
-                    "or eksClusterName for an EKS cluster in this stack's AWS account")
+        warnings.append(
+            "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side "
+            "are created — use the providerKubeconfig output to prepare instances before the tenant cluster "
+            f"exists, then set the cluster (`{how}`) and run `pulumi up` again to install the konnector"
+        )
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=None)
     kubeconfig = top.secret("kubeconfig", required=True, how=how, check=_check_kubeconfig)
     return TenantClusterConfig(kubeconfig=kubeconfig, eks_cluster_name=None)

@@ -30,6 +30,8 @@ class Built:
 
 def main() -> None:
     cfg = tenant_config.load()  # raises ConfigError (all problems at once) before any resource exists
+    for warning in cfg.warnings:
+        pulumi.log.warn(warning)
     central = pulumi.StackReference(cfg.central_stack)
     outputs = pulumi.Output.all(**{n: central.get_output(n) for n in tenant_config.CENTRAL_OUTPUTS})
     # Checks the central outputs and the configured apis (ConfigError naming the valid ones) before
@@ -54,14 +56,15 @@ def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Bu
         BindingArgs(cluster_id=cfg.cluster_id, apis=apis, bind_url=central.bind_url, oidc=cfg.oidc,
                     ca_pem=central.ca_pem),
     )
-    tenant = TenantCluster("tenant", TenantClusterArgs(config=cfg, central=central, apis=apis, binding=binding))
+    if cfg.cluster.configured:
+        TenantCluster("tenant", TenantClusterArgs(config=cfg, central=central, apis=apis, binding=binding))
     central_side = CentralSide("central", CentralSideArgs(config=cfg, apis=apis, binding=binding))
     return Built(
         provider_kubeconfig=binding.kubeconfig,
         central_namespace=binding.namespace,
-        bound_apis=tenant.bound_apis,
+        bound_apis=[api.name for api in apis],
         namespace_map=central_side.namespace_map,
-        konnector_image=tenant.konnector_image,
+        konnector_image=central.konnector_image,
         kubectl_bind_command=fallback_command(cfg, central),
     )
 
@@ -70,7 +73,7 @@ def fallback_command(cfg: TenantConfig, central: CentralFacts) -> str:
     """`kubectl bind` for operators who bind by browser (the seed's interactive path)."""
     if central.kubectl_bind_command and not cfg.konnector_image:
         return central.kubectl_bind_command
-    return f"kubectl bind {central.export_url} --konnector-image={cfg.konnector_image or central.konnector_image}"
+    return f"kubectl bind {central.export_url} --konnector-image={central.konnector_image}"
 
 
 __all__ = ["build", "fallback_command", "main"]

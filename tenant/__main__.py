@@ -1,4 +1,4 @@
-"""klutch-tenant: bind a consumer cluster to a Klutch central stack (README.md, section "Binding a tenant")."""
+"""klutch-tenant: bind a consumer cluster to a Klutch central stack (README.md, "Binding a tenant cluster")."""
 
 import sys
 from pathlib import Path

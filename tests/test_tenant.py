@@ -7,6 +7,8 @@ the requested APIs); the APIServiceNamespaces get the central namespace the back
 from __future__ import annotations
 
 import json
+import runpy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +325,17 @@ def test_eks_tenant_cluster_authenticates_with_aws_eks_get_token():
     assert ev.depends_on(ev.k8s("Namespace", "klutch-bind"), eks)
 
 
+def test_without_a_tenant_cluster_the_binding_and_central_side_are_prepared():
+    ev = run({"namespaces": ["apps"]}, drop=("kubeconfig",), secret_keys=("oidc",))
+    assert [w for w in ev.warnings() if w.startswith("no tenant cluster configured")]
+    assert ev.by_type("klutch:tenant:TenantCluster") == [] and ev.kinds("APIServiceBinding") == []
+    assert [r.name for r in ev.by_type("pulumi:providers:kubernetes")] == ["central-k8s"]
+    assert len(ev.kinds("APIServiceExportRequest")) == len(EXPORTED)
+    assert ev.output("namespaceMap") == {"apps": f"{CENTRAL_NAMESPACE}-apps"}
+    assert ev.output_is_secret("providerKubeconfig")
+    assert ev.output("boundApis") == [f"{r}.anynines.com" for r in EXPORTED]
+
+
 @pytest.mark.parametrize("version", sorted({catalog.KUBERNETES_VERSIONS[0], catalog.DEFAULT_KUBERNETES_VERSION,
                                             catalog.KUBERNETES_VERSIONS[-1]}))
 def test_every_manifest_is_valid(ev, version):
@@ -381,6 +394,15 @@ def test_example_stack_file_commits_no_secret():
     text = (ROOT / "tenant" / "Pulumi.example.yaml").read_text()
     doc = yaml.safe_load(text)["config"]
     assert "clientSecret" not in doc[f"{NS}:oidc"] and f"{NS}:kubeconfig" not in doc
+
+
+def test_tenant_main_runs_the_tenant_program():
+    raw = {f"{NS}:{k}": v for k, v in base_raw().items()}
+    ev = evaluate(lambda: runpy.run_path(str(ROOT / "tenant"), run_name="__main__"), raw,
+                  [f"{NS}:{k}" for k in SECRET_KEYS], project="klutch-tenant", stack="acme-dev",
+                  stack_outputs={CENTRAL_STACK: central_outputs()}, resource_hook=bind_mock)
+    assert len(ev.kinds("APIServiceBinding")) == len(EXPORTED)
+    assert str(ROOT) in sys.path
 
 
 def test_tenant_project_layout():

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components import catalog, tenant_config
+from components import bindclient, catalog, tenant_config
 from components.configkit import ConfigError
 from components.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
 from components.tenant_config import Api
@@ -159,10 +159,19 @@ def test_required_keys_are_named_when_missing():
         f"{NS}:oidc.clientId = <unset>: required",
         f"{NS}:oidc.clientSecret = <unset>: required secret; set it with "
         "`pulumi config set --secret --path 'oidc.clientSecret' <value>`",
-        f"{NS}:kubeconfig = <unset>: required: the tenant cluster's kubeconfig as a secret "
-        "(`pulumi config set --secret 'kubeconfig' <value> (or: cat tenant.kubeconfig | pulumi config set --secret "
-        "kubeconfig)`), or eksClusterName for an EKS cluster in this stack's AWS account",
     ]
+
+
+def test_without_a_tenant_cluster_only_the_binding_is_prepared_and_a_warning_says_so():
+    cfg = parse(drop=("kubeconfig",))
+    assert not cfg.cluster.configured
+    assert cfg.warnings == (
+        "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side are "
+        "created — use the providerKubeconfig output to prepare instances before the tenant cluster exists, then "
+        "set the cluster (`pulumi config set --secret 'kubeconfig' <value> (or: cat tenant.kubeconfig | pulumi "
+        "config set --secret kubeconfig)`) and run `pulumi up` again to install the konnector",
+    )
+    assert parse().warnings == () and parse().cluster.configured
 
 
 def test_kubeconfig_and_eks_name_are_exclusive():
@@ -276,3 +285,23 @@ def test_konnector_image_override_and_self_signed_ca():
 def test_empty_tls_ca_means_a_public_certificate():
     facts, _ = tenant_config.resolve_central(parse(), central_outputs(tlsCaPem=""))
     assert facts.ca_pem is None
+
+
+def test_readme_documents_the_keys_the_parser_accepts():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section: tenant -->")[1].split("<!-- /section: tenant -->")[0]
+    table = section.split("### Configuration")[1].split("###")[0]
+    keys = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert keys == ["centralStack", "clusterId", "apis", "oidc.tokenUrl", "oidc.clientId", "oidc.clientSecret",
+                    "oidc.scope", "kubeconfig", "eksClusterName", "konnectorImage", "namespaces", "klutchRelease",
+                    "protect"]
+    # each documented key is one the parser reads (an unread key would be an "unknown key" problem)
+    raw = {**base_raw(), "apis": ["backups"], "konnectorImage": "r.example.com/k:v1", "namespaces": ["apps"],
+           "klutchRelease": catalog.DEFAULT_RELEASE, "protect": False}
+    raw["oidc"] = {**raw["oidc"], "scope": "openid"}
+    assert {k.split(".")[0] for k in keys} - {"eksClusterName"} == set(raw)
+    tenant_config.parse(raw, set(SECRET_KEYS), stack="s")
+    policy = bindclient.Policy()
+    assert f"({policy.timeout:g} s per request)" in section and f"retried {policy.attempts} times" in section
