@@ -304,4 +304,4 @@ def test_readme_documents_the_keys_the_parser_accepts():
     assert {k.split(".")[0] for k in keys} - {"eksClusterName"} == set(raw)
     tenant_config.parse(raw, set(SECRET_KEYS), stack="s")
     policy = bindclient.Policy()
-    assert f"({policy.timeout:g} s per request)" in section and f"retried {policy.attempts} times" in section
+    assert f"({policy.timeout:g} s per request)" in section and f"tried up to {policy.attempts} times" in section
