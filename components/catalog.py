@@ -66,6 +66,17 @@ class KlutchRelease:
     backend_name: str = "anynines-backend"
     backend_listen_port: int = 9443  # plain HTTP; TLS ends at the ingress/gateway
 
+    # Tenant side (issue #5): the kube-bind API version of APIServiceBinding, APIServiceNamespace and
+    # APIServiceExportRequest; APIServiceBinding is cluster-scoped in every released CRD set (it
+    # became namespaced only on klutchio's unreleased main).
+    kube_bind_version: str = "v1alpha1"
+    api_service_binding_namespaced: bool = False
+    # The konnector as klutchio's bind/deploy/konnector manifests name it, and the Secret holding the
+    # provider-side kubeconfig that every APIServiceBinding references.
+    konnector_name: str = "konnector"  # Deployment, ServiceAccount and `app` label
+    konnector_cluster_role: str = "klutch-bind-konnector"  # ClusterRole and ClusterRoleBinding
+    konnector_kubeconfig_secret: str = "kubeconfig"  # Secret name; its key is always `kubeconfig`
+
 
 DATA_SERVICES: Mapping[str, DataService] = MappingProxyType(
     {

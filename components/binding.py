@@ -1,0 +1,183 @@
+"""The non-interactive bind as a Pulumi dynamic resource (`pulumi-python:dynamic/klutch:Binding`).
+
+Create runs `bindclient.bind` (token → POST /bind-noninteractive → BindingResponse) and stores the
+provider-side kubeconfig (a secret output), the tenant's namespace on the central cluster and one
+export per requested API (versions, permission claims, parameters). Changing `clusterId` or
+`apis` replaces the binding (a new bind); changing the URLs, the OIDC client or the CA only updates
+the stored inputs (they are used at bind time only). Delete cannot release anything on the central
+side — the kube-bind backend has no unbind endpoint — and says so on the provider's stderr, which
+Pulumi shows in the update's output: the export requests and APIServiceNamespaces this stack made
+are ordinary Kubernetes resources and are deleted by Pulumi itself, before the binding.
+
+How the provider reaches its code: Pulumi pickles the provider object (dill) into the state and
+unpickles it in a separate provider process (`python -m pulumi.dynamic`, working directory = the
+Pulumi project directory, `tenant/`), where the repository root — and with it `components` — is
+not on `sys.path`. A class from an importable module is pickled *by reference*, so unpickling
+`components.binding.BindingProvider` there would fail with ModuleNotFoundError. The provider
+therefore pickles itself (`__reduce__`) as a call of a tiny loader function that dill pickles *by
+value* (it is a closure, not reachable as a module attribute) and that uses only the standard
+library: it imports `components.binding` as it is, or else puts the first directory holding
+`components/` — the checkout this program ran from, the working directory, or its parent — on
+`sys.path` first. The real provider code is then imported normally, with all of its imports.
+`tests/test_binding.py` unpickles the serialized provider in a fresh interpreter to prove it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.runtime import rpc
+
+from . import bindclient
+from .tenant_config import Api, OidcClient
+
+TYPE = "pulumi-python:dynamic/klutch:Binding"
+# Inputs kept in the outputs (diff compares them); the client secret is never echoed.
+PUBLIC_INPUTS = ("clusterId", "apis", "bindUrl", "tokenUrl", "clientId", "scope", "caPem")
+REPLACE_ON = ("clusterId", "apis")  # a different tenant identity or API set is a new bind
+RESULTS = ("kubeconfig", "namespace", "exports")
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+@dataclass(frozen=True)
+class BindingArgs:
+    cluster_id: str
+    apis: Sequence[Api]
+    bind_url: str
+    oidc: OidcClient
+    ca_pem: str | None  # the central backend's self-signed CA (tlsCaPem), if any
+
+
+def _loader():  # noqa: ANN202
+    """A by-value-picklable function that makes `components` importable and builds the provider."""
+
+    def load_binding_provider(root: str):  # noqa: ANN202
+        import importlib
+        import os
+        import sys
+
+        try:
+            module = importlib.import_module("components.binding")
+        except ImportError:
+            candidates = [root, os.getcwd(), os.path.dirname(os.getcwd())]
+            found = next((c for c in candidates if os.path.isfile(os.path.join(c, "components", "binding.py"))), None)
+            if found is None:
+                raise ImportError(
+                    "the klutch Binding provider needs the 'components' package of the klutch-central repository; "
+                    f"it is not importable and not in {candidates}: run pulumi in the tenant/ directory of a "
+                    "klutch-central checkout"
+                ) from None
+            sys.path.insert(0, found)
+            module = importlib.import_module("components.binding")
+        return module.BindingProvider(root)
+
+    return load_binding_provider
+
+
+class BindingProvider(ResourceProvider):
+    """CRUD of a binding. `policy` (timeouts, retries) is injectable for tests."""
+
+    def __init__(self, root: str = _ROOT, policy: bindclient.Policy | None = None) -> None:
+        self._root = root
+        self._policy = policy or bindclient.Policy()
+
+    def __reduce__(self):  # noqa: ANN204
+        return _loader(), (self._root,)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        props = _plain(props)
+        binding = bindclient.bind(
+            props["bindUrl"],
+            bindclient.Credentials(props["tokenUrl"], props["clientId"], props["clientSecret"], props.get("scope")),
+            props["clusterId"],
+            props["apis"],
+            ca_pem=props.get("caPem"),
+            policy=self._policy,
+        )
+        exports = binding.exports_for(props["apis"])
+        outs = {
+            **{k: props.get(k) for k in PUBLIC_INPUTS},
+            "kubeconfig": binding.kubeconfig,
+            "namespace": binding.namespace,
+            "exports": [e.as_dict() for e in exports],
+        }
+        return CreateResult(id_=f"{props['clusterId']}@{binding.namespace}", outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        olds, news = _plain(olds), _plain(news)
+        replaces = [k for k in REPLACE_ON if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
+        changed = [k for k in PUBLIC_INPUTS if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        olds, news = _plain(olds), _plain(news)
+        return UpdateResult(outs={**{k: news.get(k) for k in PUBLIC_INPUTS}, **{k: olds.get(k) for k in RESULTS}})
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        props = _plain(props)
+        print(release_message(props.get("clusterId") or "?", props.get("namespace") or "?"), file=sys.stderr,
+              flush=True)
+
+
+def release_message(cluster_id: str, namespace: str) -> str:
+    return (
+        f"klutch binding of cluster id '{cluster_id}' deleted from this stack. The kube-bind backend offers no "
+        f"unbind endpoint, so nothing was released on the central cluster: the tenant namespace '{namespace}' "
+        "(its ServiceAccount, credentials and ClusterBinding) is kept there. The export requests and "
+        "APIServiceNamespaces of this stack were deleted by Pulumi before the binding. If no other binding "
+        f"uses cluster id '{cluster_id}', ask the central operator to run `kubectl delete namespace {namespace}` "
+        "on the central cluster."
+    )
+
+
+def _plain(value: Any) -> Any:
+    """Props as the provider process receives them, with secrets unwrapped."""
+    if rpc.is_rpc_secret(value):
+        return _plain(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _normal(key: str, value: Any) -> Any:
+    if key == "apis" and isinstance(value, list):
+        return sorted((a.get("group", ""), a.get("resource", "")) for a in value if isinstance(a, Mapping))
+    return value or None
+
+
+class Binding(Resource, module="klutch", name="Binding"):
+    """The bind of one tenant cluster. Outputs: `kubeconfig` (secret), `namespace`, `exports`."""
+
+    kubeconfig: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    exports: pulumi.Output[list[dict[str, Any]]]
+
+    def __init__(self, name: str, args: BindingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {
+            "clusterId": args.cluster_id,
+            "apis": [a.as_dict() for a in args.apis],
+            "bindUrl": args.bind_url,
+            "tokenUrl": args.oidc.token_url,
+            "clientId": args.oidc.client_id,
+            "clientSecret": args.oidc.client_secret.output(),
+            "scope": args.oidc.scope,
+            "caPem": args.ca_pem,
+            **{k: None for k in RESULTS},
+        }
+        super().__init__(
+            BindingProvider(),
+            name,
+            props,
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["kubeconfig"])),
+        )
+        # Secret in the state through additional_secret_outputs; wrapped here as well so that every
+        # value derived from it in this program is a secret whatever the engine does.
+        self.kubeconfig = pulumi.Output.secret(self.kubeconfig)

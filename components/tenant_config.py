@@ -1,0 +1,387 @@
+"""The tenant stack's configuration (project `klutch-tenant`), and the central stack's outputs it binds to.
+
+Two steps, both collecting every problem into one `ConfigError` (key, value, what is allowed):
+
+1. `load()` / `parse()` validate the tenant stack's own config before any resource is declared.
+2. `resolve_central()` validates the central stack's outputs (read through a StackReference) and
+   resolves the configured `apis` against the central `bindingApis` — the earliest point at which
+   an API the central stack does not export can be reported, with the valid ones named. The tenant
+   program calls it before it declares anything but the StackReference.
+
+The README's `tenant` section documents every key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from . import catalog
+from .config import _check_kubeconfig, _how
+from .configkit import (
+    ConfigError,
+    Problem,
+    Secret,
+    TopReader,
+    check_dns_label,
+    check_url,
+    read_stack_config,
+)
+
+NAMESPACE = "klutch-tenant"
+
+_STACK_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_QUALIFIED_STACK = re.compile(rf"^{_STACK_PART}/{_STACK_PART}/{_STACK_PART}$")
+_RESOURCE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")  # the CRDs' GroupResource.resource pattern
+_GROUP = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
+_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+
+# The central stack's outputs the tenant reads (contract with the central program).
+CENTRAL_OUTPUTS = (
+    "exportUrl",
+    "bindNonInteractiveUrl",
+    "konnectorImage",
+    "bindingApis",
+    "kubeBindCrdsUrl",
+    "tlsCaPem",
+    "kubectlBindCommand",
+)
+
+
+# ------------------------------------------------------------------------------- the objects
+@dataclass(frozen=True, order=True)
+class Api:
+    """An API the central cluster exports: one APIServiceBinding `<resource>.<group>` on the tenant."""
+
+    group: str
+    resource: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    def as_dict(self) -> dict[str, str]:
+        return {"group": self.group, "resource": self.resource}
+
+
+@dataclass(frozen=True)
+class ApiSelector:
+    """One configured `apis` entry: `<resource>.<group>`, a bare `<resource>`, or {group, resource}."""
+
+    resource: str
+    group: str | None  # None: the one group the central stack exports `resource` in
+    shown: Any  # the value as configured (for messages)
+
+
+@dataclass(frozen=True)
+class OidcClient:
+    """OAuth2 client-credentials client the backend's OIDC issuer knows (audience `kube-bind`)."""
+
+    token_url: str
+    client_id: str
+    client_secret: Secret
+    scope: str | None
+
+
+@dataclass(frozen=True)
+class TenantClusterConfig:
+    """The consumer cluster: a kubeconfig (secret), an EKS cluster reached with `aws eks get-token`, or
+    neither yet (the seed's "preparing the binding before cluster creation")."""
+
+    kubeconfig: Secret | None
+    eks_cluster_name: str | None
+
+    @property
+    def configured(self) -> bool:
+        return self.kubeconfig is not None or self.eks_cluster_name is not None
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    stack: str
+    central_stack: str
+    cluster_id: str
+    apis: tuple[ApiSelector, ...]  # empty: every API the central stack exports
+    oidc: OidcClient
+    cluster: TenantClusterConfig
+    konnector_image: str | None  # override of the central stack's konnectorImage
+    namespaces: tuple[str, ...]  # consumer namespaces to pre-create on the central side
+    release: catalog.KlutchRelease
+    protect: bool
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CentralFacts:
+    """The central stack's outputs, validated."""
+
+    stack: str
+    export_url: str
+    bind_url: str
+    konnector_image: str  # the image to run: the tenant's konnectorImage override, else the central output
+    binding_apis: tuple[Api, ...]
+    crds_url: str
+    ca_pem: str | None  # only when the backend's certificate comes from a self-signed CA
+    kubectl_bind_command: str | None
+
+
+# ------------------------------------------------------------------------------- secrets
+def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(top-level key, path) of every secret the given raw config needs (see config.secret_paths)."""
+    paths = [("oidc", "oidc.clientSecret")]
+    if not raw.get("eksClusterName"):
+        paths.append(("kubeconfig", "kubeconfig"))
+    return paths
+
+
+# ------------------------------------------------------------------------------- parsing
+def load() -> TenantConfig:
+    """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
+    raw, secret_keys = read_stack_config(NAMESPACE)
+    return parse(raw, secret_keys, stack=pulumi.get_stack())
+
+
+def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> TenantConfig:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
+
+    central_stack = top.string("centralStack", required=True, check=_check_stack)
+    cluster_id = top.string("clusterId", required=True, check=check_dns_label)
+    apis = _apis(top)
+    oidc = _oidc(top.child("oidc"))
+    cluster = _cluster(top, warnings)
+    image = top.string("konnectorImage", None, check=_check_image)
+    namespaces = top.strings("namespaces", check=check_dns_label)
+    if len(set(namespaces)) != len(namespaces):
+        top.problem("namespaces", list(namespaces), "must not repeat a namespace")
+    release_name = top.string("klutchRelease", catalog.DEFAULT_RELEASE, choices=sorted(catalog.RELEASES))
+    release = catalog.RELEASES.get(release_name or "", catalog.RELEASES[catalog.DEFAULT_RELEASE])
+    if not release.bind_noninteractive:
+        top.problem("klutchRelease", release.name, "its backend has no POST /bind-noninteractive; bind this tenant "
+                    "interactively with the central stack's kubectlBindCommand output")
+    protect = top.boolean("protect", False)
+
+    top.finish()
+    if problems:
+        raise ConfigError(stack, problems)
+    return TenantConfig(
+        stack=stack,
+        central_stack=central_stack,
+        cluster_id=cluster_id,
+        apis=apis,
+        oidc=oidc,
+        cluster=cluster,
+        konnector_image=image,
+        namespaces=namespaces,
+        release=release,
+        protect=protect,
+        warnings=tuple(warnings),
+    )
+
+
+def _check_stack(value: str) -> str | None:
+    if _QUALIFIED_STACK.match(value):
+        return None
+    return ("must be the central stack's fully qualified name '<organization>/<project>/<stack>', e.g. "
+            "'my-org/klutch-central/prod' (self-managed backends: 'organization/klutch-central/prod')")
+
+
+def _check_image(value: str) -> str | None:
+    return None if _IMAGE.match(value) else "must be a container image reference, e.g. 'registry.example.com/konnector:v1.3.0'"
+
+
+def _apis(top: TopReader) -> tuple[ApiSelector, ...]:
+    present = top.has("apis")
+    value = top._take("apis")
+    if not present:
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    if not isinstance(value, list) or not value:
+        top.problem("apis", value, "must be a non-empty list of '<resource>.<group>' (or '<resource>') strings; "
+                    "leave it unset to bind every API the central stack exports")
+        return ()
+    out: list[ApiSelector] = []
+    for i, item in enumerate(value):
+        selector = _selector(item)
+        if isinstance(selector, str):
+            top.problem(f"apis[{i}]", item, selector)
+        else:
+            out.append(selector)
+    keys = [(s.resource, s.group) for s in out]
+    if len(set(keys)) != len(keys):
+        top.problem("apis", value, "must not list an API twice")
+    return tuple(out)
+
+
+def _selector(item: Any) -> ApiSelector | str:
+    """The selector for one `apis` entry, or why it is invalid."""
+    why = "must be '<resource>.<group>' (e.g. 'postgresqlinstances.anynines.com'), a bare '<resource>', or {group, resource}"
+    if isinstance(item, str):
+        resource, sep, group = item.partition(".")
+        group_or_none: str | None = group if sep else None
+    elif isinstance(item, dict) and set(item) <= {"group", "resource"} and isinstance(item.get("resource"), str) \
+            and isinstance(item.get("group", ""), str):
+        resource, group_or_none = item["resource"], item.get("group", "")
+    else:
+        return why
+    if not _RESOURCE.match(resource) or (group_or_none and not _GROUP.match(group_or_none)):
+        return why
+    return ApiSelector(resource=resource, group=group_or_none, shown=item)
+
+
+def _oidc(r) -> OidcClient:  # noqa: ANN001 (Reader)
+    token_url = r.string("tokenUrl", required=True, check=check_url(("https",)))
+    client_id = r.string("clientId", required=True,
+                         check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
+    secret = r.secret("clientSecret", required=True, how=_how("oidc.clientSecret"))
+    scope = r.string("scope", None, check=lambda v: None if v.strip() else "must be space-separated scope names")
+    r.finish()
+    return OidcClient(token_url=token_url or "", client_id=client_id or "", client_secret=secret or Secret(""),
+                      scope=scope)
+
+
+def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
+    eks_name = top.string("eksClusterName", None, check=lambda v: None if _EKS_NAME.match(v)
+                          else "must be an EKS cluster name (letters, digits, '-' and '_', at most 100)")
+    how = _how("kubeconfig") + " (or: cat tenant.kubeconfig | pulumi config set --secret kubeconfig)"
+    if top.has("eksClusterName"):
+        if top.has("kubeconfig"):
+            top.problem("kubeconfig", "[secret]", "set either kubeconfig or eksClusterName, not both")
+            top._take("kubeconfig")
+        return TenantClusterConfig(kubeconfig=None, eks_cluster_name=eks_name)
+    if top._data.get("kubeconfig") in (None, ""):
+        top._take("kubeconfig")
+        warnings.append(
+            "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side "
+            "are created — use the providerKubeconfig output to prepare instances before the tenant cluster "
+            f"exists, then set the cluster (`{how}`) and run `pulumi up` again to install the konnector"
+        )
+        return TenantClusterConfig(kubeconfig=None, eks_cluster_name=None)
+    kubeconfig = top.secret("kubeconfig", required=True, how=how, check=_check_kubeconfig)
+    return TenantClusterConfig(kubeconfig=kubeconfig, eks_cluster_name=None)
+
+
+# ------------------------------------------------------------------------------- the central stack
+def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[CentralFacts, tuple[Api, ...]]:
+    """Validate the central stack's outputs and resolve `apis` against its `bindingApis`.
+
+    Raises ConfigError with every problem: missing or malformed outputs, and each configured API
+    the central stack does not export (naming the ones it does).
+    """
+    problems: list[Problem] = []
+    key = f"{NAMESPACE}:centralStack"
+
+    def bad(name: str, why: str) -> None:
+        problems.append(Problem(key, cfg.central_stack, f"its output '{name}' {why}"))
+
+    present = {k: v for k, v in outputs.items() if v not in (None, "")}
+    if not any(name in present for name in CENTRAL_OUTPUTS):
+        problems.append(Problem(key, cfg.central_stack, "has none of the outputs a tenant binds with "
+                                f"({', '.join(CENTRAL_OUTPUTS)}): is the central stack deployed "
+                                f"(`pulumi stack output -s {cfg.central_stack}`) and the name right?"))
+        raise ConfigError(cfg.stack, problems)
+
+    def url(name: str, why_missing: str) -> str:
+        value = present.get(name)
+        if value is None:
+            bad(name, f"is missing: {why_missing}")
+            return ""
+        if not isinstance(value, str) or check_url(("https",))(value):
+            bad(name, f"= {value!r} is not an https URL")
+            return ""
+        return value
+
+    export_url = url("exportUrl", "the backend's /export URL")
+    bind_url = url("bindNonInteractiveUrl", "the central backend offers no non-interactive bind; bind this tenant "
+                   "interactively with the central stack's kubectlBindCommand output")
+    crds_url = url("kubeBindCrdsUrl", "the URL of the kube-bind CRDs the konnector needs")
+
+    image = present.get("konnectorImage")
+    if cfg.konnector_image:
+        image = cfg.konnector_image
+    elif not isinstance(image, str) or _check_image(image):
+        bad("konnectorImage", f"= {image!r} is not a container image (or set {NAMESPACE}:konnectorImage)")
+        image = ""
+
+    ca_pem = present.get("tlsCaPem")
+    if ca_pem is not None and (not isinstance(ca_pem, str) or "-----BEGIN CERTIFICATE-----" not in ca_pem):
+        bad("tlsCaPem", "is not a PEM certificate")
+        ca_pem = None
+
+    command = present.get("kubectlBindCommand")
+    if command is not None and not isinstance(command, str):
+        bad("kubectlBindCommand", "is not a string")
+        command = None
+
+    exported = _binding_apis(present.get("bindingApis"), bad)
+    apis = _resolve_apis(cfg, exported, problems) if exported else ()
+
+    if problems:
+        raise ConfigError(cfg.stack, problems)
+    facts = CentralFacts(
+        stack=cfg.central_stack,
+        export_url=export_url,
+        bind_url=bind_url,
+        konnector_image=image,
+        binding_apis=exported,
+        crds_url=crds_url,
+        ca_pem=ca_pem,
+        kubectl_bind_command=command,
+    )
+    return facts, apis
+
+
+def _binding_apis(value: Any, bad) -> tuple[Api, ...]:  # noqa: ANN001
+    ok = (isinstance(value, list) and value and all(
+        isinstance(a, dict) and isinstance(a.get("resource"), str) and a["resource"]
+        and isinstance(a.get("group", ""), str) for a in value))
+    if not ok:
+        bad("bindingApis", f"= {json.dumps(value)} is not a non-empty list of {{group, resource}}")
+        return ()
+    return tuple(dict.fromkeys(Api(a.get("group", ""), a["resource"]) for a in value))
+
+
+def _resolve_apis(cfg: TenantConfig, exported: tuple[Api, ...], problems: list[Problem]) -> tuple[Api, ...]:
+    if not cfg.apis:
+        return exported
+    valid = ", ".join(a.name for a in exported)
+    out: list[Api] = []
+    for i, selector in enumerate(cfg.apis):
+        matches = [a for a in exported if a.resource == selector.resource
+                   and (selector.group is None or a.group == selector.group)]
+        key = f"{NAMESPACE}:apis[{i}]"
+        if not matches:
+            problems.append(Problem(key, selector.shown, f"is not exported by central stack '{cfg.central_stack}'; "
+                                                         f"valid: {valid}"))
+        elif len(matches) > 1:
+            problems.append(Problem(key, selector.shown, "is ambiguous; write one of "
+                                    + ", ".join(repr(a.name) for a in matches)))
+        elif matches[0] in out:
+            problems.append(Problem(key, selector.shown, f"names {matches[0].name} again"))
+        else:
+            out.append(matches[0])
+    return tuple(out)
+
+
+__all__ = [
+    "Api",
+    "CentralFacts",
+    "ConfigError",
+    "NAMESPACE",
+    "TenantConfig",
+    "load",
+    "parse",
+    "resolve_central",
+    "secret_paths",
+]

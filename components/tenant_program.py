@@ -1,0 +1,79 @@
+"""The tenant program: read config → read and check the central stack → bind → build both sides → export.
+
+`tenant/__main__.py` calls `main()`; the tests call it under the mock engine. Everything after the
+StackReference is declared once the central stack's outputs are known and valid (they are known
+at preview time too), because which APIs exist — and so which objects to declare — comes from the
+central stack's `bindingApis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from . import tenant_config
+from .binding import Binding, BindingArgs
+from .tenant import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
+from .tenant_config import Api, CentralFacts, TenantConfig
+
+
+@dataclass(frozen=True)
+class Built:
+    provider_kubeconfig: pulumi.Output[str]
+    central_namespace: pulumi.Output[str]
+    bound_apis: list[str]
+    namespace_map: pulumi.Output[dict[str, str]]
+    konnector_image: str
+    kubectl_bind_command: str
+
+
+def main() -> None:
+    cfg = tenant_config.load()  # raises ConfigError (all problems at once) before any resource exists
+    for warning in cfg.warnings:
+        pulumi.log.warn(warning)
+    central = pulumi.StackReference(cfg.central_stack)
+    outputs = pulumi.Output.all(**{n: central.get_output(n) for n in tenant_config.CENTRAL_OUTPUTS})
+    # Checks the central outputs and the configured apis (ConfigError naming the valid ones) before
+    # anything else is declared.
+    resolved = outputs.apply(lambda o: tenant_config.resolve_central(cfg, o))
+    built = resolved.apply(lambda r: build(cfg, *r))
+
+    def export(name: str, attr: str) -> None:
+        pulumi.export(name, built.apply(lambda b: getattr(b, attr)))
+
+    export("providerKubeconfig", "provider_kubeconfig")  # secret: the seed's provider.kfg.yaml
+    export("centralNamespace", "central_namespace")
+    export("boundApis", "bound_apis")
+    export("namespaceMap", "namespace_map")
+    export("konnectorImage", "konnector_image")
+    export("kubectlBindCommand", "kubectl_bind_command")
+
+
+def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Built:
+    binding = Binding(
+        "binding",
+        BindingArgs(cluster_id=cfg.cluster_id, apis=apis, bind_url=central.bind_url, oidc=cfg.oidc,
+                    ca_pem=central.ca_pem),
+    )
+    if cfg.cluster.configured:
+        TenantCluster("tenant", TenantClusterArgs(config=cfg, central=central, apis=apis, binding=binding))
+    central_side = CentralSide("central", CentralSideArgs(config=cfg, apis=apis, binding=binding))
+    return Built(
+        provider_kubeconfig=binding.kubeconfig,
+        central_namespace=binding.namespace,
+        bound_apis=[api.name for api in apis],
+        namespace_map=central_side.namespace_map,
+        konnector_image=central.konnector_image,
+        kubectl_bind_command=fallback_command(cfg, central),
+    )
+
+
+def fallback_command(cfg: TenantConfig, central: CentralFacts) -> str:
+    """`kubectl bind` for operators who bind by browser (the seed's interactive path)."""
+    if central.kubectl_bind_command and not cfg.konnector_image:
+        return central.kubectl_bind_command
+    return f"kubectl bind {central.export_url} --konnector-image={central.konnector_image}"
+
+
+__all__ = ["build", "fallback_command", "main"]

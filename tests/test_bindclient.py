@@ -1,0 +1,365 @@
+"""The bind client against a real HTTP server on 127.0.0.1 (ephemeral port, joined after each test).
+
+`FakeBackend` plays the IdP's token endpoint and the backend's /bind-noninteractive; each test
+scripts the answers and then checks what the client sent. Retries never really sleep: the policy's
+`sleep` records the delays, and the timeout is a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import bindclient
+from components.bindclient import BindError, Credentials, Policy
+from components.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+
+CLIENT_ID = "acme-binder"
+CLIENT_SECRET = "client-secret-value-c0ffee"
+TOKEN = "access-token-value-7d1f"
+CLUSTER_ID = "acme-dev"
+APIS = [{"group": "anynines.com", "resource": "postgresqlinstances"}, {"group": "anynines.com", "resource": "servicebindings"}]
+CENTRAL_NAMESPACE = "cluster-acme-dev-x7k2p"
+CLAIMS = [{"group": "", "resource": "secrets", "version": "v1", "selector": {"owner": "Provider"}}]
+
+
+def provider_kubeconfig(namespace: str | None = CENTRAL_NAMESPACE) -> str:
+    return mock_kubeconfig("https://central.example.com:6443", "central", namespace=namespace, token="sa-token")
+
+
+def binding_response(apis: list[dict[str, str]] = APIS, *, namespace: str | None = CENTRAL_NAMESPACE) -> dict[str, Any]:
+    """A BindingResponse as the backend sends it: base64 kubeconfig, one export request per API."""
+    return {
+        "kubeconfig": base64.b64encode(provider_kubeconfig(namespace).encode()).decode(),
+        "requests": [
+            {
+                "apiVersion": "klutch.anynines.com/v1alpha1",
+                "kind": "APIServiceExportRequest",
+                "metadata": {"name": f"{a['resource']}-req"},
+                "spec": {"resources": [{**a, "versions": ["v1"],
+                                        "permissionClaims": CLAIMS if a["resource"] == "servicebindings" else []}]},
+            }
+            for a in apis
+        ],
+        "authentication": {"oauth2CodeGrant": {"sessionID": "s", "id": "i"}},
+    }
+
+
+class FakeBackend:
+    """IdP token endpoint (`/token`) and kube-bind backend (`/bind-noninteractive`) on 127.0.0.1."""
+
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.token_answers: list[tuple] = [(200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 300})]
+        self.bind_answers: list[tuple] = [(200, binding_response())]
+        self.release = threading.Event()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                backend.requests.append(
+                    {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                answers = {"/token": backend.token_answers, "/bind-noninteractive": backend.bind_answers}.get(self.path)
+                if answers is None:
+                    return self._send(404, b"not found", {})
+                answer = answers.pop(0) if len(answers) > 1 else answers[0]
+                if answer[0] == "hang":  # never answers (until the test ends)
+                    backend.release.wait(5)
+                    return None
+                status, payload, *rest = answer
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                self._send(status, data, rest[0] if rest else {})
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = False  # server_close() joins every handler thread
+        self.httpd.block_on_close = True
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                       name="fake-backend")
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.url("/token"), CLIENT_ID, CLIENT_SECRET)
+
+    def calls(self, path: str) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"] == path]
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeBackend]:
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    before = set(threading.enumerate())
+    server = FakeBackend()
+    yield server
+    server.close()
+    assert set(threading.enumerate()) <= before, "the fake backend left threads running"
+
+
+@pytest.fixture
+def delays() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def policy(delays: list[float]) -> Policy:
+    return Policy(attempts=3, timeout=0.3, backoff=0.01, max_delay=5.0, sleep=delays.append)
+
+
+def run_bind(backend: FakeBackend, policy: Policy, **kwargs: Any) -> bindclient.Binding:
+    return bindclient.bind(backend.url("/bind-noninteractive"), kwargs.pop("credentials", backend.credentials),
+                           CLUSTER_ID, APIS, policy=policy, **kwargs)
+
+
+# ------------------------------------------------------------------------------- success
+def test_bind_sends_token_request_then_bearer_json_bind_request(backend, policy, delays):
+    binding = run_bind(backend, policy)
+
+    assert [r["path"] for r in backend.requests] == ["/token", "/bind-noninteractive"]
+    token_call, bind_call = backend.requests
+    assert token_call["method"] == "POST"
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    assert token_call["headers"]["Authorization"] == f"Basic {basic}"
+    assert token_call["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert token_call["body"] == b"grant_type=client_credentials"
+
+    assert bind_call["method"] == "POST"
+    assert bind_call["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    assert bind_call["headers"]["Content-Type"] == "application/json"
+    assert json.loads(bind_call["body"]) == {"clusterID": CLUSTER_ID, "apis": APIS}
+    assert CLIENT_SECRET.encode() not in bind_call["body"]
+    assert delays == []
+
+    assert binding.namespace == CENTRAL_NAMESPACE
+    assert binding.server == "https://central.example.com:6443"
+    assert yaml.safe_load(binding.kubeconfig)["contexts"][0]["context"]["namespace"] == CENTRAL_NAMESPACE
+    assert [e.name for e in binding.exports] == ["postgresqlinstances.anynines.com", "servicebindings.anynines.com"]
+    sb = binding.exports[1]
+    assert sb.versions == ("v1",) and list(sb.permission_claims) == CLAIMS and sb.request == "servicebindings-req"
+    assert "sa-token" not in repr(binding)  # the kubeconfig never shows in a repr or log line
+
+
+def test_scope_is_sent_when_configured(backend, policy):
+    creds = Credentials(backend.url("/token"), CLIENT_ID, CLIENT_SECRET, scope="openid kube-bind")
+    run_bind(backend, policy, credentials=creds)
+    assert backend.calls("/token")[0]["body"] == b"grant_type=client_credentials&scope=openid+kube-bind"
+
+
+# ------------------------------------------------------------------------------- retries
+def test_503_is_retried_with_backoff_then_succeeds(backend, policy, delays):
+    backend.bind_answers[:0] = [(503, {"error": "unavailable"})]
+    binding = run_bind(backend, policy)
+    assert len(backend.calls("/bind-noninteractive")) == 2
+    assert delays == [0.01]
+    assert binding.namespace == CENTRAL_NAMESPACE
+
+
+def test_429_honours_retry_after_seconds(backend, policy, delays):
+    backend.bind_answers[:0] = [(429, {"error": "slow down"}, {"Retry-After": "2"})]
+    run_bind(backend, policy)
+    assert len(backend.calls("/bind-noninteractive")) == 2
+    assert delays == [2.0]
+
+
+def test_retry_after_is_capped_and_accepts_http_dates():
+    p = Policy(max_delay=5.0, backoff=1.0)
+    assert p.delay(1, 120.0) == 5.0
+    assert p.delay(3, None) == 4.0
+    assert p.delay(4, None) == 5.0
+    future = format_datetime(time_in(30), usegmt=True)
+    assert 25 <= bindclient._retry_after(future) <= 31
+    assert bindclient._retry_after("soon") is None
+
+
+def time_in(seconds: float):  # noqa: ANN201
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def test_5xx_forever_gives_up_after_the_bounded_attempts(backend, policy, delays):
+    backend.bind_answers[:] = [(502, b"bad gateway")]
+    with pytest.raises(BindError, match=r"failed after 3 attempts \(last: HTTP 502"):
+        run_bind(backend, policy)
+    assert len(backend.calls("/bind-noninteractive")) == 3
+    assert delays == [0.01, 0.02]  # exponential backoff between the attempts, none after the last
+
+
+def test_token_endpoint_5xx_is_retried_too(backend, policy, delays):
+    backend.token_answers[:0] = [(500, {"error": "server_error"})]
+    run_bind(backend, policy)
+    assert len(backend.calls("/token")) == 2 and delays == [0.01]
+
+
+def test_timeout_bounds_every_request(backend, delays):
+    backend.bind_answers[:] = [("hang",)]
+    started = time.monotonic()
+    with pytest.raises(BindError, match=r"failed after 2 attempts \(last: timed out, timeout 0.2s each\)"):
+        run_bind(backend, Policy(attempts=2, timeout=0.2, backoff=0.01, sleep=delays.append))
+    assert time.monotonic() - started < 2
+    assert len(backend.calls("/bind-noninteractive")) == 2 and delays == [0.01]
+
+
+def test_connection_refused_is_retried_then_reported(policy, delays):
+    with pytest.raises(BindError, match=r"token request to http://127.0.0.1:9/token failed after 3 attempts "
+                                        r"\(last: connection failed"):
+        bindclient.bind("http://127.0.0.1:9/bind-noninteractive", Credentials("http://127.0.0.1:9/token", "c", "s"),
+                        CLUSTER_ID, APIS, policy=policy)
+    assert len(delays) == 2
+
+
+# ------------------------------------------------------------------------------- fail at once
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_token_fails_at_once_saying_what_to_check(backend, policy, delays, status):
+    backend.bind_answers[:] = [(status, {"error": "unauthorized"})]
+    with pytest.raises(BindError) as err:
+        run_bind(backend, policy)
+    message = str(err.value)
+    assert f"(HTTP {status}) for client '{CLIENT_ID}'" in message
+    assert "oidc.clientId / oidc.clientSecret" in message
+    assert "audience 'kube-bind'" in message
+    assert "client-credentials grant" in message
+    assert CLIENT_SECRET not in message and TOKEN not in message
+    assert len(backend.calls("/bind-noninteractive")) == 1 and delays == []
+
+
+def test_bad_client_credentials_fail_at_the_token_endpoint(backend, policy, delays):
+    backend.token_answers[:] = [(401, {"error": "invalid_client", "error_description": "bad secret"})]
+    with pytest.raises(BindError, match=r"was refused \(HTTP 401, invalid_client\) for client 'acme-binder': "
+                                        r"check oidc.clientId and oidc.clientSecret"):
+        run_bind(backend, policy)
+    assert backend.calls("/bind-noninteractive") == [] and delays == []
+
+
+def test_client_without_client_credentials_grant_is_named(backend, policy):
+    backend.token_answers[:] = [(400, {"error": "unauthorized_client"})]
+    with pytest.raises(BindError, match="enable the client-credentials grant for this client"):
+        run_bind(backend, policy)
+
+
+def test_token_answer_without_access_token(backend, policy):
+    backend.token_answers[:] = [(200, {"token_type": "Bearer"})]
+    with pytest.raises(BindError, match="answered without an access_token"):
+        run_bind(backend, policy)
+
+
+def test_missing_endpoint_points_at_the_interactive_path(backend, policy, delays):
+    with pytest.raises(BindError, match="no /bind-noninteractive endpoint.*kubectlBindCommand"):
+        bindclient.bind(backend.url("/nope"), backend.credentials, CLUSTER_ID, APIS, policy=policy)
+    assert delays == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"<html>gateway</html>", "not JSON"),
+        ([1, 2], "not a JSON object"),
+        ({"requests": []}, "no kubeconfig"),
+        ({"kubeconfig": "%%%", "requests": []}, "kubeconfig is not base64 of a kubeconfig"),
+        ({"kubeconfig": base64.b64encode(b"hello").decode(), "requests": []}, "unusable kubeconfig"),
+        (binding_response(namespace=None), "the kubeconfig's current context 'central' has no namespace"),
+        ({**binding_response(), "requests": None}, "no requests list"),
+        ({**binding_response(), "requests": [{"spec": {}}]}, r"requests\[0\] has no spec.resources"),
+        ({**binding_response(), "requests": [{"spec": {"resources": [{"group": "x"}]}}]},
+         r"requests\[0\].spec.resources\[0\] is not a resource"),
+    ],
+)
+def test_malformed_responses_fail_at_once(backend, policy, delays, payload, why):
+    backend.bind_answers[:] = [(200, payload)]
+    with pytest.raises(BindError, match=f"malformed binding response from http://127.0.0.1:.*: {why}"):
+        run_bind(backend, policy)
+    assert len(backend.calls("/bind-noninteractive")) == 1 and delays == []
+
+
+def test_an_api_the_backend_left_out_is_an_error(backend, policy):
+    backend.bind_answers[:] = [(200, binding_response(APIS[:1]))]
+    binding = run_bind(backend, policy)
+    with pytest.raises(BindError, match="no export request for servicebindings.anynines.com .it returned: "
+                                        "postgresqlinstances.anynines.com"):
+        binding.exports_for(APIS)
+    assert [e.resource for e in binding.exports_for(APIS[:1])] == ["postgresqlinstances"]
+
+
+def test_redirects_are_not_followed(backend, policy):
+    backend.bind_answers[:] = [(307, b"", {"Location": "http://elsewhere.example.com/"})]
+    with pytest.raises(BindError, match=r"redirected \(HTTP 307 to http://elsewhere.example.com/\)"):
+        run_bind(backend, policy)
+
+
+# ------------------------------------------------------------------------------- TLS
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a throw-away certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=20,
+    )
+    return cert, key
+
+
+def test_self_signed_backend_needs_its_ca(self_signed, policy, delays, monkeypatch):
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    server = FakeBackend(tls=self_signed)
+    try:
+        with pytest.raises(BindError, match="TLS verification failed .*must export its CA as tlsCaPem"):
+            run_bind(server, policy)
+        assert delays == []  # a certificate problem is not retried
+        binding = run_bind(server, policy, ca_pem=self_signed[0].read_text())
+        assert binding.namespace == CENTRAL_NAMESPACE
+    finally:
+        server.close()
+
+
+def test_ca_is_added_to_the_system_trust_and_a_bad_one_is_reported():
+    ctx = bindclient._context(PLACEHOLDER_CA_PEM)
+    assert any(dict(x[0] for x in c["subject"]).get("commonName") == "placeholder-ca" for c in ctx.get_ca_certs())
+    with pytest.raises(BindError, match="tlsCaPem is not a usable PEM certificate"):
+        bindclient._context("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")

@@ -1,0 +1,145 @@
+"""The Binding dynamic resource: its provider's CRUD, and that the pickled provider loads out of process."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
+
+from components import binding as binding_module
+from components.bindclient import BindError, Policy
+from components.binding import BindingProvider
+from tests.test_bindclient import APIS, CENTRAL_NAMESPACE, CLAIMS, CLIENT_ID, CLIENT_SECRET, CLUSTER_ID, TOKEN
+from tests.test_bindclient import backend as backend  # noqa: F401,PLC0414 (pytest fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def props(server) -> dict:  # noqa: ANN001
+    """Inputs as the engine hands them to the provider (the client secret wrapped as a secret)."""
+    return {
+        "__provider": "serialized",
+        "clusterId": CLUSTER_ID,
+        "apis": APIS,
+        "bindUrl": server.url("/bind-noninteractive"),
+        "tokenUrl": server.url("/token"),
+        "clientId": CLIENT_ID,
+        "clientSecret": {rpc._special_sig_key: rpc._special_secret_sig, "value": CLIENT_SECRET},
+        "scope": None,
+        "caPem": None,
+    }
+
+
+def fast() -> BindingProvider:
+    return BindingProvider(policy=Policy(attempts=2, timeout=0.5, backoff=0.0, sleep=lambda _: None))
+
+
+# ------------------------------------------------------------------------------- CRUD
+def test_create_binds_and_returns_kubeconfig_namespace_and_one_export_per_api(backend):  # noqa: F811
+    result = fast().create(props(backend))
+
+    assert result.id == f"{CLUSTER_ID}@{CENTRAL_NAMESPACE}"
+    assert backend.calls("/bind-noninteractive")[0]["headers"]["Authorization"] == f"Bearer {TOKEN}"
+    outs = result.outs
+    assert outs["namespace"] == CENTRAL_NAMESPACE
+    assert yaml.safe_load(outs["kubeconfig"])["contexts"][0]["context"]["namespace"] == CENTRAL_NAMESPACE
+    assert [(e["group"], e["resource"], e["versions"]) for e in outs["exports"]] == [
+        ("anynines.com", "postgresqlinstances", ["v1"]), ("anynines.com", "servicebindings", ["v1"])]
+    assert outs["exports"][1]["permissionClaims"] == CLAIMS
+    # the public inputs are kept for diff; the client secret is not
+    assert outs["clusterId"] == CLUSTER_ID and outs["apis"] == APIS and "clientSecret" not in outs
+
+
+def test_create_fails_when_the_backend_left_an_api_out(backend):  # noqa: F811
+    from tests.test_bindclient import binding_response
+
+    backend.bind_answers[:] = [(200, binding_response(APIS[:1]))]
+    with pytest.raises(BindError, match="no export request for servicebindings.anynines.com"):
+        fast().create(props(backend))
+
+
+def test_changing_cluster_id_or_apis_replaces_the_binding():
+    old = {"clusterId": "acme", "apis": APIS, "bindUrl": "https://a/bind", "tokenUrl": "https://idp/t",
+           "clientId": "c", "scope": None, "caPem": None, "kubeconfig": "k", "namespace": "n", "exports": []}
+    diff = BindingProvider().diff
+
+    assert diff("id", old, {**old, "clusterId": "acme2"}).replaces == ["clusterId"]
+    assert diff("id", old, {**old, "apis": APIS[:1]}).replaces == ["apis"]
+    same_apis_reordered = diff("id", old, {**old, "apis": list(reversed(APIS))})
+    assert same_apis_reordered.changes is False and same_apis_reordered.replaces == []
+    moved = diff("id", old, {**old, "bindUrl": "https://b/bind", "clientSecret": "rotated"})
+    assert moved.changes is True and moved.replaces == []
+    assert diff("id", old, {**old, "__provider": "new pickle"}).changes is False
+
+
+def test_update_keeps_the_binding_and_records_new_inputs():
+    old = {"clusterId": "acme", "apis": APIS, "bindUrl": "https://a/bind", "kubeconfig": "k", "namespace": "n",
+           "exports": [{"resource": "x"}]}
+    outs = BindingProvider().update("id", old, {**old, "bindUrl": "https://b/bind", "kubeconfig": None}).outs
+    assert outs["bindUrl"] == "https://b/bind"
+    assert (outs["kubeconfig"], outs["namespace"], outs["exports"]) == ("k", "n", [{"resource": "x"}])
+
+
+def test_delete_says_what_the_backend_cannot_release(capsys):
+    BindingProvider().delete("id", {"clusterId": "acme", "namespace": "cluster-acme-x"})
+    err = capsys.readouterr().err
+    assert "offers no unbind endpoint" in err
+    assert "tenant namespace 'cluster-acme-x'" in err
+    assert "`kubectl delete namespace cluster-acme-x`" in err
+
+
+# ------------------------------------------------------------------------------- the provider process
+LOAD = textwrap.dedent("""
+    import base64, os, sys, dill
+    blob = base64.b64decode(sys.stdin.read())
+    for cwd in sys.argv[1:]:
+        os.chdir(cwd)
+        try:
+            provider = dill.loads(blob)
+        except ImportError as e:
+            print("ImportError:", e)
+            continue
+        print("loaded", type(provider).__module__, type(provider).__name__, provider._root)
+        print("creates", callable(provider.create), "components" in sys.modules)
+""")
+
+
+def load_elsewhere(provider: BindingProvider, *cwds: Path) -> str:
+    """Unpickle the serialized provider in a fresh, isolated interpreter (no PYTHONPATH, no cwd on sys.path)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-I", "-c", LOAD, *map(str, cwds)], input=serialize_provider(provider),
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_pickled_provider_loads_in_a_process_that_cannot_import_components(tmp_path):
+    # The provider process runs in the project directory (tenant/); the checkout recorded at pickling
+    # time may be gone (another machine). First from an unrelated directory: a clear ImportError;
+    # then from tenant/: the repository root is found as the working directory's parent.
+    out = load_elsewhere(BindingProvider(root="/nonexistent/checkout"), tmp_path, ROOT / "tenant")
+    lines = out.splitlines()
+    assert lines[0].startswith("ImportError: the klutch Binding provider needs the 'components' package")
+    assert "run pulumi in the tenant/ directory" in lines[0]
+    assert lines[1] == "loaded components.binding BindingProvider /nonexistent/checkout"
+    assert lines[2] == "creates True True"
+
+
+def test_pickled_provider_finds_the_checkout_it_was_made_in(tmp_path):
+    out = load_elsewhere(BindingProvider(), tmp_path)
+    assert out.splitlines()[0] == f"loaded components.binding BindingProvider {ROOT}"
+
+
+def test_serialized_provider_is_stable_and_holds_no_secret():
+    a, b = serialize_provider(BindingProvider()), serialize_provider(BindingProvider())
+    assert a == b  # no spurious diff of __provider between runs
+    assert CLIENT_SECRET.encode() not in base64.b64decode(a)
+    assert binding_module.TYPE == "pulumi-python:dynamic/klutch:Binding"

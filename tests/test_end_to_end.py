@@ -1,0 +1,53 @@
+"""Central stack outputs feed the tenant project unchanged: the contract between the two programs.
+
+The committed central dev stack is evaluated; its real outputs become the tenant example stack's
+StackReference; the tenant program binds exactly what the central stack exports.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from components import binding, stackfile, tenant_config, tenant_program
+from components.mockengine import evaluate
+from tests import harness
+from tests.test_tenant import bind_mock
+
+TENANT_STACK = harness.ROOT / "tenant" / "Pulumi.example.yaml"
+
+
+@pytest.fixture(scope="module")
+def central():
+    return harness.run_stack_file("dev")
+
+
+def run_tenant(central_outputs, overrides=None):
+    config, secret_keys = stackfile.read(TENANT_STACK, tenant_config.NAMESPACE, tenant_config.secret_paths)
+    config.update(overrides or {})
+    name = config[f"{tenant_config.NAMESPACE}:centralStack"]
+    return evaluate(tenant_program.main, config, secret_keys, project="klutch-tenant", stack="example",
+                    stack_outputs={name: central_outputs}, resource_hook=bind_mock)
+
+
+def test_tenant_binds_with_the_central_stacks_real_outputs(central):
+    outputs = {k: central.output(k) for k in central.outputs}
+    tenant = run_tenant(outputs)
+    bind = tenant.one(binding.TYPE, "binding")
+    assert bind.get("bindUrl") == central.output("bindNonInteractiveUrl") == "https://klutch.dev.example.com/bind-noninteractive"
+    requested = {(a["group"], a["resource"]) for a in bind.get("apis")}
+    exported = {(a["group"], a["resource"]) for a in central.output("bindingApis")}
+    assert requested <= exported
+    assert ("anynines.com", "postgresqlinstances") in requested
+    konnector = tenant.k8s("Deployment", "konnector", "klutch-bind")
+    assert konnector.get("spec.template.spec.containers.0.image") == central.output("konnectorImage")
+    assert tenant.one("kubernetes:yaml/v2:ConfigFile").get("file") == central.output("kubeBindCrdsUrl")
+    assert tenant.output("kubectlBindCommand") == central.output("kubectlBindCommand")
+
+
+def test_tenant_cannot_bind_an_api_the_central_stack_does_not_export(central):
+    from components.configkit import ConfigError
+
+    outputs = {k: central.output(k) for k in central.outputs}
+    with pytest.raises(ConfigError) as err:
+        run_tenant(outputs, {"klutch-tenant:apis": '["mongodbinstances.anynines.com"]'})
+    assert "mongodbinstances" in str(err.value) and "postgresqlinstances.anynines.com" in str(err.value)
