@@ -32,9 +32,9 @@ from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
-from pulumi.runtime import rpc
 
 from . import bindclient
+from .configkit import unwrap_secrets
 from .tenant_config import Api, OidcClient
 
 TYPE = "pulumi-python:dynamic/klutch:Binding"
@@ -91,7 +91,7 @@ class BindingProvider(ResourceProvider):
         return _loader(), (self._root,)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        props = _plain(props)
+        props = unwrap_secrets(props)
         binding = bindclient.bind(
             props["bindUrl"],
             bindclient.Credentials(props["tokenUrl"], props["clientId"], props["clientSecret"], props.get("scope")),
@@ -110,17 +110,17 @@ class BindingProvider(ResourceProvider):
         return CreateResult(id_=f"{props['clusterId']}@{binding.namespace}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        olds, news = _plain(olds), _plain(news)
+        olds, news = unwrap_secrets(olds), unwrap_secrets(news)
         replaces = [k for k in REPLACE_ON if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
         changed = [k for k in PUBLIC_INPUTS if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
         return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        olds, news = _plain(olds), _plain(news)
+        olds, news = unwrap_secrets(olds), unwrap_secrets(news)
         return UpdateResult(outs={**{k: news.get(k) for k in PUBLIC_INPUTS}, **{k: olds.get(k) for k in RESULTS}})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        props = _plain(props)
+        props = unwrap_secrets(props)
         print(release_message(props.get("clusterId") or "?", props.get("namespace") or "?"), file=sys.stderr,
               flush=True)
 
@@ -134,17 +134,6 @@ def release_message(cluster_id: str, namespace: str) -> str:
         f"uses cluster id '{cluster_id}', ask the central operator to run `kubectl delete namespace {namespace}` "
         "on the central cluster."
     )
-
-
-def _plain(value: Any) -> Any:
-    """Props as the provider process receives them, with secrets unwrapped."""
-    if rpc.is_rpc_secret(value):
-        return _plain(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _normal(key: str, value: Any) -> Any:

@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import pulumi
 from pulumi.runtime import config as _runtime_config
+from pulumi.runtime import rpc
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
@@ -46,6 +47,17 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """A deserialized Pulumi property value with every wrapped secret replaced by its plain value."""
+    if rpc.is_rpc_secret(value):
+        return unwrap_secrets(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from pulumi.runtime import config as rconfig
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime import stack as rstack
 
+from .configkit import unwrap_secrets
+
 # A throw-away self-signed certificate (CN=placeholder-ca, no key kept): the CA of every mocked cluster.
 PLACEHOLDER_CA_PEM = """-----BEGIN CERTIFICATE-----
 MIIBhzCCAS2gAwIBAgIUNnaFABQGhGsqUdUXFgxYD/RO5BUwCgYIKoZIzj0EAwIw
@@ -66,16 +68,6 @@ def mock_kubeconfig(server: str, name: str = "mock", namespace: str | None = Non
 
 
 # ------------------------------------------------------------------------------- records
-def _unwrap(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return _unwrap(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
 def _contains_secret(value: Any) -> bool:
     if rpc.is_rpc_secret(value):
         return True
@@ -128,11 +120,11 @@ class Registration:
     @property
     def inputs(self) -> dict[str, Any]:
         """Inputs with secrets unwrapped (use `is_secret` to ask about secretness)."""
-        return _unwrap(self.raw_inputs)
+        return unwrap_secrets(self.raw_inputs)
 
     def get(self, path: str, default: Any = None) -> Any:
         value = _walk(self.raw_inputs, path)
-        return default if value is None else _unwrap(value)
+        return default if value is None else unwrap_secrets(value)
 
     def is_secret(self, path: str) -> bool:
         """True when the value at `path` (or anything inside it) is a Pulumi secret."""
@@ -236,7 +228,7 @@ class Evaluation:
         return out
 
     def output(self, name: str) -> Any:
-        return _unwrap(self.outputs[name])
+        return unwrap_secrets(self.outputs[name])
 
     def output_is_secret(self, name: str) -> bool:
         return _contains_secret(self.outputs[name])
