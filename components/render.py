@@ -49,6 +49,7 @@ from .mockengine import Evaluation, Registration, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "[secret]"
+LEAK_MASK = "LEAKED-SECRET-MASKED"  # plain text, so the YAML around a masked leak stays valid
 ROOT_LAYER = "stack"
 
 
@@ -351,7 +352,7 @@ def leaks(stack: Stack, written: Written) -> list[str]:
         for needle in _needles(value):
             for rel, text in written.files.items():
                 if needle in text:
-                    written.files[rel] = text.replace(needle, REDACTED)
+                    written.files[rel] = text = text.replace(needle, LEAK_MASK)
                     found.append(f"secret {path} appears in plain text in {rel} (masked): a plain input or output holds it")
     return found
 
@@ -376,6 +377,7 @@ def run_checks(stack: Stack) -> Report:
 def render(project: Project, directory: Path, stack_name: str, out: Path, *, check: bool,
            cache: dict[str, Stack] | None = None) -> int:
     """Render one stack into `out`; 0 when it evaluated (and, with check, passed)."""
+    _check_out(out)
     try:
         stack = load(project, directory, stack_name, cache)
     except (RenderError, pulumi.RunError) as e:
@@ -415,11 +417,15 @@ def render(project: Project, directory: Path, stack_name: str, out: Path, *, che
     return 0
 
 
+def _check_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / "summary.yaml").exists():
+        raise RenderError(f"{out} is not empty and holds no earlier render; choose an empty --out directory")
+
+
 def _write(out: Path, written: Written) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not (out / "summary.yaml").exists():
-            raise RenderError(f"{out} is not empty and holds no earlier render; choose an empty --out directory")
-        shutil.rmtree(out)
+    _check_out(out)
+    if out.exists():
+        shutil.rmtree(out)  # an earlier render: no stale files survive
     for rel, text in written.files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
