@@ -43,8 +43,6 @@ import yaml
 from pulumi.runtime import rpc
 
 from . import catalog, stackfile
-from .manifests import check as check_manifest
-from .manifests import is_manifest, manifests
 from .mockengine import Evaluation, Registration, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,6 +235,8 @@ def layer_of(reg: Registration, by_urn: Mapping[str, Registration]) -> str:
 
 
 def category(reg: Registration) -> str | None:
+    from .manifests import is_manifest  # kubernetes-validate loads only when something is rendered
+
     if reg.type.startswith("kubernetes:helm.sh/"):
         return "helm"
     if is_manifest(reg):
@@ -366,6 +366,9 @@ class Report:
 
 def run_checks(stack: Stack) -> Report:
     from policy import rules
+
+    from .manifests import check as check_manifest
+    from .manifests import manifests
 
     errors = [f"schema: {p}" for _, obj in manifests(stack.ev) for p in check_manifest(obj, stack.kubernetes_version)]
     findings = rules.check([rules.from_registration(r) for r in stack.ev.resources], stack.environment)
