@@ -119,7 +119,7 @@ class Stack:
     def environment(self) -> str:
         from policy import rules
 
-        return rules.environment_of({f"{self.project.name}:{k}": v for k, v in self.raw.items()}, self.project.name)
+        return rules.environment(self.raw.get("environment"))
 
     @property
     def kubernetes_version(self) -> str:

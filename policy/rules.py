@@ -269,6 +269,19 @@ def eks_secrets_encryption(res: Resource) -> Iterator[str]:
             yield "Kubernetes Secrets are not envelope-encrypted: add an encryptionConfig for resources ['secrets']"
 
 
+def eks_managed_nodes_only(res: Resource) -> Iterator[str]:
+    """The EKS component's own (self-managed) node group stays off: nodes are the managed node groups
+    the IMDSv2 and private-node rules check. A resource rule, because the engine shows a component's
+    inputs only to resource validation (whole-stack validation sees its outputs)."""
+    if res.type != EKS_CLUSTER:
+        return
+    if _known(res.get("skipDefaultNodeGroup")) and res.get("skipDefaultNodeGroup") is not True:
+        yield ("the component's default node group is on; set skipDefaultNodeGroup and use a managed node group "
+               "with a launch template (IMDSv2, private subnets)")
+    if res.get("nodeAssociatePublicIpAddress") is True:
+        yield "nodeAssociatePublicIpAddress is true: nodes would get public IP addresses"
+
+
 def pinned_versions(res: Resource) -> Iterator[str]:
     """Images, Helm charts, Crossplane packages and remote manifests name an exact version."""
     if res.type in HELM_TYPES:
@@ -335,9 +348,6 @@ def _deps(res: Resource, prop: str, resources: Mapping[str, Resource], type_: st
 def node_group_imdsv2(resources: Sequence[Resource]) -> Iterator[Violation]:
     by_urn = {r.urn: r for r in resources}
     for res in resources:
-        if res.type == EKS_CLUSTER and res.get("skipDefaultNodeGroup") is not True:
-            yield res.urn, (f"{res.where()}: the component's default node group cannot be checked for IMDSv2; "
-                            "set skipDefaultNodeGroup and use a managed node group with a launch template")
         if res.type != NODE_GROUP:
             continue
         templates = _deps(res, "launchTemplate", by_urn, LAUNCH_TEMPLATE)
@@ -354,8 +364,6 @@ def node_group_imdsv2(resources: Sequence[Resource]) -> Iterator[Violation]:
 def node_group_private(resources: Sequence[Resource]) -> Iterator[Violation]:
     by_urn = {r.urn: r for r in resources}
     for res in resources:
-        if res.type == EKS_CLUSTER and res.get("nodeAssociatePublicIpAddress") is True:
-            yield res.urn, f"{res.where()}: nodeAssociatePublicIpAddress is true"
         if res.type != NODE_GROUP:
             continue
         subnet_ids = res.get("subnetIds")
@@ -481,6 +489,8 @@ RULES: tuple[Rule, ...] = (
          eks_public_endpoint, advisory_outside_prod=True,
          remediation="Set cluster.publicAccessCidrs to the operators' networks or cluster.endpointPublicAccess to false."),
     Rule("eks-secrets-encryption", "Kubernetes Secrets are envelope-encrypted with a KMS key.", eks_secrets_encryption),
+    Rule("eks-managed-nodes-only", "The EKS component's self-managed default node group is off; nodes get no public IPs.",
+         eks_managed_nodes_only),
     Rule("eks-nodes-imdsv2", "Node groups require IMDSv2 (launch template metadataOptions.httpTokens: required).",
          node_group_imdsv2, stack=True),
     Rule("eks-nodes-private", "Nodes get no public IP addresses.", node_group_private, stack=True),
@@ -498,19 +508,22 @@ RULES: tuple[Rule, ...] = (
 ENVIRONMENTS = ("dev", "staging", "prod")
 
 
-def environment_of(config: Mapping[str, Any], project: str) -> str:
-    """The stack's `environment` from its config (full keys): the program's default is dev."""
-    value = config.get(f"{project}:environment", "dev")
-    return value if value in ENVIRONMENTS else "prod"  # unknown: be strict
+def environment(value: Any) -> str:
+    """A stack's `environment` config value as the rules read it: unset is the program's default
+    (dev); anything unknown is treated as prod (strict)."""
+    if value is None:
+        return "dev"
+    return value if value in ENVIRONMENTS else "prod"
 
 
 def environment_from_process() -> str:
-    """The environment of the stack the Pulumi CLI runs this policy pack for (PULUMI_CONFIG, PULUMI_PROJECT)."""
+    """The environment of the stack the Pulumi CLI runs this pack for (it passes the stack's config
+    in PULUMI_CONFIG and the project in PULUMI_PROJECT)."""
     try:
         config = json.loads(os.environ.get("PULUMI_CONFIG") or "{}")
     except ValueError:
         config = {}
-    return environment_of(config, os.environ.get("PULUMI_PROJECT", ""))
+    return environment(config.get(f"{os.environ.get('PULUMI_PROJECT', '')}:environment"))
 
 
 @dataclass(frozen=True)

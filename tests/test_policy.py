@@ -95,7 +95,7 @@ def test_rules_module_imports_without_starting_the_policy_server(monkeypatch):
 
     monkeypatch.setattr(pulumi_policy, "PolicyPack", refuse)
     importlib.reload(rules)
-    assert len(rules.policies("prod")) == len(rules.RULES) == 9
+    assert len(rules.policies("prod")) == len(rules.RULES) == 10
 
 
 def test_only_main_constructs_the_pack():
@@ -131,9 +131,8 @@ def test_policy_pack_files():
     assert "pulumi-policy==1.21.0" in reqs
 
 
-def test_unknown_environment_is_strict():
-    assert rules.environment_of({"p:environment": "qa"}, "p") == "prod"
-    assert rules.environment_of({}, "p") == "dev"
+def test_unset_environment_is_dev_and_an_unknown_one_strict():
+    assert [rules.environment(v) for v in (None, "dev", "staging", "prod", "qa")] == ["dev", "dev", "staging", "prod", "prod"]
 
 
 # ------------------------------------------------------------------------------- EKS endpoint
@@ -204,11 +203,12 @@ def test_node_group_imdsv2():
     assert "no launch template" in message
 
 
-def test_node_group_imdsv2_flags_the_components_default_node_group():
-    resources = node_stack()
-    resources[0] = stack_resource(EKS, "eks", {"skipDefaultNodeGroup": False})
-    [(message, _)] = check_stack("eks-nodes-imdsv2", resources)
-    assert "skipDefaultNodeGroup" in message
+def test_eks_managed_nodes_only():
+    assert check_resource("eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": False}) == []
+    [message] = check_resource("eks-managed-nodes-only", EKS, {"name": "c"})  # pulumi_eks defaults to a default node group
+    assert "default node group is on" in message
+    [message] = check_resource("eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": True})
+    assert "nodeAssociatePublicIpAddress is true" in message
 
 
 def test_node_group_private():
@@ -217,11 +217,6 @@ def test_node_group_private():
     assert "mapPublicIpOnLaunch true" in message and urn == _urn("aws:ec2/subnet:Subnet", "private-1")
     [(message, _)] = check_stack("eks-nodes-private", node_stack(nic_public=True))
     assert "associatePublicIpAddress is true" in message
-    resources = node_stack()
-    resources[0] = stack_resource(EKS, "eks", {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": True})
-    assert [m for m, _ in check_stack("eks-nodes-private", resources)] == [
-        "eks:index:Cluster eks: nodeAssociatePublicIpAddress is true"
-    ]
 
 
 def test_node_group_subnets_outside_the_stack_cannot_be_verified():
