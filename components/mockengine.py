@@ -267,8 +267,10 @@ class CuratedMocks(mocks.Mocks):
                 "oidcIssuer": f"oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK",
             }
         if t == "pulumi:pulumi:StackReference":
-            return {"outputs": dict(self.stack_outputs.get(args.inputs.get("name", name), {})),
-                    "secretOutputNames": []}
+            # Outputs may be given as an Evaluation's raw outputs: secret ones stay secret.
+            outputs = self.stack_outputs.get(args.inputs.get("name", name), {})
+            return {"outputs": {k: _unwrap(v) for k, v in outputs.items()},
+                    "secretOutputNames": sorted(k for k, v in outputs.items() if _contains_secret(v))}
         if t.startswith("aws:"):
             out = {"arn": f"arn:aws:{t.split(':')[1].split('/')[0]}:{MOCK_REGION}:{MOCK_ACCOUNT}:{name}"}
             if t == "aws:ec2/launchTemplate:LaunchTemplate":

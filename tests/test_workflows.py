@@ -1,0 +1,123 @@
+"""The GitHub workflows and this repository's CI script: they parse, and their key structure holds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+SETUP_ACTION = ROOT / ".github" / "actions" / "pulumi-setup" / "action.yml"
+SKIP_UNLESS_CLOUD = "vars.PULUMI_AWS_ROLE_ARN != '' && vars.PULUMI_BACKEND_URL != ''"
+RENDER_CHECK = "python -m components.render --all --check"
+
+
+def load(path: Path) -> dict[str, Any]:
+    doc = yaml.safe_load(path.read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
+    return doc
+
+
+def steps_using(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in job["steps"] if s.get("uses", "").split("@")[0] == action]
+
+
+def runs(job: dict[str, Any]) -> str:
+    return "\n".join(s.get("run", "") for s in job["steps"])
+
+
+@pytest.fixture(scope="module")
+def pr() -> dict[str, Any]:
+    return load(WORKFLOWS / "pull_request.yml")
+
+
+@pytest.fixture(scope="module")
+def push() -> dict[str, Any]:
+    return load(WORKFLOWS / "push.yml")
+
+
+@pytest.fixture(scope="module")
+def setup() -> dict[str, Any]:
+    return load(SETUP_ACTION)
+
+
+def test_pull_request_checks_run_lint_tests_and_the_offline_render(pr):
+    assert pr["on"] == {"pull_request": {"branches": ["main"]}}
+    checks = pr["jobs"]["checks"]
+    assert "if" not in checks  # runs for every PR, forks included
+    commands = runs(checks)
+    for command in ("pip install -r requirements-dev.txt", "ruff check .", "python -m pytest", RENDER_CHECK,
+                    "python -m components.render --list"):
+        assert command in commands
+    assert commands.index("python -m pytest") < commands.index(RENDER_CHECK)
+    assert checks["outputs"]["stacks"] == "${{ steps.stacks.outputs.stacks }}"
+
+
+def test_pull_request_preview_per_stack_with_the_policy_pack_and_a_pr_comment(pr):
+    preview = pr["jobs"]["preview"]
+    assert preview["needs"] == "checks"
+    assert preview["strategy"]["matrix"]["stack"] == "${{ fromJSON(needs.checks.outputs.stacks) }}"
+    [step] = steps_using(preview, "pulumi/actions")
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["policyPacks"] == "${{ github.workspace }}/policy"
+    assert step["with"]["comment-on-pr"] is True
+    assert step["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
+    assert (step["with"]["stack-name"], step["with"]["work-dir"]) == ("${{ matrix.stack.stack }}", "${{ matrix.stack.dir }}")
+    assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
+    assert pr["permissions"] == {"contents": "read"}
+
+
+def test_pull_request_preview_is_skipped_without_credentials_and_for_forks(pr):
+    condition = pr["jobs"]["preview"]["if"]
+    assert condition.startswith(SKIP_UNLESS_CLOUD)
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "secrets." not in condition  # the secrets context is not available in a job-level if
+
+
+def test_setup_assumes_an_aws_role_by_oidc_and_installs_the_policy_pack(setup):
+    steps = setup["runs"]["steps"]
+    assert setup["runs"]["using"] == "composite"
+    [aws] = [s for s in steps if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")]
+    assert aws["with"]["role-to-assume"] == "${{ inputs.role-arn }}"
+    assert not {"aws-access-key-id", "aws-secret-access-key"} & set(aws["with"])
+    shell = "\n".join(s.get("run", "") for s in steps)
+    assert "policy/venv/bin/pip install -q -r policy/requirements.txt" in shell
+    assert "pulumi config set --stack \"$STACK\" --secret --path" in shell and "::add-mask::" in shell
+
+
+def test_push_deploys_dev_then_prod_behind_an_environment(push):
+    assert push["on"] == {"push": {"branches": ["main"]}}
+    jobs = push["jobs"]
+    assert RENDER_CHECK in runs(jobs["checks"])
+    assert (jobs["up-dev"]["needs"], jobs["up-prod"]["needs"]) == ("checks", "up-dev")
+    assert (jobs["up-dev"]["environment"], jobs["up-prod"]["environment"]) == ("dev", "prod")
+    for job, stack in (("up-dev", "dev"), ("up-prod", "prod")):
+        [step] = steps_using(jobs[job], "pulumi/actions")
+        assert (step["with"]["command"], step["with"]["stack-name"]) == ("up", stack)
+        assert step["with"]["policyPacks"] == "${{ github.workspace }}/policy"
+        assert jobs[job]["if"] == SKIP_UNLESS_CLOUD
+        [setup_step] = steps_using(jobs[job], "./.github/actions/pulumi-setup")
+        assert setup_step["with"]["stack"] == stack
+    assert push["concurrency"]["cancel-in-progress"] is False
+
+
+@pytest.mark.parametrize("path", [WORKFLOWS / "pull_request.yml", WORKFLOWS / "push.yml", SETUP_ACTION], ids=lambda p: p.name)
+def test_actions_are_pinned_and_the_cli_matches_the_sdk(path):
+    text = path.read_text()
+    uses = re.findall(r"uses:\s*(\S+)", text)
+    assert uses
+    for ref in uses:
+        assert ref.startswith("./") or re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", ref), ref
+    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    for version in re.findall(r"PULUMI_VERSION:\s*\"([^\"]+)\"", text):
+        assert version == sdk
+
+
+def test_ci_script_runs_the_readme_command_then_the_offline_render():
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
+    assert ci.index(command) < ci.index(".venv/bin/python -m components.render --all --check --out")
