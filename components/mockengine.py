@@ -67,6 +67,32 @@ def mock_kubeconfig(server: str, name: str = "mock", namespace: str | None = Non
     )
 
 
+MOCK_CENTRAL_NAMESPACE = "cluster-mock"
+
+
+def mock_binding_response(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """What a kube-bind backend answers a bind request with, as the offline tools emulate it: a
+    provider-side kubeconfig for the tenant's central namespace and one export per requested API
+    (its permission claims from the catalog)."""
+    from .catalog import EXTRA_APIS
+
+    def claims(resource: str) -> list[dict[str, Any]]:
+        api = EXTRA_APIS.get(resource)
+        return [{"group": g, "resource": r, "version": v, "selector": {"owner": o}}
+                for g, r, v, o in (api.permission_claims if api else ())]
+
+    return {
+        "kubeconfig": mock_kubeconfig("https://central.placeholder.invalid:6443", "central",
+                                      namespace=MOCK_CENTRAL_NAMESPACE),
+        "namespace": MOCK_CENTRAL_NAMESPACE,
+        "exports": [
+            {**api, "versions": ["v1"], "request": api["resource"], "parameters": None,
+             "permissionClaims": claims(api["resource"])}
+            for api in inputs.get("apis") or []
+        ],
+    }
+
+
 # ------------------------------------------------------------------------------- records
 def _contains_secret(value: Any) -> bool:
     if rpc.is_rpc_secret(value):
@@ -269,7 +295,7 @@ class CuratedMocks(mocks.Mocks):
         if t == "pulumi:pulumi:StackReference":
             # Outputs may be given as an Evaluation's raw outputs: secret ones stay secret.
             outputs = self.stack_outputs.get(args.inputs.get("name", name), {})
-            return {"outputs": {k: _unwrap(v) for k, v in outputs.items()},
+            return {"outputs": {k: unwrap_secrets(v) for k, v in outputs.items()},
                     "secretOutputNames": sorted(k for k, v in outputs.items() if _contains_secret(v))}
         if t.startswith("aws:"):
             out = {"arn": f"arn:aws:{t.split(':')[1].split('/')[0]}:{MOCK_REGION}:{MOCK_ACCOUNT}:{name}"}
@@ -283,13 +309,18 @@ class CuratedMocks(mocks.Mocks):
                 out["endpoint"] = f"https://{(args.resource_id or name).upper()}.gr7.{MOCK_REGION}.eks.amazonaws.com"
                 out["certificateAuthority"] = {"data": base64.b64encode(PLACEHOLDER_CA_PEM.encode()).decode()}
             return out
-        if t == "kubernetes:core/v1:Service" and (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
+        if t == "kubernetes:core/v1:Service" and (
+            args.resource_id  # Service.get: a controller's load balancer
+            or (args.inputs.get("spec") or {}).get("type") == "LoadBalancer"
+        ):
             return {"status": {"loadBalancer": {"ingress": [{"hostname": MOCK_LB_HOSTNAME}]}}}
         if t == "random:index/randomBytes:RandomBytes":
             n = int(args.inputs.get("length", 32))
             return {"base64": base64.b64encode(bytes(range(n))).decode(), "hex": bytes(range(n)).hex()}
-        if t == "kubernetes:core/v1:Service" and args.resource_id:  # Service.get: a controller's load balancer
-            return {"status": {"loadBalancer": {"ingress": [{"hostname": MOCK_LB_HOSTNAME}]}}}
+        if t == "pulumi-python:dynamic/klutch:Binding":
+            return mock_binding_response(args.inputs)
+        if t.endswith(":APIServiceNamespace"):  # the backend assigns the central namespace
+            return {"status": {"namespace": f"{MOCK_CENTRAL_NAMESPACE}-{(args.inputs.get('metadata') or {}).get('name')}"}}
         if t == "tls:index/selfSignedCert:SelfSignedCert":
             return {"certPem": PLACEHOLDER_CA_PEM}
         if t == "tls:index/privateKey:PrivateKey":
