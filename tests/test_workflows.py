@@ -117,7 +117,11 @@ def test_actions_are_pinned_and_the_cli_matches_the_sdk(path):
         assert version == sdk
 
 
-def test_ci_script_runs_the_readme_command_then_the_offline_render():
+def test_ci_script_runs_the_offline_render_then_the_readme_command_last():
     ci = (ROOT / ".ci" / "run").read_text()
     command = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
-    assert ci.index(command) < ci.index(".venv/bin/python -m components.render --all --check --out")
+    lines = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines[0] == "set -euo pipefail"
+    assert "rm -rf .venv" in lines  # a fresh venv on every run
+    assert ci.index(".venv/bin/python -m components.render --all --check --out") < ci.index(command)
+    assert lines[-1] == command  # pytest's closing line is the run's last word
