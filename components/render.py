@@ -194,12 +194,21 @@ def _central(reference: str, cache: dict[str, Stack]) -> Stack:
 
 
 # ------------------------------------------------------------------------------- redaction
+_FIRST_KEYS = ("apiVersion", "kind", "metadata", "spec")
+
+
+def _key_order(key: str) -> tuple[int, str]:
+    """Kubernetes' conventional order first, then alphabetical: stable files, readable diffs."""
+    return (_FIRST_KEYS.index(key) if key in _FIRST_KEYS else len(_FIRST_KEYS), key)
+
+
 def redact(value: Any) -> Any:
-    """Secrets replaced by REDACTED (structure kept), protobuf numbers that are whole made ints."""
+    """Secrets replaced by REDACTED (structure kept), protobuf numbers that are whole made ints,
+    keys in a stable order (the engine's maps arrive in no particular order)."""
     if rpc.is_rpc_secret(value):
         return _mask(rpc.unwrap_rpc_secret(value))
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items() if not k.startswith("__")}
+        return {k: redact(value[k]) for k in sorted(value, key=_key_order) if not k.startswith("__")}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, float) and value.is_integer():

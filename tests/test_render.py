@@ -321,3 +321,15 @@ def test_tenant_stack_naming_an_uncommitted_central_stack_fails(fake_tenant, tmp
     (fake_tenant / "Pulumi.example.yaml").write_text("config:\n  klutch-tenant:centralStack: organization/other/dev\n")
     code, _, stderr = run(["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys)
     assert code == 1 and "expected '<organization>/klutch-central/<stack>'" in stderr
+
+
+def test_rendered_objects_have_a_stable_conventional_key_order(tmp_path):
+    assert render.main(["--stack", "dev", "--out", str(tmp_path / "a")]) == 0
+    assert render.main(["--stack", "dev", "--out", str(tmp_path / "b")]) == 0
+    first = next((tmp_path / "a").rglob("deployment-anynines-backend.yaml")).read_text()
+    assert first == next((tmp_path / "b").rglob("deployment-anynines-backend.yaml")).read_text()
+    body = [line for line in first.splitlines() if not line.startswith("#")]
+    assert [line.split(":")[0] for line in body if not line.startswith(" ")] == ["apiVersion", "kind", "metadata", "spec"]
+    metadata = body[body.index("metadata:") + 1:body.index("spec:")]
+    assert [line.strip().split(":")[0] for line in metadata if line.startswith("  ") and not line.startswith("   ")] == [
+        "labels", "name", "namespace"]
