@@ -26,6 +26,7 @@ from .configkit import (
     check_dns_label,
     check_dns_name,
     check_email,
+    check_kubeconfig,
     check_url,
     read_stack_config,
 )
@@ -178,11 +179,6 @@ def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     return paths
 
 
-def _how(path: str) -> str:
-    flag = "--path " if "." in path else ""
-    return f"pulumi config set --secret {flag}'{path}' <value>"
-
-
 # ------------------------------------------------------------------------------- parsing
 def load() -> CentralConfig:
     """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
@@ -316,8 +312,8 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
     r.finish()
     kubeconfig = None
     if mode == "existing":
-        kubeconfig = top.secret("kubeconfig", required=True, how=_how("kubeconfig") + " (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
-                                check=_check_kubeconfig)
+        kubeconfig = top.secret("kubeconfig", required=True, also=" (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
+                                check=lambda text: check_kubeconfig(text, need_ca=True))
     elif top.has("kubeconfig"):
         top.problem("kubeconfig", "[secret]", "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program")
         top._take("kubeconfig")
@@ -357,16 +353,6 @@ def _check_instance_type(value: str) -> str | None:
     )
 
 
-def _check_kubeconfig(text: str) -> str | None:
-    from .kubeconfig import KubeconfigError, parse_kubeconfig
-
-    try:
-        parse_kubeconfig(text)
-    except KubeconfigError as e:
-        return f"is not a usable kubeconfig: {e}"
-    return None
-
-
 def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
     lo, hi = release.crossplane_min, release.crossplane_max
     allowed = f"a Crossplane chart version X.Y.Z with {lo[0]}.{lo[1]} <= X.Y <= {hi[0]}.{hi[1]} (Klutch {release.name}; Crossplane 2 is not supported)"
@@ -404,7 +390,7 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
             url = e.string("url", required=True, check=check_url(("http", "https")))
             username = e.string("username", required=True,
                                 check=lambda v: None if v and v.strip() == v else "must be a non-empty user name without surrounding spaces")
-            password = e.secret("password", required=True, how=_how(f"dataServices.{key}.{kind}.password"))
+            password = e.secret("password", required=True)
             e.finish()
             endpoints[kind] = Endpoint(url or "", Secret(username or ""), password or Secret(""))
         svc_reader.finish()
@@ -468,7 +454,7 @@ def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]
 def _oidc(r) -> OidcConfig:  # noqa: ANN001
     issuer = r.string("issuerUrl", required=True, check=check_url(("https",)))
     client_id = r.string("clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
-    secret = r.secret("clientSecret", required=True, how=_how("oidc.clientSecret"))
+    secret = r.secret("clientSecret", required=True)
     r.finish()
     return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))
 

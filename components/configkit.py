@@ -223,9 +223,11 @@ class Reader:
     def child(self, name: str) -> Reader:
         return Reader(self.mapping(name) or {}, self.key(name), self._problems, self._secret)
 
-    def secret(self, name: str, *, required: bool, how: str, check: Callable[[str], str | None] | None = None,
-               ) -> Secret | None:
-        """A value that must be stored as a Pulumi secret (`pulumi config set --secret`)."""
+    def secret(self, name: str, *, required: bool, check: Callable[[str], str | None] | None = None,
+               also: str = "") -> Secret | None:
+        """A value that must be stored as a Pulumi secret; problems say the command that sets it
+        (`also`: another way, appended)."""
+        how = secret_hint(self.key(name)) + also
         value = self._take(name)
         if value is _MISSING or value == "":
             if required:
@@ -262,10 +264,10 @@ class TopReader(Reader):
         data = self.mapping(name) or {}
         return Reader(data, self.key(name), self._problems, name in self._secret_keys)
 
-    def secret(self, name: str, *, required: bool, how: str, check=None) -> Secret | None:  # noqa: ANN001
+    def secret(self, name: str, *, required: bool, check=None, also: str = "") -> Secret | None:  # noqa: ANN001
         was, self._secret = self._secret, name in self._secret_keys
         try:
-            return super().secret(name, required=required, how=how, check=check)
+            return super().secret(name, required=required, check=check, also=also)
         finally:
             self._secret = was
 
@@ -273,6 +275,13 @@ class TopReader(Reader):
         for name in sorted(set(self._data) - self._read):
             shown = "[secret]" if name in self._secret_keys else self._data[name]
             self.problem(name, shown, "unknown key (check the spelling; see the README's configuration reference)")
+
+
+def secret_hint(key: str) -> str:
+    """The command that sets config `key` ('namespace:a.b.c') as a secret."""
+    path = key.split(":", 1)[-1]
+    flag = "--path " if "." in path else ""
+    return f"pulumi config set --secret {flag}'{path}' <value>"
 
 
 def _json(text: str, fallback: Any) -> Any:
@@ -310,6 +319,18 @@ def check_cidr(value: str) -> str | None:
         ipaddress.ip_network(value, strict=True)
     except ValueError:
         return "must be a CIDR block with no host bits set, e.g. '203.0.113.0/24'"
+    return None
+
+
+def check_kubeconfig(text: str, *, need_ca: bool = False) -> str | None:
+    from .kubeconfig import KubeconfigError, parse_kubeconfig  # PyYAML: only where a kubeconfig is checked
+
+    try:
+        facts = parse_kubeconfig(text)
+    except KubeconfigError as e:
+        return f"is not a usable kubeconfig: {e}"
+    if need_ca and not facts.ca_pem:
+        return "is not a usable kubeconfig: its cluster must embed certificate-authority-data (the CA tenants are given)"
     return None
 
 

@@ -22,15 +22,16 @@ from typing import Any
 import pulumi
 
 from . import catalog
-from .config import _check_kubeconfig, _how
 from .configkit import (
     ConfigError,
     Problem,
     Secret,
     TopReader,
     check_dns_label,
+    check_kubeconfig,
     check_url,
     read_stack_config,
+    secret_hint,
 )
 
 NAMESPACE = "klutch-tenant"
@@ -244,7 +245,7 @@ def _oidc(r) -> OidcClient:  # noqa: ANN001 (Reader)
     token_url = r.string("tokenUrl", required=True, check=check_url(("https",)))
     client_id = r.string("clientId", required=True,
                          check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
-    secret = r.secret("clientSecret", required=True, how=_how("oidc.clientSecret"))
+    secret = r.secret("clientSecret", required=True)
     scope = r.string("scope", None, check=lambda v: None if v.strip() else "must be space-separated scope names")
     r.finish()
     return OidcClient(token_url=token_url or "", client_id=client_id or "", client_secret=secret or Secret(""),
@@ -254,7 +255,7 @@ def _oidc(r) -> OidcClient:  # noqa: ANN001 (Reader)
 def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
     eks_name = top.string("eksClusterName", None, check=lambda v: None if _EKS_NAME.match(v)
                           else "must be an EKS cluster name (letters, digits, '-' and '_', at most 100)")
-    how = _how("kubeconfig") + " (or: cat tenant.kubeconfig | pulumi config set --secret kubeconfig)"
+    also = " (or: cat tenant.kubeconfig | pulumi config set --secret kubeconfig)"
     if top.has("eksClusterName"):
         if top.has("kubeconfig"):
             top.problem("kubeconfig", "[secret]", "set either kubeconfig or eksClusterName, not both")
@@ -265,10 +266,11 @@ def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
         warnings.append(
             "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side "
             "are created — use the providerKubeconfig output to prepare instances before the tenant cluster "
-            f"exists, then set the cluster (`{how}`) and run `pulumi up` again to install the konnector"
+            f"exists, then set the cluster (`{secret_hint(top.key('kubeconfig'))}{also}`) and run `pulumi up` again "
+            "to install the konnector"
         )
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=None)
-    kubeconfig = top.secret("kubeconfig", required=True, how=how, check=_check_kubeconfig)
+    kubeconfig = top.secret("kubeconfig", required=True, also=also, check=check_kubeconfig)
     return TenantClusterConfig(kubeconfig=kubeconfig, eks_cluster_name=None)
 
 

@@ -201,3 +201,21 @@ def test_subnet_layout_for_the_default_vpc():
         ["10.0.0.0/18", "10.0.64.0/18", "10.0.128.0/18"],
         ["10.0.192.0/20", "10.0.208.0/20", "10.0.224.0/20"],
     )
+
+
+def test_existing_mode_kubeconfig_must_embed_the_ca():
+    import json as _json
+
+    doc = _json.loads(KUBECONFIG)
+    del doc["clusters"][0]["cluster"]["certificate-authority-data"]
+    raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": _json.dumps(doc)}, drop=("network",))
+    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    assert "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: its cluster must embed certificate-authority-data" in message
+
+
+def test_missing_secret_names_the_command_with_its_path():
+    raw = harness.merged()
+    del raw["dataServices"]["postgresql"]["backupManager"]["password"]
+    message = problems_of(raw=raw)
+    assert ("klutch-central:dataServices.postgresql.backupManager.password = <unset>: required secret; set it with "
+            "`pulumi config set --secret --path 'dataServices.postgresql.backupManager.password' <value>`") in message
