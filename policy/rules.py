@@ -4,7 +4,7 @@ Two callers share them through thin adapters, so there is one implementation of 
 
 - the real policy pack (`policy/__main__.py`, run by `pulumi preview/up --policy-pack policy`):
   `policies(environment)` wraps every rule in a `pulumi_policy.ResourceValidationPolicy` or
-  `StackValidationPolicy`, converting their args with `from_args` / `from_policy_resource`;
+  `StackValidationPolicy`, converting their args with `from_policy`;
 - the offline renderer (`python -m components.render --check`): `check(resources, environment)`
   over `from_registration(...)` of the mock engine's records.
 
@@ -134,20 +134,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_args(args: Any) -> Resource:
-    """A `pulumi_policy.ResourceValidationArgs` (the real engine, one resource)."""
-    return Resource(
-        type=args.resource_type,
-        name=args.name,
-        urn=args.urn,
-        props=_plain(args.props),
-        provider=args.provider.name if args.provider is not None else None,
-        custom=not _is_component_type(args.resource_type),
-    )
-
-
-def from_policy_resource(res: Any) -> Resource:
-    """A `pulumi_policy.PolicyResource` (the real engine, whole-stack validation)."""
+def from_policy(res: Any) -> Resource:
+    """A resource as the real engine hands it to a policy: `pulumi_policy.ResourceValidationArgs` (one
+    resource) or `pulumi_policy.PolicyResource` (whole-stack validation, with property dependencies)."""
+    deps = getattr(res, "property_dependencies", None) or {}
     return Resource(
         type=res.resource_type,
         name=res.name,
@@ -155,7 +145,7 @@ def from_policy_resource(res: Any) -> Resource:
         props=_plain(res.props),
         provider=res.provider.name if res.provider is not None else None,
         custom=not _is_component_type(res.resource_type),
-        property_dependencies={k: tuple(d.urn for d in v) for k, v in (res.property_dependencies or {}).items()},
+        property_dependencies={k: tuple(d.urn for d in v) for k, v in deps.items()},
     )
 
 
@@ -564,13 +554,13 @@ def policies(environment: str) -> list[Any]:
         }
         if rule.stack:
             def validate_stack(args: Any, report: Callable[..., None], rule: Rule = rule) -> None:
-                for urn, message in rule.check([from_policy_resource(r) for r in args.resources]):
+                for urn, message in rule.check([from_policy(r) for r in args.resources]):
                     report(message, urn)
 
             out.append(StackValidationPolicy(validate=validate_stack, **common))
         else:
             def validate(args: Any, report: Callable[..., None], rule: Rule = rule) -> None:
-                for message in rule.check(from_args(args)):
+                for message in rule.check(from_policy(args)):
                     report(message)
 
             out.append(ResourceValidationPolicy(validate=validate, **common))
