@@ -83,6 +83,9 @@ class ConfigError(pulumi.RunError):
 
 
 _MISSING = object()
+_SENSITIVE = re.compile(r"(password|secret|username|kubeconfig|token)$", re.IGNORECASE)
+# What a problem shows instead of a value that is not to be echoed (or a whole object).
+_MARKERS = ("{...}", "(set)", "[not shown]", "[secret]")
 _UNSET = "<unset>"
 
 
@@ -91,6 +94,9 @@ def _show(value: Any) -> str:
         return _UNSET
     if isinstance(value, Secret):
         return "[secret]"
+    if isinstance(value, str) and "@" in value and "://" in value:  # a URL with user:password@ is never echoed
+        scheme, _, rest = value.partition("://")
+        value = f"{scheme}://[redacted]@{rest.rpartition('@')[2]}"
     return json.dumps(value) if not isinstance(value, str) else repr(value)
 
 
@@ -124,7 +130,11 @@ class Reader:
         return f"{self._path}.{name}" if self._path else name
 
     def problem(self, name: str, value: Any, allowed: str) -> None:
-        self._problems.append(Problem(self.key(name), value, allowed))
+        # Errors reach CLI and CI logs: inside a secret config object, credential-like keys are never echoed.
+        masked = (self._secret and _SENSITIVE.search(name) is not None
+                  and value is not _MISSING and value is not None and value not in _MARKERS)
+        shown = "[secret]" if masked else value
+        self._problems.append(Problem(self.key(name), shown, allowed))
 
     def _take(self, name: str) -> Any:
         self._read.add(name)
@@ -204,7 +214,7 @@ class Reader:
         good = True
         for i, item in enumerate(value):
             if check is not None and (why := check(item)):
-                self._problems.append(Problem(f"{self.key(name)}[{i}]", item, why))
+                self.problem(f"{name}[{i}]", item, why)
                 good = False
         return tuple(value) if good else default
 
@@ -243,10 +253,6 @@ class Reader:
             self.problem(name, "[secret]", why)
             return None
         return Secret(value)
-
-
-def top_reader(raw: Mapping[str, Any], secret_keys: set[str], problems: list[Problem], namespace: str) -> TopReader:
-    return TopReader(raw, secret_keys, problems, namespace)
 
 
 class TopReader(Reader):
@@ -309,6 +315,8 @@ def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
         u = urlparse(value)
         if u.scheme not in schemes or not u.hostname:
             return f"must be an absolute {' or '.join(schemes)} URL"
+        if u.username is not None or u.password is not None:
+            return "must not carry credentials (user:password@): they would be stored in plain text; use the username/password keys"
         return None
 
     return check

@@ -219,3 +219,14 @@ def test_missing_secret_names_the_command_with_its_path():
     message = problems_of(raw=raw)
     assert ("klutch-central:dataServices.postgresql.backupManager.password = <unset>: required secret; set it with "
             "`pulumi config set --secret --path 'dataServices.postgresql.backupManager.password' <value>`") in message
+
+
+def test_credentials_inside_a_secret_object_are_never_echoed():
+    raw = harness.merged()
+    raw["dataServices"]["postgresql"]["serviceBroker"]["username"] = " topsecret-user "
+    raw["dataServices"]["postgresql"]["backupManager"]["url"] = "https://admin:hunter2@backup.example.com"
+    message = problems_of(raw=raw)
+    assert "klutch-central:dataServices.postgresql.serviceBroker.username = '[secret]': must be a non-empty user name" in message
+    assert "topsecret-user" not in message and "hunter2" not in message
+    assert ("klutch-central:dataServices.postgresql.backupManager.url = 'https://[redacted]@backup.example.com': "
+            "must not carry credentials") in message
