@@ -144,7 +144,7 @@ class Crossplane(pulumi.ComponentResource):
         self.secrets, self.provider_configs = {}, {}
         for service in cfg.data_services:
             for endpoint in catalog.PROVIDER_ENDPOINTS:
-                secret, provider_config = self._endpoint(name, service, endpoint, plain, chart.namespace,
+                secret, provider_config = self._endpoint(name, service, endpoint, guarded, chart.namespace,
                                                          release.provider_config_service_type)
                 self.secrets[endpoint.secret_name(service.key)] = secret
                 self.provider_configs[endpoint.provider_config_name(service.key)] = provider_config
@@ -166,7 +166,7 @@ class Crossplane(pulumi.ComponentResource):
         name: str,
         service: DataServiceConfig,
         endpoint: catalog.ProviderEndpoint,
-        plain: pulumi.ResourceOptions,
+        guarded: pulumi.ResourceOptions,
         namespace: str,
         service_type: bool,
     ) -> tuple[k8s.core.v1.Secret, k8s.apiextensions.CustomResource]:
@@ -179,7 +179,7 @@ class Crossplane(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=self.namespace.metadata.name),
             type="Opaque",
             string_data={"username": settings.username.output(), "password": settings.password.output()},
-            opts=plain,
+            opts=guarded,
         )
         spec: dict = {
             "url": settings.url,
@@ -200,7 +200,7 @@ class Crossplane(pulumi.ComponentResource):
             metadata=k8s.meta.v1.ObjectMetaArgs(name=config_name),
             spec=spec,
             opts=pulumi.ResourceOptions.merge(
-                plain,
+                guarded,
                 pulumi.ResourceOptions(depends_on=[self.provider, secret]),
             ),
         )

@@ -263,7 +263,10 @@ def test_existing_cluster_mode_builds_the_same_layer():
 
 
 # ------------------------------------------------------------------------------- prod safety
-PROTECTED = {"kubernetes:core/v1:Namespace", RELEASE, PROVIDER, CONFIGURATION}
+# The ProviderConfigs and their Secrets too: deleting one (a service key removed or misspelt) cuts
+# existing instances off their broker and cannot be undone once Kubernetes set its deletionTimestamp.
+PROTECTED = {"kubernetes:core/v1:Namespace", RELEASE, PROVIDER, CONFIGURATION,
+             "kubernetes:core/v1:Secret", "kubernetes:dataservices.anynines.com/v1:ProviderConfig"}
 
 
 def test_prod_protects_what_would_delete_tenants_data(prod):
