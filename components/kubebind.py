@@ -26,6 +26,7 @@ import pulumi_random as random
 from . import catalog
 from .cluster import Cluster
 from .config import BackendConfig, CentralConfig
+from .crds import crd_file
 from .edge import Edge
 
 # The backend's Secrets and the environment variables its args read them through (seed names).
@@ -108,21 +109,6 @@ def template_spec(api: catalog.ExtraApi) -> dict[str, Any]:
     return spec
 
 
-def keep_crds(protect: bool) -> pulumi.ResourceTransform:
-    """A transform giving every resource of the CRD component (the remote yaml/v2 ConfigFile and each
-    CRD it registers) `retain_on_delete` and, in prod, `protect`. The provider registers the CRDs with
-    only `parent` set and `retainOnDelete` is not propagated to children (pulumi-kubernetes#3065);
-    transforms run for every child of a packaged component."""
-
-    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult:
-        return pulumi.ResourceTransformResult(
-            props=args.props,
-            opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=True)),
-        )
-
-    return transform
-
-
 class KubeBind(pulumi.ComponentResource):
     crds: k8s.yaml.v2.ConfigFile
     deployment: k8s.apps.v1.Deployment
@@ -141,11 +127,7 @@ class KubeBind(pulumi.ComponentResource):
         self.binding_apis = catalog.binding_apis(release, enabled)
 
         # ---- CRDs, RBAC, export templates
-        self.crds = k8s.yaml.v2.ConfigFile(
-            f"{name}-crds",
-            file=release.kube_bind_crds_url,
-            opts=self._opts(protect=cfg.protect, retain_on_delete=True, transforms=[keep_crds(cfg.protect)]),
-        )
+        self.crds = crd_file(f"{name}-crds", release.kube_bind_crds_url, protect=cfg.protect, opts=self._opts())
         self.binder_role = k8s.rbac.v1.ClusterRole(
             f"{name}-binder",
             metadata={"name": release.binder_cluster_role},

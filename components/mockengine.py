@@ -142,6 +142,9 @@ class Registration:
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     read: bool = False  # a `Resource.get` of an existing object, not something the program creates
+    # The resource transforms registered with it (the engine runs them for it and its children; the
+    # mock engine does not, so tests apply them to the children a remote component would register).
+    transforms: list[Callable[..., Any]] = field(default_factory=list)
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -389,6 +392,7 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=bool(request.custom),
             remote=bool(request.remote),
             id=response.id,
+            transforms=mocks._resolve_callbacks(request.transforms),
         )
         rec.outputs = self.resources[response.urn].state if response.urn in self.resources else {}
         self.records.append(rec)

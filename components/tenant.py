@@ -27,11 +27,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from .binding import Binding
+from .crds import WAIT_FOR, crd_file
 from .tenant_config import Api, CentralFacts, TenantConfig
 
 KUBECONFIG_KEY = "kubeconfig"  # the only key the APIServiceBinding CRD accepts in kubeconfigSecretRef
-WAIT_FOR = "pulumi.com/waitFor"
-CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
 class CustomResourceWithStatus(k8s.apiextensions.CustomResource):
@@ -61,17 +60,6 @@ def export_for(exports: Sequence[dict[str, Any]], api: Api) -> dict[str, Any]:
         if export.get("group", "") == api.group and export.get("resource") == api.resource:
             return export
     raise ValueError(f"the binding has no export for {api.name}")  # bindclient guarantees one per API
-
-
-def crd_established(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
-    """Transform for the CRD file: each CRD counts as created only once it is `Established`."""
-    if args.type_ != CRD_TYPE:
-        return None
-    props = dict(args.props)
-    metadata = dict(props.get("metadata") or {})
-    metadata["annotations"] = {**(metadata.get("annotations") or {}), WAIT_FOR: "condition=Established"}
-    props["metadata"] = metadata
-    return pulumi.ResourceTransformResult(props=props, opts=args.opts)
 
 
 def eks_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str | None) -> str:
@@ -126,16 +114,7 @@ class TenantCluster(pulumi.ComponentResource):
             opts=after_ns,
         )
 
-        crds = k8s.yaml.v2.ConfigFile(
-            f"{name}-kube-bind-crds",
-            file=args.central.crds_url,
-            opts=pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(
-                transforms=[crd_established],
-                # deleting a CRD deletes every object of its kind on the tenant cluster
-                protect=cfg.protect,
-                retain_on_delete=cfg.protect,
-            )),
-        )
+        crds = crd_file(f"{name}-kube-bind-crds", args.central.crds_url, protect=cfg.protect, opts=on_tenant)
 
         api_version = f"{release.kube_bind_group}/{release.kube_bind_version}"
         after_crds = pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(

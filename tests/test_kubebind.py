@@ -73,22 +73,6 @@ def test_crds_from_the_pinned_release_url_retained_and_protected_in_prod():
     assert prod.one("kubernetes:yaml/v2:ConfigFile").retain_on_delete is True
 
 
-@pytest.mark.parametrize("protect", [True, False])
-def test_crd_transform_reaches_every_child(protect):
-    """Options on a remote component do not reach its children; the transform does (it runs for each)."""
-    transform = kubebind.keep_crds(protect)
-    args = pulumi.ResourceTransformArgs(
-        custom=True, type_="kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
-        name="kube-bind-crds:apiserviceexports.klutch.anynines.com", props={"spec": {}},
-        opts=pulumi.ResourceOptions(ignore_changes=["status"]),
-    )
-    result = transform(args)
-    assert result.props == {"spec": {}}
-    assert result.opts.protect is protect
-    assert result.opts.retain_on_delete is True
-    assert result.opts.ignore_changes == ["status"]  # the child's own options survive
-
-
 # ------------------------------------------------------------------------------ RBAC
 def test_binder_cluster_role_uses_the_release_group():
     ev = ev_for()

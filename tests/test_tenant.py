@@ -18,7 +18,7 @@ import yaml
 from components import binding, catalog, manifests, stackfile, tenant_config, tenant_program
 from components.configkit import ConfigError
 from components.mockengine import Evaluation, Registration, evaluate, mock_kubeconfig
-from components.tenant import CRD_TYPE, accepted, crd_established, export_for
+from components.tenant import accepted, export_for
 from tests.test_tenant_config import (
     CENTRAL_STACK,
     CLIENT_SECRET,
@@ -143,20 +143,7 @@ def test_kube_bind_crds_come_from_the_central_stack_and_are_waited_for(ev):
     crds = ev.one("kubernetes:yaml/v2:ConfigFile", "tenant-kube-bind-crds")
     assert crds.get("file") == RELEASE.kube_bind_crds_url
     assert provider_of(ev, crds).name == "tenant-k8s"
-    assert not crds.protect and not crds.retain_on_delete
-
-
-def test_crd_transform_waits_for_established_and_leaves_other_kinds_alone():
-    crd = pulumi.ResourceTransformArgs(
-        custom=True, type_=CRD_TYPE, name="apiservicebindings", opts=pulumi.ResourceOptions(),
-        props={"metadata": {"name": "apiservicebindings.klutch.anynines.com", "annotations": {"a": "b"}}},
-    )
-    result = crd_established(crd)
-    assert result.props["metadata"]["annotations"] == {"a": "b", "pulumi.com/waitFor": "condition=Established"}
-    assert crd.props["metadata"]["annotations"] == {"a": "b"}  # the input is not mutated
-    other = pulumi.ResourceTransformArgs(custom=True, type_="kubernetes:core/v1:Namespace", name="n",
-                                         props={"metadata": {}}, opts=pulumi.ResourceOptions())
-    assert crd_established(other) is None
+    assert not crds.protect and crds.retain_on_delete  # CRDs are never deleted with the stack
 
 
 def test_one_cluster_scoped_api_service_binding_per_api(ev):

@@ -1,0 +1,47 @@
+"""Remote CRD manifests (the kube-bind `crds.yaml` of a release), applied the same safe way on the
+central cluster and on every tenant cluster.
+
+`k8s.yaml.v2.ConfigFile` is a remote component: the provider fetches the URL and registers each CRD
+as a child with only `parent` set — options given to the component (`retainOnDelete`) do not reach
+them (pulumi-kubernetes#3065). A resource transform does: it runs for every child. For each CRD it
+- adds `pulumi.com/waitFor: condition=Established`, so nothing that depends on the file is applied
+  before the API exists (the seed's "apply the file twice" becomes impossible);
+- sets `retain_on_delete` (deleting a CRD deletes every object of its kind: every tenant binding)
+  and, in protected stacks, `protect`.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+CRD_TYPE = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+WAIT_FOR = "pulumi.com/waitFor"
+
+
+def crd_transform(protect: bool) -> pulumi.ResourceTransform:
+    """The transform for every child of a CRD file (other kinds than CRDs are left alone)."""
+
+    def transform(args: pulumi.ResourceTransformArgs) -> pulumi.ResourceTransformResult | None:
+        if args.type_ != CRD_TYPE:
+            return None
+        props = dict(args.props)
+        metadata = dict(props.get("metadata") or {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), WAIT_FOR: "condition=Established"}
+        props["metadata"] = metadata
+        keep = pulumi.ResourceOptions(protect=protect, retain_on_delete=True)
+        return pulumi.ResourceTransformResult(props=props, opts=pulumi.ResourceOptions.merge(args.opts, keep))
+
+    return transform
+
+
+def crd_file(resource_name: str, url: pulumi.Input[str], *, protect: bool,
+             opts: pulumi.ResourceOptions) -> k8s.yaml.v2.ConfigFile:
+    """The CRDs at `url` (pinned by the catalog), kept on delete, protected when `protect`."""
+    return k8s.yaml.v2.ConfigFile(
+        resource_name,
+        file=url,
+        opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=True, transforms=[crd_transform(protect)])
+        ),
+    )
