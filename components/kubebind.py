@@ -16,6 +16,7 @@ Nothing here waits on Crossplane: the backend serves `/export` whether or not th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,19 @@ ENV_FROM_SECRETS: dict[str, tuple[str, str]] = {  # env var -> (Secret, key)
 COOKIE_KEY_BYTES = 32  # the backend rejects other lengths when an encryption key is set
 OIDC_AUTHORIZE_URL_FLAG = "--oidc-authorize-url"  # only for releases whose backend has it (catalog)
 ADMIN_ROLE = "cluster-admin"
+CHECKSUM_ANNOTATION = "klutch.anynines.com/secrets-checksum"
+
+
+def checksum(secret_data: dict[str, dict[str, pulumi.Input[str]]]) -> pulumi.Output[str]:
+    """sha256 over the backend's Secrets (names, keys, values). Not secret itself: a digest of
+    high-entropy keys reveals nothing, and the Deployment stays readable in previews and renders."""
+    items = [(f"{secret}/{key}", value) for secret, data in sorted(secret_data.items()) for key, value in sorted(data.items())]
+    digest = pulumi.Output.all(*[value for _, value in items]).apply(
+        lambda values: hashlib.sha256(
+            "\0".join(f"{name}={value}" for (name, _), value in zip(items, values, strict=True)).encode()
+        ).hexdigest()
+    )
+    return pulumi.Output.unsecret(digest)
 
 
 @dataclass(frozen=True)
@@ -164,17 +178,18 @@ class KubeBind(pulumi.ComponentResource):
             key: random.RandomBytes(f"{name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self))
             for key in ("signing-key", "encryption-key")
         }
-        secrets = [
-            self._secret(COOKIE_SECRET, namespace, {k: pulumi.Output.secret(v.base64) for k, v in keys.items()}),
+        secret_data: dict[str, dict[str, pulumi.Input[str]]] = {
+            COOKIE_SECRET: {k: pulumi.Output.secret(v.base64) for k, v in keys.items()},
             # the backend reads a PEM file; cluster.ca_pem is the decoded certificate-authority-data
-            self._secret(CA_SECRET, namespace, {"ca": args.cluster.ca_pem}),
-            self._secret(OIDC_SECRET, namespace, {
+            CA_SECRET: {"ca": args.cluster.ca_pem},
+            OIDC_SECRET: {
                 "oidc-issuer-client-id": cfg.oidc.client_id,
                 "oidc-issuer-client-secret": cfg.oidc.client_secret.output(),
                 "oidc-issuer-url": cfg.oidc.issuer_url,
                 "oidc-callback-url": edge.host.apply(lambda h: f"https://{h}/callback"),
-            }),
-        ]
+            },
+        }
+        secrets = [self._secret(secret, namespace, data) for secret, data in secret_data.items()]
         container_args = pulumi.Output.all(edge.host, args.cluster.api_server_url).apply(
             lambda v: backend_args(cfg.backend, release, v[0], v[1])
         )
@@ -187,7 +202,8 @@ class KubeBind(pulumi.ComponentResource):
                 "selector": {"matchLabels": labels},
                 "strategy": {"type": "Recreate"},
                 "template": {
-                    "metadata": {"labels": labels},
+                    # env from Secrets is read at start: a changed Secret must roll the pod
+                    "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: checksum(secret_data)}},
                     "spec": {
                         "serviceAccountName": release.backend_name,
                         "containers": [{

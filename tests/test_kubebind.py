@@ -442,3 +442,20 @@ def test_oidc_client_secret_required_and_secret():
 
 def test_oidc_issuer_required():
     assert "klutch-central:oidc.issuerUrl = <unset>: required" in problems({"oidc": {"issuerUrl": None}})
+
+
+def test_a_changed_secret_rolls_the_backend_pod():
+    """The backend reads its Secrets into env at start: the pod template carries their checksum."""
+    assert kubebind.CHECKSUM_ANNOTATION == "klutch.anynines.com/secrets-checksum"
+
+    def checksum_of(ev: Evaluation) -> str:
+        annotations = deployment(ev).get("spec.template.metadata.annotations")
+        assert not deployment(ev).is_secret("spec.template.metadata.annotations")
+        return annotations["klutch.anynines.com/secrets-checksum"]
+
+    base = checksum_of(ev_for())
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert checksum_of(ev_for()) == base  # stable: no roll without a change
+    assert checksum_of(ev_for({"oidc": {"clientSecret": "rotated-secret"}})) != base
+    assert checksum_of(ev_for({"oidc": {"issuerUrl": "https://other-idp.example.com/realms/k"}})) != base
+    assert checksum_of(ev_for({"backend": {"host": "other.example.com"}})) != base  # the callback URL
