@@ -211,9 +211,6 @@ CHARTS: Mapping[str, Chart] = MappingProxyType(
     }
 )
 
-# Crossplane chart versions the program accepts from config (v2 is not supported by Klutch).
-CROSSPLANE_SUPPORTED = ((1, 15), (1, 20))
-
 
 # --------------------------------------------------------------------------- AWS / Kubernetes
 # EKS Kubernetes versions the program is tested against (kubernetes-validate ships 1.25–1.37 schemas).

@@ -49,16 +49,19 @@ class Cluster(pulumi.ComponentResource):
     ca_pem: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     name: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str] | None  # EKS: the IAM OIDC provider for IRSA roles
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:cluster:Cluster", name, None, opts)
         cfg = args.config
+        self.oidc_provider_arn = None
         if cfg.mode == "eks":
             kubeconfig, ready = self._eks(name, args)
             self.name = pulumi.Output.from_input(cfg.name)
         else:
             kubeconfig, ready = cfg.kubeconfig.output(), []
-            self.name = kubeconfig.apply(lambda text: parse_kubeconfig(text).context)
+            # the context's name is no secret, the kubeconfig it comes from is
+            self.name = pulumi.Output.unsecret(kubeconfig.apply(lambda text: parse_kubeconfig(text).context))
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
         facts = self.kubeconfig.apply(parse_kubeconfig)
         # The CA certificate and the API address are public facts: unwrap them from the secret.

@@ -58,18 +58,14 @@ class Crossplane(pulumi.ComponentResource):
         # Deleting these would orphan or delete tenants' data services.
         guarded = pulumi.ResourceOptions.merge(plain, pulumi.ResourceOptions(protect=cfg.protect))
 
-        self.namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=chart.namespace),
-            opts=guarded,
-        )
+        self.namespace = helm.namespace(f"{name}-namespace", "crossplane", guarded)
         self.release = helm.release(
             name,
             "crossplane",
             {"args": list(catalog.CROSSPLANE_ARGS)},
             guarded,
+            namespace=self.namespace,
             version=cfg.crossplane_version,
-            namespace=self.namespace.metadata.name,
         )
         after_crossplane = pulumi.ResourceOptions(depends_on=[self.release])
 

@@ -199,7 +199,9 @@ class Edge(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
 
     def _chart(self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None) -> k8s.helm.v3.Release:
-        return helm.release(f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []))
+        namespace = helm.namespace(f"{self._name}-{key}-namespace", key, self._opts())
+        return helm.release(f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []),
+                            namespace=namespace)
 
     def _parent_ref(self, listener: str) -> dict[str, Any]:
         return {

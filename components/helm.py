@@ -21,14 +21,12 @@ def release(
     values: dict[str, Any],
     opts: pulumi.ResourceOptions,
     *,
+    namespace: k8s.core.v1.Namespace,
     version: str | None = None,
-    namespace: pulumi.Input[str] | None = None,
 ) -> k8s.helm.v3.Release:
-    """Install chart `catalog.CHARTS[key]` as release `key`.
-
-    `namespace`: an existing Namespace's name (an explicit object the caller owns); without it,
-    Helm creates the chart's conventional namespace.
-    """
+    """Install chart `catalog.CHARTS[key]` as release `key` into `namespace`: an explicit Namespace
+    object the caller owns (see `namespace()`), so `pulumi destroy` removes it and nothing is created
+    behind Pulumi's back."""
     chart = catalog.CHARTS[key]
     return k8s.helm.v3.Release(
         resource_name,
@@ -36,11 +34,17 @@ def release(
         chart=chart.chart,
         version=version or chart.version,
         repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None,
-        namespace=namespace or chart.namespace,
-        create_namespace=namespace is None,
+        namespace=namespace.metadata.name,
         values=values,
         timeout=chart.timeout_seconds,
         atomic=True,
         cleanup_on_fail=True,
         opts=opts,
+    )
+
+
+def namespace(resource_name: str, key: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
+    """The conventional namespace of chart `key` (catalog) as an explicit object."""
+    return k8s.core.v1.Namespace(
+        resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=catalog.CHARTS[key].namespace), opts=opts
     )

@@ -43,6 +43,8 @@ def main() -> None:
     pulumi.export("clusterEndpoint", cluster.api_server_url)
     pulumi.export("clusterCaPem", cluster.ca_pem)
     pulumi.export("kubeconfig", cluster.kubeconfig)
+    if cluster.oidc_provider_arn is not None:
+        pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 
     # ---- Crossplane, provider-anynines, dataservices, ProviderConfigs (issue #3) ----
     crossplane = Crossplane("crossplane", CrossplaneArgs(config=cfg, provider=cluster.provider))

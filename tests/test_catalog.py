@@ -32,8 +32,8 @@ def test_seed_release_is_the_default_and_serves_the_seed_table():
 def test_every_release_is_consistent(release):
     assert set(release.data_services) <= set(catalog.DATA_SERVICES)
     assert len(set(release.data_services)) == len(release.data_services)
-    lo, hi = catalog.CROSSPLANE_SUPPORTED
-    assert lo <= release.crossplane_min <= release.crossplane_max <= hi
+    # Klutch supports Crossplane 1.x from 1.15 on; Crossplane 2 is not supported by any release
+    assert (1, 15) <= release.crossplane_min <= release.crossplane_max < (2, 0)
     for package in (release.provider_package, release.configuration_package, *release.functions):
         assert re.fullmatch(r"[a-z0-9.-]+(/[a-z0-9._-]+)+:v\d+\.\d+\.\d+", package), package
     assert len({catalog.function_name(f) for f in release.functions}) == len(release.functions)

@@ -110,6 +110,11 @@ def test_every_kubernetes_resource_uses_the_explicit_provider(ev):
         assert r.provider_urn == provider.urn, f"{r.type} {r.name} uses {r.provider or 'the default provider'}"
 
 
+def test_oidc_provider_for_irsa_is_created_and_exported(ev):
+    assert ev.one(EKS).get("createOidcProvider") is True
+    assert ev.output("oidcProviderArn").startswith("arn:aws:iam::123456789012:oidc-provider/oidc.eks.")
+
+
 def test_cluster_outputs(ev):
     assert ev.output("clusterName") == "klutch-test"
     assert ev.output("clusterEndpoint").startswith("https://") and ev.output("clusterEndpoint").endswith(".eks.amazonaws.com")
@@ -161,6 +166,8 @@ def test_existing_mode_provider_uses_the_given_kubeconfig(existing):
 
 def test_existing_mode_outputs(existing):
     assert existing.output("clusterName") == "kind-klutch"
+    assert not existing.output_is_secret("clusterName")
+    assert "oidcProviderArn" not in existing.outputs
     assert existing.output("clusterEndpoint") == "https://klutch-api.example.com:6443"  # the override tenants reach
     assert existing.output("clusterCaPem") == PLACEHOLDER_CA_PEM
     assert existing.output_is_secret("kubeconfig")

@@ -68,7 +68,9 @@ def test_charts_are_pinned_from_the_catalog(key):
         assert rel.get("chart") == chart.chart
         assert rel.get("version") == chart.version
         assert rel.get("namespace") == chart.namespace
-        assert rel.get("createNamespace") is True
+        assert not rel.get("createNamespace")  # an explicit Namespace object, removed by `pulumi destroy`
+        ns = ev.k8s("Namespace", chart.namespace)
+        assert ns.urn in rel.property_dependencies["namespace"]
         assert rel.get("timeout") == chart.timeout_seconds
         assert rel.get("repositoryOpts") == ({"repo": chart.repo} if chart.repo else None)
     other = "ingress-nginx" if key == "envoy" else "envoy-gateway"
