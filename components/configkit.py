@@ -115,6 +115,12 @@ def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
     return raw, {k[len(prefix):] for k in secret if k.startswith(prefix)}
 
 
+def load_stack(namespace: str, parse: Callable[..., Any]) -> Any:
+    """`parse(raw, secret_keys, stack=…)` of this stack's config in `namespace`."""
+    raw, secret_keys = read_stack_config(namespace)
+    return parse(raw, secret_keys, stack=pulumi.get_stack())
+
+
 class Reader:
     """Walks one object of config, collecting problems; unread keys are reported as unknown."""
 

@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pulumi
-
 from . import catalog
 from .configkit import (
     ConfigError,
@@ -30,7 +28,7 @@ from .configkit import (
     check_dns_label,
     check_kubeconfig,
     check_url,
-    read_stack_config,
+    load_stack,
     secret_hint,
 )
 
@@ -144,8 +142,7 @@ def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------- parsing
 def load() -> TenantConfig:
     """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
-    raw, secret_keys = read_stack_config(NAMESPACE)
-    return parse(raw, secret_keys, stack=pulumi.get_stack())
+    return load_stack(NAMESPACE, parse)
 
 
 def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> TenantConfig:
