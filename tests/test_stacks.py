@@ -70,9 +70,9 @@ def test_placeholders_fill_only_missing_secrets(tmp_path: Path):
     assert secret_keys == ["klutch-central:dataServices", "klutch-central:oidc"]
 
 
-@pytest.mark.parametrize("name", STACKS)
-def test_stack_disables_the_default_kubernetes_provider(name):
-    doc = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+@pytest.mark.parametrize("path", [f"Pulumi.{s}.yaml" for s in STACKS] + ["tenant/Pulumi.example.yaml"])
+def test_stack_disables_the_default_kubernetes_provider(path):
+    doc = yaml.safe_load((harness.ROOT / path).read_text())["config"]
     assert doc["pulumi:disable-default-providers"] == ["kubernetes"]
 
 
