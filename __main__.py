@@ -1,5 +1,5 @@
 """klutch-central: a Klutch Central Management Cluster on AWS (see README.md)."""
 
-from components.program import main
+from klutch.central.program import main
 
 main()

@@ -2,18 +2,12 @@
 
 The CLI starts this file in the pack's own virtualenv with the stack's configuration in
 PULUMI_CONFIG; the stack's `environment` picks the enforcement levels (prod: all mandatory).
-The rules live in `policy/rules.py` (shared with `python -m components.render --check`); the
-repository root goes on the import path so they, and the catalog they read, are importable.
+The rules live in `klutch.policy.rules`, shared with the offline render's `--check`.
 """
 
-import sys
-from pathlib import Path
+from pulumi_policy import EnforcementLevel, PolicyPack
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
-
-from policy import rules  # noqa: E402
+from klutch.policy import rules
 
 PolicyPack(
     name="klutch",

@@ -34,7 +34,7 @@ TARGET = 1.5
 EVALUATE = """
 import sys
 from pathlib import Path
-from components import render
+from klutch.offline import render
 project, directory, stack = next(
     (p, d, s) for p, d, s in render.committed_stacks() if p.name == sys.argv[1] and s == sys.argv[2])
 render.load(project, directory, stack)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from components import render
+    from klutch.offline import render
 
     evaluate = EVALUATE.replace("{SDKS!r}", repr(SDKS))
     top_level = median(IMPORT, json.dumps(list(SDKS)), repeat=args.repeat)
@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         worst = max(worst, ratio)
         print(f"{name:<28} {t_eval:>8.2f}s {t_sdk:>10.2f}s {ratio:>5.2f}x   ({len(json.loads(modules))} SDK modules)")
     print(f"top-level SDK import only (import {', '.join(SDKS)}): {top_level:.2f}s")
-    print(f"median of {args.repeat} fresh interpreters each; worst ratio {worst:.2f}x "
-          f"({'meets' if worst <= TARGET else 'misses'} the target <= {TARGET}x)")
+    print(
+        f"median of {args.repeat} fresh interpreters each; worst ratio {worst:.2f}x "
+        f"({'meets' if worst <= TARGET else 'misses'} the target <= {TARGET}x)"
+    )
     return 0
 
 

@@ -6,9 +6,10 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from components import config as central_config
-from components import program, stackfile
-from components.mockengine import Evaluation, evaluate
+from klutch.central import program
+from klutch.config import central as central_config
+from klutch.offline import stackfile
+from klutch.offline.mockengine import Evaluation, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = central_config.NAMESPACE
@@ -25,7 +26,10 @@ def endpoint(svc: str, kind: str, password: str) -> dict[str, str]:
 
 def services(*names: str) -> dict[str, Any]:
     return {
-        n: {"serviceBroker": endpoint(n, "broker", BROKER_PASSWORD), "backupManager": endpoint(n, "backup", BACKUP_PASSWORD)}
+        n: {
+            "serviceBroker": endpoint(n, "broker", BROKER_PASSWORD),
+            "backupManager": endpoint(n, "backup", BACKUP_PASSWORD),
+        }
         for n in names
     }
 
@@ -80,8 +84,13 @@ def run(
     return evaluate(program.main, config, [f"{NS}:{k}" for k in keys], project="klutch-central", stack=stack, **kwargs)
 
 
-def parse(overrides: dict[str, Any] | None = None, *, secret_keys: tuple[str, ...] | None = None,
-          raw: dict[str, Any] | None = None, stack: str = "test"):
+def parse(
+    overrides: dict[str, Any] | None = None,
+    *,
+    secret_keys: tuple[str, ...] | None = None,
+    raw: dict[str, Any] | None = None,
+    stack: str = "test",
+):
     raw = merged(overrides) if raw is None else raw
     return central_config.parse(raw, set(BASE_SECRET_KEYS if secret_keys is None else secret_keys), stack=stack)
 

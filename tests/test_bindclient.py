@@ -23,15 +23,18 @@ from typing import Any
 import pytest
 import yaml
 
-from components import bindclient
-from components.bindclient import BindError, Credentials, Policy
-from components.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.tenant import bindclient
+from klutch.tenant.bindclient import BindError, Credentials, Policy
 
 CLIENT_ID = "acme-binder"
 CLIENT_SECRET = "client-secret-value-c0ffee"
 TOKEN = "access-token-value-7d1f"
 CLUSTER_ID = "acme-dev"
-APIS = [{"group": "anynines.com", "resource": "postgresqlinstances"}, {"group": "anynines.com", "resource": "servicebindings"}]
+APIS = [
+    {"group": "anynines.com", "resource": "postgresqlinstances"},
+    {"group": "anynines.com", "resource": "servicebindings"},
+]
 CENTRAL_NAMESPACE = "cluster-acme-dev-x7k2p"
 CLAIMS = [{"group": "", "resource": "secrets", "version": "v1", "selector": {"owner": "Provider"}}]
 
@@ -49,8 +52,15 @@ def binding_response(apis: list[dict[str, str]] = APIS, *, namespace: str | None
                 "apiVersion": "klutch.anynines.com/v1alpha1",
                 "kind": "APIServiceExportRequest",
                 "metadata": {"name": f"{a['resource']}-req"},
-                "spec": {"resources": [{**a, "versions": ["v1"],
-                                        "permissionClaims": CLAIMS if a["resource"] == "servicebindings" else []}]},
+                "spec": {
+                    "resources": [
+                        {
+                            **a,
+                            "versions": ["v1"],
+                            "permissionClaims": CLAIMS if a["resource"] == "servicebindings" else [],
+                        }
+                    ]
+                },
             }
             for a in apis
         ],
@@ -69,7 +79,7 @@ class FakeBackend:
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 backend.requests.append(
                     {"method": "POST", "path": self.path, "headers": dict(self.headers), "body": body}
@@ -106,8 +116,9 @@ class FakeBackend:
             ctx.load_cert_chain(str(tls[0]), str(tls[1]))
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
             self.scheme = "https"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                       name="fake-backend")
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-backend"
+        )
         self.thread.start()
 
     def url(self, path: str) -> str:
@@ -150,8 +161,14 @@ def policy(delays: list[float]) -> Policy:
 
 
 def run_bind(backend: FakeBackend, policy: Policy, **kwargs: Any) -> bindclient.Binding:
-    return bindclient.bind(backend.url("/bind-noninteractive"), kwargs.pop("credentials", backend.credentials),
-                           CLUSTER_ID, APIS, policy=policy, **kwargs)
+    return bindclient.bind(
+        backend.url("/bind-noninteractive"),
+        kwargs.pop("credentials", backend.credentials),
+        CLUSTER_ID,
+        APIS,
+        policy=policy,
+        **kwargs,
+    )
 
 
 # ------------------------------------------------------------------------------- success
@@ -214,7 +231,7 @@ def test_retry_after_is_capped_and_accepts_http_dates():
     assert bindclient._retry_after("soon") is None
 
 
-def time_in(seconds: float):  # noqa: ANN201
+def time_in(seconds: float):
     from datetime import UTC, datetime, timedelta
 
     return datetime.now(UTC) + timedelta(seconds=seconds)
@@ -244,10 +261,18 @@ def test_timeout_bounds_every_request(backend, delays):
 
 
 def test_connection_refused_is_retried_then_reported(policy, delays):
-    with pytest.raises(BindError, match=r"token request to http://127.0.0.1:9/token failed after 3 attempts "
-                                        r"\(last: connection failed"):
-        bindclient.bind("http://127.0.0.1:9/bind-noninteractive", Credentials("http://127.0.0.1:9/token", "c", "s"),
-                        CLUSTER_ID, APIS, policy=policy)
+    with pytest.raises(
+        BindError,
+        match=r"token request to http://127.0.0.1:9/token failed after 3 attempts "
+        r"\(last: connection failed",
+    ):
+        bindclient.bind(
+            "http://127.0.0.1:9/bind-noninteractive",
+            Credentials("http://127.0.0.1:9/token", "c", "s"),
+            CLUSTER_ID,
+            APIS,
+            policy=policy,
+        )
     assert len(delays) == 2
 
 
@@ -268,8 +293,11 @@ def test_rejected_token_fails_at_once_saying_what_to_check(backend, policy, dela
 
 def test_bad_client_credentials_fail_at_the_token_endpoint(backend, policy, delays):
     backend.token_answers[:] = [(401, {"error": "invalid_client", "error_description": "bad secret"})]
-    with pytest.raises(BindError, match=r"was refused \(HTTP 401, invalid_client\) for client 'acme-binder': "
-                                        r"check oidc.clientId and oidc.clientSecret"):
+    with pytest.raises(
+        BindError,
+        match=r"was refused \(HTTP 401, invalid_client\) for client 'acme-binder': "
+        r"check oidc.clientId and oidc.clientSecret",
+    ):
         run_bind(backend, policy)
     assert backend.calls("/bind-noninteractive") == [] and delays == []
 
@@ -303,8 +331,10 @@ def test_missing_endpoint_points_at_the_interactive_path(backend, policy, delays
         (binding_response(namespace=None), "the kubeconfig's current context 'central' has no namespace"),
         ({**binding_response(), "requests": None}, "no requests list"),
         ({**binding_response(), "requests": [{"spec": {}}]}, r"requests\[0\] has no spec.resources"),
-        ({**binding_response(), "requests": [{"spec": {"resources": [{"group": "x"}]}}]},
-         r"requests\[0\].spec.resources\[0\] is not a resource"),
+        (
+            {**binding_response(), "requests": [{"spec": {"resources": [{"group": "x"}]}}]},
+            r"requests\[0\].spec.resources\[0\] is not a resource",
+        ),
     ],
 )
 def test_malformed_responses_fail_at_once(backend, policy, delays, payload, why):
@@ -317,8 +347,10 @@ def test_malformed_responses_fail_at_once(backend, policy, delays, payload, why)
 def test_an_api_the_backend_left_out_is_an_error(backend, policy):
     backend.bind_answers[:] = [(200, binding_response(APIS[:1]))]
     binding = run_bind(backend, policy)
-    with pytest.raises(BindError, match="no export request for servicebindings.anynines.com .it returned: "
-                                        "postgresqlinstances.anynines.com"):
+    with pytest.raises(
+        BindError,
+        match="no export request for servicebindings.anynines.com .it returned: postgresqlinstances.anynines.com",
+    ):
         binding.exports_for(APIS)
     assert [e.resource for e in binding.exports_for(APIS[:1])] == ["postgresqlinstances"]
 
@@ -336,10 +368,29 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl is needed to make a throw-away certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=20,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=20,
     )
     return cert, key
 

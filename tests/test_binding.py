@@ -14,16 +14,16 @@ import yaml
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
-from components import binding as binding_module
-from components.bindclient import BindError, Policy
-from components.binding import BindingProvider
+from klutch.tenant import binding as binding_module
+from klutch.tenant.bindclient import BindError, Policy
+from klutch.tenant.binding import BindingProvider
 from tests.test_bindclient import APIS, CENTRAL_NAMESPACE, CLAIMS, CLIENT_ID, CLIENT_SECRET, CLUSTER_ID, TOKEN
-from tests.test_bindclient import backend as backend  # noqa: F401,PLC0414 (pytest fixture)
+from tests.test_bindclient import backend as backend
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def props(server) -> dict:  # noqa: ANN001
+def props(server) -> dict:
     """Inputs as the engine hands them to the provider (the client secret wrapped as a secret)."""
     return {
         "__provider": "serialized",
@@ -43,7 +43,7 @@ def fast() -> BindingProvider:
 
 
 # ------------------------------------------------------------------------------- CRUD
-def test_create_binds_and_returns_kubeconfig_namespace_and_one_export_per_api(backend):  # noqa: F811
+def test_create_binds_and_returns_kubeconfig_namespace_and_one_export_per_api(backend):
     result = fast().create(props(backend))
 
     assert result.id == f"{CLUSTER_ID}@{CENTRAL_NAMESPACE}"
@@ -52,13 +52,15 @@ def test_create_binds_and_returns_kubeconfig_namespace_and_one_export_per_api(ba
     assert outs["namespace"] == CENTRAL_NAMESPACE
     assert yaml.safe_load(outs["kubeconfig"])["contexts"][0]["context"]["namespace"] == CENTRAL_NAMESPACE
     assert [(e["group"], e["resource"], e["versions"]) for e in outs["exports"]] == [
-        ("anynines.com", "postgresqlinstances", ["v1"]), ("anynines.com", "servicebindings", ["v1"])]
+        ("anynines.com", "postgresqlinstances", ["v1"]),
+        ("anynines.com", "servicebindings", ["v1"]),
+    ]
     assert outs["exports"][1]["permissionClaims"] == CLAIMS
     # the public inputs are kept for diff; the client secret is not
     assert outs["clusterId"] == CLUSTER_ID and outs["apis"] == APIS and "clientSecret" not in outs
 
 
-def test_create_fails_when_the_backend_left_an_api_out(backend):  # noqa: F811
+def test_create_fails_when_the_backend_left_an_api_out(backend):
     from tests.test_bindclient import binding_response
 
     backend.bind_answers[:] = [(200, binding_response(APIS[:1]))]
@@ -67,8 +69,18 @@ def test_create_fails_when_the_backend_left_an_api_out(backend):  # noqa: F811
 
 
 def test_changing_cluster_id_or_apis_replaces_the_binding():
-    old = {"clusterId": "acme", "apis": APIS, "bindUrl": "https://a/bind", "tokenUrl": "https://idp/t",
-           "clientId": "c", "scope": None, "caPem": None, "kubeconfig": "k", "namespace": "n", "exports": []}
+    old = {
+        "clusterId": "acme",
+        "apis": APIS,
+        "bindUrl": "https://a/bind",
+        "tokenUrl": "https://idp/t",
+        "clientId": "c",
+        "scope": None,
+        "caPem": None,
+        "kubeconfig": "k",
+        "namespace": "n",
+        "exports": [],
+    }
     diff = BindingProvider().diff
 
     assert diff("id", old, {**old, "clusterId": "acme2"}).replaces == ["clusterId"]
@@ -81,8 +93,14 @@ def test_changing_cluster_id_or_apis_replaces_the_binding():
 
 
 def test_update_keeps_the_binding_and_records_new_inputs():
-    old = {"clusterId": "acme", "apis": APIS, "bindUrl": "https://a/bind", "kubeconfig": "k", "namespace": "n",
-           "exports": [{"resource": "x"}]}
+    old = {
+        "clusterId": "acme",
+        "apis": APIS,
+        "bindUrl": "https://a/bind",
+        "kubeconfig": "k",
+        "namespace": "n",
+        "exports": [{"resource": "x"}],
+    }
     outs = BindingProvider().update("id", old, {**old, "bindUrl": "https://b/bind", "kubeconfig": None}).outs
     assert outs["bindUrl"] == "https://b/bind"
     assert (outs["kubeconfig"], outs["namespace"], outs["exports"]) == ("k", "n", [{"resource": "x"}])
@@ -99,43 +117,39 @@ def test_delete_says_what_the_backend_cannot_release(capsys):
 # ------------------------------------------------------------------------------- the provider process
 LOAD = textwrap.dedent("""
     import base64, os, sys, dill
-    blob = base64.b64decode(sys.stdin.read())
-    for cwd in sys.argv[1:]:
-        os.chdir(cwd)
-        try:
-            provider = dill.loads(blob)
-        except ImportError as e:
-            print("ImportError:", e)
-            continue
-        print("loaded", type(provider).__module__, type(provider).__name__, provider._root)
-        print("creates", callable(provider.create), "components" in sys.modules)
+    os.chdir(sys.argv[1])
+    provider = dill.loads(base64.b64decode(sys.stdin.read()))
+    print("loaded", type(provider).__module__, type(provider).__name__, callable(provider.create))
 """)
 
 
-def load_elsewhere(provider: BindingProvider, *cwds: Path) -> str:
+def load_elsewhere(provider: BindingProvider, cwd: Path) -> str:
     """Unpickle the serialized provider in a fresh, isolated interpreter (no PYTHONPATH, no cwd on sys.path)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-I", "-c", LOAD, *map(str, cwds)], input=serialize_provider(provider),
-                          capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD, str(cwd)],
+        input=serialize_provider(provider),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-def test_pickled_provider_loads_in_a_process_that_cannot_import_components(tmp_path):
-    # The provider process runs in the project directory (tenant/); the checkout recorded at pickling
-    # time may be gone (another machine). First from an unrelated directory: a clear ImportError;
-    # then from tenant/: the repository root is found as the working directory's parent.
-    out = load_elsewhere(BindingProvider(root="/nonexistent/checkout"), tmp_path, ROOT / "tenant")
-    lines = out.splitlines()
-    assert lines[0].startswith("ImportError: the klutch Binding provider needs the 'components' package")
-    assert "run pulumi in the tenant/ directory" in lines[0]
-    assert lines[1] == "loaded components.binding BindingProvider /nonexistent/checkout"
-    assert lines[2] == "creates True True"
+@pytest.mark.parametrize("where", ["tenant", "elsewhere"])
+def test_pickled_provider_loads_in_the_provider_process(tmp_path, where):
+    # The provider process runs in the project directory (tenant/) with the project's virtualenv,
+    # where the klutch package is installed: the class is found by reference, wherever the process runs.
+    out = load_elsewhere(BindingProvider(), ROOT / "tenant" if where == "tenant" else tmp_path)
+    assert out.splitlines() == ["loaded klutch.tenant.binding BindingProvider True"]
 
 
-def test_pickled_provider_finds_the_checkout_it_was_made_in(tmp_path):
-    out = load_elsewhere(BindingProvider(), tmp_path)
-    assert out.splitlines()[0] == f"loaded components.binding BindingProvider {ROOT}"
+def test_pickled_provider_refers_to_the_class_rather_than_carrying_its_code():
+    blob = base64.b64decode(serialize_provider(BindingProvider()))
+    assert b"klutch.tenant.binding" in blob and b"BindingProvider" in blob
+    assert b"def create" not in blob and len(blob) < 2000
 
 
 def test_serialized_provider_is_stable_and_holds_no_secret():

@@ -6,13 +6,18 @@ import re
 
 import pytest
 
-from components import catalog
+from klutch import catalog
 from tests import harness
 
 SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
-    "redis": "redisinstances", "messaging": "messaginginstances", "logme2": "logme2instances",
-    "prometheus": "prometheusinstances", "search": "searchinstances", "mongodb": "mongodbinstances",
-    "mariadb": "mariadbinstances", "postgresql": "postgresqlinstances",
+    "redis": "redisinstances",
+    "messaging": "messaginginstances",
+    "logme2": "logme2instances",
+    "prometheus": "prometheusinstances",
+    "search": "searchinstances",
+    "mongodb": "mongodbinstances",
+    "mariadb": "mariadbinstances",
+    "postgresql": "postgresqlinstances",
 }
 
 
@@ -44,8 +49,11 @@ def test_default_crossplane_chart_is_inside_the_default_release_range():
     seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
     assert seed.crossplane_min <= (major, minor) <= seed.crossplane_max
     chart = catalog.CHARTS["crossplane"]
-    assert (chart.chart, chart.repo, chart.namespace) == ("crossplane", "https://charts.crossplane.io/stable",
-                                                          "crossplane-system")
+    assert (chart.chart, chart.repo, chart.namespace) == (
+        "crossplane",
+        "https://charts.crossplane.io/stable",
+        "crossplane-system",
+    )
 
 
 def test_provider_endpoint_names_are_what_the_compositions_expect():

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from components.cluster import ADMIN_POLICY_ARN, NODE_POLICIES
-from components.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.central.cluster import ADMIN_POLICY_ARN, NODE_POLICIES
+from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
 from tests import harness
 
 EKS = "eks:index:Cluster"
@@ -74,7 +74,11 @@ def test_managed_node_group(ev):
 
 def test_nodes_require_imdsv2_and_encrypted_disks(ev):
     template = ev.one("aws:ec2/launchTemplate:LaunchTemplate")
-    assert template.get("metadataOptions") == {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 2}
+    assert template.get("metadataOptions") == {
+        "httpEndpoint": "enabled",
+        "httpTokens": "required",
+        "httpPutResponseHopLimit": 2,
+    }
     ebs = template.get("blockDeviceMappings")[0]["ebs"]
     assert ebs["encrypted"] == "true" and ebs["volumeType"] == "gp3" and ebs["volumeSize"] == 50
 
@@ -117,7 +121,9 @@ def test_oidc_provider_for_irsa_is_created_and_exported(ev):
 
 def test_cluster_outputs(ev):
     assert ev.output("clusterName") == "klutch-test"
-    assert ev.output("clusterEndpoint").startswith("https://") and ev.output("clusterEndpoint").endswith(".eks.amazonaws.com")
+    assert ev.output("clusterEndpoint").startswith("https://") and ev.output("clusterEndpoint").endswith(
+        ".eks.amazonaws.com"
+    )
     assert ev.output("clusterCaPem") == PLACEHOLDER_CA_PEM
     assert not ev.output_is_secret("clusterCaPem") and not ev.output_is_secret("clusterEndpoint")
     assert ev.output_is_secret("kubeconfig")
@@ -147,8 +153,10 @@ KIND = mock_kubeconfig("https://127.0.0.1:40123", "kind-klutch")
 
 @pytest.fixture(scope="module")
 def existing():
-    raw = harness.merged({"cluster": {"mode": "existing", "apiServerUrl": "https://klutch-api.example.com:6443"},
-                          "kubeconfig": KIND}, drop=("network",))
+    raw = harness.merged(
+        {"cluster": {"mode": "existing", "apiServerUrl": "https://klutch-api.example.com:6443"}, "kubeconfig": KIND},
+        drop=("network",),
+    )
     return harness.run(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
 
 

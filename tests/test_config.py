@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from components import catalog
-from components.config import ConfigError, subnet_layout
-from components.configkit import Secret
-from components.mockengine import mock_kubeconfig
+from klutch import catalog
+from klutch.config.central import ConfigError, subnet_layout
+from klutch.config.reader import Secret
+from klutch.offline.mockengine import mock_kubeconfig
 from tests import harness
 
 KUBECONFIG = mock_kubeconfig("https://10.1.2.3:6443", "kind-klutch")
@@ -54,18 +54,38 @@ BAD = [
     ({"network": {"cidr": "8.8.0.0/16"}}, "klutch-central:network.cidr", "private range"),
     ({"network": {"azCount": 2}}, "klutch-central:network.azCount", "between 3 and 6"),
     ({"network": {"natGateways": "none"}}, "klutch-central:network.natGateways", "'single', 'one-per-az'"),
-    ({"network": {"availabilityZones": ["eu-central-1a", "eu-central-1b"]}}, "klutch-central:network.availabilityZones", "exactly azCount (3)"),
+    (
+        {"network": {"availabilityZones": ["eu-central-1a", "eu-central-1b"]}},
+        "klutch-central:network.availabilityZones",
+        "exactly azCount (3)",
+    ),
     ({"cluster": {"nodes": {"min": 2}}}, "klutch-central:cluster.nodes.min", "between 3 and 100"),
-    ({"cluster": {"nodes": {"min": 4, "desired": 3, "max": 6}}}, "klutch-central:cluster.nodes.desired", "min (4) <= desired (3) <= max (6)"),
+    (
+        {"cluster": {"nodes": {"min": 4, "desired": 3, "max": 6}}},
+        "klutch-central:cluster.nodes.desired",
+        "min (4) <= desired (3) <= max (6)",
+    ),
     ({"cluster": {"nodes": {"desired": 7, "max": 6}}}, "klutch-central:cluster.nodes.desired", "<= max (6)"),
     ({"cluster": {"instanceType": "t3a.large"}}, "klutch-central:cluster.instanceType", "at least 4 vCPU / 16 GiB"),
     ({"cluster": {"instanceType": "m6g.xlarge"}}, "klutch-central:cluster.instanceType", "x86_64"),
     ({"cluster": {"kubernetesVersion": "1.29"}}, "klutch-central:cluster.kubernetesVersion", "supported: 1.30"),
     ({"cluster": {"kubernetesVersion": "v1.33.0"}}, "klutch-central:cluster.kubernetesVersion", "'MAJOR.MINOR'"),
     ({"cluster": {"mode": "gke"}}, "klutch-central:cluster.mode", "'eks', 'existing'"),
-    ({"cluster": {"publicAccessCidrs": ["0.0.0.0/0", "300.1.1.0/24"]}}, "klutch-central:cluster.publicAccessCidrs[1]", "CIDR block"),
-    ({"cluster": {"endpointPublicAccess": False, "publicAccessCidrs": ["203.0.113.0/24"]}}, "klutch-central:cluster.publicAccessCidrs", "only be set when endpointPublicAccess is true"),
-    ({"cluster": {"adminPrincipalArns": ["admin"]}}, "klutch-central:cluster.adminPrincipalArns[0]", "IAM role or user ARN"),
+    (
+        {"cluster": {"publicAccessCidrs": ["0.0.0.0/0", "300.1.1.0/24"]}},
+        "klutch-central:cluster.publicAccessCidrs[1]",
+        "CIDR block",
+    ),
+    (
+        {"cluster": {"endpointPublicAccess": False, "publicAccessCidrs": ["203.0.113.0/24"]}},
+        "klutch-central:cluster.publicAccessCidrs",
+        "only be set when endpointPublicAccess is true",
+    ),
+    (
+        {"cluster": {"adminPrincipalArns": ["admin"]}},
+        "klutch-central:cluster.adminPrincipalArns[0]",
+        "IAM role or user ARN",
+    ),
     ({"cluster": {"logTypes": ["api", "everything"]}}, "klutch-central:cluster.logTypes[1]", "must be one of api"),
     ({"cluster": {"nodes": {"min": "three"}}}, "klutch-central:cluster.nodes.min", "whole number"),
     ({"cluster": {"deletionProtection": "yes"}}, "klutch-central:cluster.deletionProtection", "true or false"),
@@ -87,7 +107,7 @@ def test_bad_config_names_key_value_and_what_is_allowed(overrides, key, allowed)
 
 @pytest.mark.parametrize("overrides,key,allowed", BAD[:6], ids=[b[1] for b in BAD[:6]])
 def test_bad_config_fails_before_any_resource_is_registered(overrides, key, allowed):
-    from components.mockengine import RecordingMonitor
+    from klutch.offline.mockengine import RecordingMonitor
 
     seen: list = []
     original = RecordingMonitor.RegisterResource
@@ -108,8 +128,11 @@ def test_bad_config_fails_before_any_resource_is_registered(overrides, key, allo
 
 def test_all_problems_are_reported_together():
     message = problems_of(
-        {"network": {"cidr": "bad", "azCount": 1}, "cluster": {"instanceType": "t2.micro", "nodes": {"min": 1}},
-         "typo": "x"}
+        {
+            "network": {"cidr": "bad", "azCount": 1},
+            "cluster": {"instanceType": "t2.micro", "nodes": {"min": 1}},
+            "typo": "x",
+        }
     )
     assert message.startswith("invalid configuration for stack 'test' (5 problems):")
     for key in ("network.cidr", "network.azCount", "cluster.instanceType", "cluster.nodes.min", "klutch-central:typo"):
@@ -117,14 +140,19 @@ def test_all_problems_are_reported_together():
 
 
 def test_problem_line_shows_the_bad_value():
-    assert "klutch-central:cluster.instanceType = 't3a.large': must be" in problems_of({"cluster": {"instanceType": "t3a.large"}})
+    assert "klutch-central:cluster.instanceType = 't3a.large': must be" in problems_of(
+        {"cluster": {"instanceType": "t3a.large"}}
+    )
 
 
 def test_missing_oidc_client_secret_is_required():
     raw = harness.merged()
     del raw["oidc"]["clientSecret"]
     message = problems_of(raw=raw)
-    assert "klutch-central:oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret' <value>`" in message
+    assert (
+        "klutch-central:oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret' <value>`"
+        in message
+    )
 
 
 def test_plain_text_secret_is_rejected_without_echoing_it():
@@ -158,7 +186,9 @@ def test_existing_mode_parses_kubeconfig():
 
 
 def test_existing_mode_rejects_an_unusable_kubeconfig():
-    raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": "apiVersion: v1\nkind: Config\n"}, drop=("network",))
+    raw = harness.merged(
+        {"cluster": {"mode": "existing"}, "kubeconfig": "apiVersion: v1\nkind: Config\n"}, drop=("network",)
+    )
     message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: no current-context" in message
 
@@ -183,7 +213,9 @@ def test_integer_strings_are_accepted_for_numbers():
     assert (cfg.cluster.nodes.min, cfg.cluster.nodes.desired, cfg.cluster.nodes.max) == (4, 4, 8)
 
 
-@pytest.mark.parametrize("cidr,az", [("10.0.0.0/16", 3), ("10.0.0.0/20", 3), ("172.16.0.0/16", 4), ("192.168.0.0/16", 6)])
+@pytest.mark.parametrize(
+    "cidr,az", [("10.0.0.0/16", 3), ("10.0.0.0/20", 3), ("172.16.0.0/16", 4), ("192.168.0.0/16", 6)]
+)
 def test_subnet_layout_fits_without_overlap(cidr, az):
     import ipaddress
 
@@ -192,7 +224,7 @@ def test_subnet_layout_fits_without_overlap(cidr, az):
     assert len(private) == len(public) == az
     vpc = ipaddress.ip_network(cidr)
     assert all(n.subnet_of(vpc) for n in nets)
-    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
     assert min(n.prefixlen for n in nets[:az]) < min(n.prefixlen for n in nets[az:])  # private subnets are larger
 
 
@@ -210,15 +242,20 @@ def test_existing_mode_kubeconfig_must_embed_the_ca():
     del doc["clusters"][0]["cluster"]["certificate-authority-data"]
     raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": _json.dumps(doc)}, drop=("network",))
     message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
-    assert "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: its cluster must embed certificate-authority-data" in message
+    assert (
+        "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: its cluster must embed certificate-authority-data"
+        in message
+    )
 
 
 def test_missing_secret_names_the_command_with_its_path():
     raw = harness.merged()
     del raw["dataServices"]["postgresql"]["backupManager"]["password"]
     message = problems_of(raw=raw)
-    assert ("klutch-central:dataServices.postgresql.backupManager.password = <unset>: required secret; set it with "
-            "`pulumi config set --secret --path 'dataServices.postgresql.backupManager.password' <value>`") in message
+    assert (
+        "klutch-central:dataServices.postgresql.backupManager.password = <unset>: required secret; set it with "
+        "`pulumi config set --secret --path 'dataServices.postgresql.backupManager.password' <value>`"
+    ) in message
 
 
 def test_credentials_inside_a_secret_object_are_never_echoed():
@@ -226,7 +263,12 @@ def test_credentials_inside_a_secret_object_are_never_echoed():
     raw["dataServices"]["postgresql"]["serviceBroker"]["username"] = " topsecret-user "
     raw["dataServices"]["postgresql"]["backupManager"]["url"] = "https://admin:hunter2@backup.example.com"
     message = problems_of(raw=raw)
-    assert "klutch-central:dataServices.postgresql.serviceBroker.username = '[secret]': must be a non-empty user name" in message
+    assert (
+        "klutch-central:dataServices.postgresql.serviceBroker.username = '[secret]': must be a non-empty user name"
+        in message
+    )
     assert "topsecret-user" not in message and "hunter2" not in message
-    assert ("klutch-central:dataServices.postgresql.backupManager.url = 'https://[redacted]@backup.example.com': "
-            "must not carry credentials") in message
+    assert (
+        "klutch-central:dataServices.postgresql.backupManager.url = 'https://[redacted]@backup.example.com': "
+        "must not carry credentials"
+    ) in message

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from components.crds import CRD_TYPE, crd_transform
-from components.mockengine import Registration
+from klutch.central.crds import CRD_TYPE, crd_transform
+from klutch.offline.mockengine import Registration
 from tests import harness
 from tests.test_tenant import run as run_tenant
 
@@ -16,9 +16,13 @@ from tests.test_tenant import run as run_tenant
 def child(type_: str = CRD_TYPE, annotations: dict | None = None) -> pulumi.ResourceTransformArgs:
     """A child as the yaml/v2 ConfigFile provider registers it: only `parent` set."""
     return pulumi.ResourceTransformArgs(
-        custom=True, type_=type_, name="crds:apiservicebindings.klutch.anynines.com",
-        props={"metadata": {"name": "apiservicebindings.klutch.anynines.com", "annotations": annotations or {}},
-               "spec": {}},
+        custom=True,
+        type_=type_,
+        name="crds:apiservicebindings.klutch.anynines.com",
+        props={
+            "metadata": {"name": "apiservicebindings.klutch.anynines.com", "annotations": annotations or {}},
+            "spec": {},
+        },
         opts=pulumi.ResourceOptions(ignore_changes=["status"]),
     )
 

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from components import catalog, manifests
-from components.configkit import ConfigError
-from components.mockengine import Evaluation, Registration, mock_kubeconfig
+from klutch import catalog
+from klutch.config.reader import ConfigError
+from klutch.offline import manifests
+from klutch.offline.mockengine import Evaluation, Registration, mock_kubeconfig
 from tests import harness
 
 NS = harness.NS
@@ -91,8 +92,13 @@ def test_one_component_with_every_kubernetes_object_as_child_on_the_cluster_prov
     component = ev.one("klutch:crossplane:Crossplane", "crossplane")
     children = layer(ev)
     assert {r.type for r in children} == {
-        "kubernetes:core/v1:Namespace", RELEASE, DRC, PROVIDER, CONFIGURATION,
-        "kubernetes:core/v1:Secret", PROVIDER_CONFIG,
+        "kubernetes:core/v1:Namespace",
+        RELEASE,
+        DRC,
+        PROVIDER,
+        CONFIGURATION,
+        "kubernetes:core/v1:Secret",
+        PROVIDER_CONFIG,
     }
     assert all(r.parent == component.urn for r in children)
     cluster_provider = ev.one("pulumi:providers:kubernetes", "cluster-k8s")
@@ -141,8 +147,10 @@ def test_deployment_runtime_config_is_the_seeds(ev):
                     "template": {
                         "spec": {
                             "containers": [
-                                {"name": "package-runtime",
-                                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081}}}
+                                {
+                                    "name": "package-runtime",
+                                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8081}},
+                                }
                             ]
                         }
                     },
@@ -192,8 +200,11 @@ def test_seed_release_needs_no_functions(ev):
     ids=["none", "one", "several", "all-eight"],
 )
 def test_secrets_and_provider_configs_per_enabled_service(services, request):
-    ev = request.getfixturevalue("all_eight") if services == SEED_SERVICES else harness.run(
-        {"dataServices": harness.services(*services) if services else None})
+    ev = (
+        request.getfixturevalue("all_eight")
+        if services == SEED_SERVICES
+        else harness.run({"dataServices": harness.services(*services) if services else None})
+    )
     names = {f"{s}-{e}" for s in services for e in ("service-broker", "backup-manager")}
     assert {r.k8s_name for r in ev.kinds("ProviderConfig")} == names
     assert {r.k8s_name for r in ev.kinds("Secret") if r.get("metadata.namespace") == "crossplane-system"} == {
@@ -201,8 +212,10 @@ def test_secrets_and_provider_configs_per_enabled_service(services, request):
     }
     assert ev.output("enabledDataServices") == sorted(services)
     for svc in services:
-        for endpoint, kind, password in ((catalog.SERVICE_BROKER, "broker", harness.BROKER_PASSWORD),
-                                          (catalog.BACKUP_MANAGER, "backup", harness.BACKUP_PASSWORD)):
+        for endpoint, kind, password in (
+            (catalog.SERVICE_BROKER, "broker", harness.BROKER_PASSWORD),
+            (catalog.BACKUP_MANAGER, "backup", harness.BACKUP_PASSWORD),
+        ):
             pc = ev.k8s("ProviderConfig", f"{svc}-{endpoint.suffix}")
             assert pc.inputs == expected_provider_config(svc, endpoint, f"http://{svc}-{kind}.example.com:3000")
             secret = ev.k8s("Secret", f"{svc}-{endpoint.suffix}-creds", "crossplane-system")
@@ -254,9 +267,10 @@ def test_no_dependency_between_crossplane_and_the_edge(ev):
 
 
 def test_existing_cluster_mode_builds_the_same_layer():
-    ev = harness.run({"cluster": {"mode": "existing"}, "network": None,
-                      "kubeconfig": mock_kubeconfig("https://k.example.com:6443")},
-                     secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"))
+    ev = harness.run(
+        {"cluster": {"mode": "existing"}, "network": None, "kubeconfig": mock_kubeconfig("https://k.example.com:6443")},
+        secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"),
+    )
     assert ev.by_type("aws:eks/nodeGroup:NodeGroup") == []
     assert ev.depends_on(ev.k8s("ProviderConfig", "postgresql-backup-manager"), release(ev))
     assert ev.one(PROVIDER).provider_urn == ev.one("pulumi:providers:kubernetes").urn
@@ -265,8 +279,14 @@ def test_existing_cluster_mode_builds_the_same_layer():
 # ------------------------------------------------------------------------------- prod safety
 # The ProviderConfigs and their Secrets too: deleting one (a service key removed or misspelt) cuts
 # existing instances off their broker and cannot be undone once Kubernetes set its deletionTimestamp.
-PROTECTED = {"kubernetes:core/v1:Namespace", RELEASE, PROVIDER, CONFIGURATION,
-             "kubernetes:core/v1:Secret", "kubernetes:dataservices.anynines.com/v1:ProviderConfig"}
+PROTECTED = {
+    "kubernetes:core/v1:Namespace",
+    RELEASE,
+    PROVIDER,
+    CONFIGURATION,
+    "kubernetes:core/v1:Secret",
+    "kubernetes:dataservices.anynines.com/v1:ProviderConfig",
+}
 
 
 def test_prod_protects_what_would_delete_tenants_data(prod):
@@ -306,7 +326,13 @@ def test_every_manifest_of_the_layer_passes_validation(ev, all_eight):
     for evaluation, version in ((ev, catalog.DEFAULT_KUBERNETES_VERSION), (all_eight, "1.35")):
         objects = layer_manifests(evaluation)
         assert {o["kind"] for o in objects} == {
-            "Namespace", "DeploymentRuntimeConfig", "Provider", "Configuration", "Secret", "ProviderConfig"}
+            "Namespace",
+            "DeploymentRuntimeConfig",
+            "Provider",
+            "Configuration",
+            "Secret",
+            "ProviderConfig",
+        }
         assert [p for o in objects for p in manifests.check(o, version)] == []
 
 
@@ -340,13 +366,15 @@ def _error(overrides: dict[str, Any], **kwargs: Any) -> str:
 
 
 def test_bad_config_fails_before_any_resource_with_every_problem():
-    message = _error({
-        "crossplaneVersion": "2.0.0",
-        "dataServices": {
-            **harness.services("postgresql"),
-            "postgres": harness.services("postgresql")["postgresql"],
-        },
-    })
+    message = _error(
+        {
+            "crossplaneVersion": "2.0.0",
+            "dataServices": {
+                **harness.services("postgresql"),
+                "postgres": harness.services("postgresql")["postgresql"],
+            },
+        }
+    )
     assert f"{NS}:crossplaneVersion = '2.0.0'" in message
     assert f"{NS}:dataServices.postgres" in message and "valid: " + ", ".join(SEED_SERVICES) in message
     assert "(2 problems)" in message
@@ -397,8 +425,13 @@ def test_seed_release_sets_no_service_type(ev):
 
 
 def test_release_decides_the_valid_services_and_crossplane_range(function_release):
-    message = _error({"klutchRelease": function_release.name, "crossplaneVersion": "1.16.0",
-                      "dataServices": harness.services("redis")})
+    message = _error(
+        {
+            "klutchRelease": function_release.name,
+            "crossplaneVersion": "1.16.0",
+            "dataServices": harness.services("redis"),
+        }
+    )
     assert f"{NS}:dataServices.redis" in message and "keyvalue" in message
     assert f"{NS}:crossplaneVersion = '1.16.0'" in message and "1.17 <= X.Y <= 1.20" in message
     with pytest.raises(ConfigError):
@@ -448,8 +481,10 @@ def test_plain_text_passwords_are_rejected():
     problems = _problems(secret_keys=("oidc",))
     assert len(problems) == 2
     for kind in ("serviceBroker", "backupManager"):
-        assert any(p.startswith(f"{NS}:dataServices.postgresql.{kind}.password = '[not shown]': is stored in plain text")
-                   for p in problems)
+        assert any(
+            p.startswith(f"{NS}:dataServices.postgresql.{kind}.password = '[not shown]': is stored in plain text")
+            for p in problems
+        )
     assert not any(harness.BROKER_PASSWORD in p or harness.BACKUP_PASSWORD in p for p in problems)
 
 

@@ -7,9 +7,11 @@ from functools import cache
 
 import pytest
 
-from components import catalog, edge, manifests
-from components.config import ConfigError
-from components.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, mock_kubeconfig
+from klutch import catalog
+from klutch.central import edge
+from klutch.config.central import ConfigError
+from klutch.offline import manifests
+from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, mock_kubeconfig
 from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]
@@ -129,8 +131,12 @@ def test_gateway_class_envoy_proxy_and_nlb_annotations():
     cls = ev.one(f"{GATEWAY_API}:GatewayClass")
     assert cls.get("spec.controllerName") == "gateway.envoyproxy.io/gatewayclass-controller"
     ref = cls.get("spec.parametersRef")
-    assert ref == {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy",
-                   "name": proxy.get("metadata.name"), "namespace": proxy.get("metadata.namespace")}
+    assert ref == {
+        "group": "gateway.envoyproxy.io",
+        "kind": "EnvoyProxy",
+        "name": proxy.get("metadata.name"),
+        "namespace": proxy.get("metadata.namespace"),
+    }
     assert proxy.get("metadata.namespace") == "envoy-gateway-system"
     service = proxy.get("spec.provider.kubernetes.envoyService")
     assert proxy.get("spec.provider.type") == "Kubernetes"
@@ -147,11 +153,19 @@ def test_gateway_listeners_tls_and_issuer_annotation():
     assert gw.get("metadata.namespace") == RELEASE.backend_namespace
     assert gw.get("spec.gatewayClassName") == ev.one(f"{GATEWAY_API}:GatewayClass").get("metadata.name")
     listeners = {listener["name"]: listener for listener in gw.get("spec.listeners")}
-    assert listeners["http"] == {"name": "http", "protocol": "HTTP", "port": 80, "hostname": HOST,
-                                 "allowedRoutes": {"namespaces": {"from": "Same"}}}
+    assert listeners["http"] == {
+        "name": "http",
+        "protocol": "HTTP",
+        "port": 80,
+        "hostname": HOST,
+        "allowedRoutes": {"namespaces": {"from": "Same"}},
+    }
     https = listeners["https"]
     assert (https["protocol"], https["port"], https["hostname"]) == ("HTTPS", 443, HOST)
-    assert https["tls"] == {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": edge.TLS_SECRET}]}
+    assert https["tls"] == {
+        "mode": "Terminate",
+        "certificateRefs": [{"group": "", "kind": "Secret", "name": edge.TLS_SECRET}],
+    }
     # the annotation names the Issuer that exists (the seed's letsencrypt-prod vs letsencrypt bug)
     assert gw.get("metadata.annotations")["cert-manager.io/issuer"] == iss.get("metadata.name")
     assert iss.get("metadata.namespace") == gw.get("metadata.namespace")  # an Issuer serves its own namespace
@@ -163,8 +177,12 @@ def test_http_route_reaches_the_backend_service_and_http_redirects():
     ev = scenario("envoy")
     gw, svc = gateway(ev), backend_service(ev)
     route = ev.k8s("HTTPRoute", RELEASE.backend_name, RELEASE.backend_namespace)
-    parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gw.get("metadata.name"),
-              "namespace": gw.get("metadata.namespace")}
+    parent = {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": gw.get("metadata.name"),
+        "namespace": gw.get("metadata.namespace"),
+    }
     assert route.get("spec.parentRefs") == [{**parent, "sectionName": "https"}]
     assert route.get("spec.hostnames") == [HOST]
     [rule] = route.get("spec.rules")
@@ -194,7 +212,11 @@ def test_acme_issuer_solves_http01_through_the_gateway():
     [solver] = acme["solvers"]
     [ref] = solver["http01"]["gatewayHTTPRoute"]["parentRefs"]
     assert (ref["name"], ref["namespace"], ref["kind"], ref["sectionName"]) == (
-        gw.get("metadata.name"), gw.get("metadata.namespace"), "Gateway", "http")
+        gw.get("metadata.name"),
+        gw.get("metadata.namespace"),
+        "Gateway",
+        "http",
+    )
 
 
 def test_acme_server_per_stack():
@@ -251,8 +273,9 @@ def test_issuer_after_cert_manager_and_one_issuer_name(key):
     assert {ref for ref in refs if ref} == {iss.get("metadata.name")}
 
 
-@pytest.mark.parametrize("key,service", [("envoy", "envoy-gateway-system/klutch-edge"),
-                                         ("nginx", "ingress-nginx/ingress-nginx-controller")])
+@pytest.mark.parametrize(
+    "key,service", [("envoy", "envoy-gateway-system/klutch-edge"), ("nginx", "ingress-nginx/ingress-nginx-controller")]
+)
 def test_load_balancer_hostname_is_read_after_the_controller(key, service):
     ev = scenario(key)
     [read] = [r for r in ev.by_type("kubernetes:core/v1:Service") if r.name == "edge-load-balancer"]
@@ -312,7 +335,11 @@ def test_no_host_uses_the_load_balancer_name_and_a_self_signed_ca(key):
     cert = ev.one(f"{CERT_MANAGER}:Certificate")
     assert cert.get("spec.dnsNames") == [MOCK_LB_HOSTNAME]
     assert cert.get("spec.secretName") == edge.TLS_SECRET
-    assert cert.get("spec.issuerRef") == {"name": iss.get("metadata.name"), "kind": "Issuer", "group": "cert-manager.io"}
+    assert cert.get("spec.issuerRef") == {
+        "name": iss.get("metadata.name"),
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
     assert cert.get("metadata.namespace") == iss.get("metadata.namespace")
     assert ev.depends_on(cert, iss)
 
@@ -367,7 +394,9 @@ def test_every_edge_object_uses_the_cluster_provider_and_is_a_child(key):
 @pytest.mark.parametrize("key", sorted(SCENARIOS))
 @pytest.mark.parametrize("version", ["1.30", "1.35"])
 def test_edge_manifests_are_valid(key, version):
-    ev = harness.run({**json.loads(json.dumps(SCENARIOS[key])), "cluster": {"mode": "eks", "kubernetesVersion": version}})
+    ev = harness.run(
+        {**json.loads(json.dumps(SCENARIOS[key])), "cluster": {"mode": "eks", "kubernetesVersion": version}}
+    )
     emitted = [(r, manifests.manifest(r)) for r in ev.descendants(edge_component(ev)) if manifests.is_manifest(r)]
     # `Service.get` (the load balancer read) registers no manifest: it only reads
     assert "edge-load-balancer" not in [r.name for r, _ in emitted]
@@ -404,8 +433,10 @@ def test_invalid_host():
 
 def test_host_needs_acme_email():
     msg = problems({"exposure": {"acmeEmail": None}})
-    assert ("klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail: "
-            "the ACME account e-mail for the host's certificate") in msg
+    assert (
+        "klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail: "
+        "the ACME account e-mail for the host's certificate"
+    ) in msg
     # no host, no ACME: no e-mail needed
     assert harness.parse({"exposure": {"acmeEmail": None}, "backend": {"host": None}}).backend.host is None
 
@@ -413,7 +444,10 @@ def test_host_needs_acme_email():
 def test_bad_acme_email_and_server():
     msg = problems({"exposure": {"acmeEmail": "ops-at-example", "acmeServer": "http://acme.example.com"}})
     assert "klutch-central:exposure.acmeEmail = 'ops-at-example': must be an e-mail address" in msg
-    assert "exposure.acmeServer = 'http://acme.example.com': must be one of letsencrypt-staging, letsencrypt or an https" in msg
+    assert (
+        "exposure.acmeServer = 'http://acme.example.com': must be one of letsencrypt-staging, letsencrypt or an https"
+        in msg
+    )
 
 
 def test_acme_refused_cloud_hostname():
@@ -423,10 +457,14 @@ def test_acme_refused_cloud_hostname():
 
 def test_route53_needs_a_host_and_an_eks_cluster():
     assert "backend.route53ZoneId = 'Z0123456789ABCDEFGHIJ': requires backend.host" in problems(
-        {"backend": {"host": None, "route53ZoneId": ZONE}})
-    existing = {"network": None, "cluster": {"mode": "existing"},
-                "kubeconfig": mock_kubeconfig("https://kubernetes.example.com:6443", "kind"),
-                "backend": {"route53ZoneId": ZONE}}
+        {"backend": {"host": None, "route53ZoneId": ZONE}}
+    )
+    existing = {
+        "network": None,
+        "cluster": {"mode": "existing"},
+        "kubeconfig": mock_kubeconfig("https://kubernetes.example.com:6443", "kind"),
+        "backend": {"route53ZoneId": ZONE},
+    }
     msg = problems(existing, secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"))
     assert "backend.route53ZoneId = 'Z0123456789ABCDEFGHIJ': applies to cluster.mode 'eks' only" in msg
     assert "bad-zone" in problems({"backend": {"route53ZoneId": "bad-zone"}})
@@ -434,8 +472,11 @@ def test_route53_needs_a_host_and_an_eks_cluster():
 
 def test_existing_cluster_end_to_end_creates_no_aws_resource():
     ev = harness.run(
-        {"network": None, "cluster": {"mode": "existing"},
-         "kubeconfig": mock_kubeconfig("https://kubernetes.example.com:6443", "kind")},
+        {
+            "network": None,
+            "cluster": {"mode": "existing"},
+            "kubeconfig": mock_kubeconfig("https://kubernetes.example.com:6443", "kind"),
+        },
         secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"),
     )
     assert not ev.by_prefix("aws:")
@@ -444,8 +485,13 @@ def test_existing_cluster_end_to_end_creates_no_aws_resource():
 
 
 def test_all_problems_reported_together():
-    msg = problems({"exposure": {"controller": "haproxy", "acmeEmail": "nope"}, "backend": {"host": "not a host"},
-                    "oidc": {"issuerUrl": "http://idp.example.com"}})
+    msg = problems(
+        {
+            "exposure": {"controller": "haproxy", "acmeEmail": "nope"},
+            "backend": {"host": "not a host"},
+            "oidc": {"issuerUrl": "http://idp.example.com"},
+        }
+    )
     assert "(4 problems)" in msg
     for key in ("exposure.controller", "exposure.acmeEmail", "backend.host", "oidc.issuerUrl"):
         assert f"klutch-central:{key} = " in msg

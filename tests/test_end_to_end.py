@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from components import binding, stackfile, tenant_config, tenant_program
-from components.mockengine import evaluate
+from klutch.config import tenant as tenant_config
+from klutch.offline import stackfile
+from klutch.offline.mockengine import evaluate
+from klutch.tenant import binding
+from klutch.tenant import program as tenant_program
 from tests import harness
 from tests.test_tenant import bind_mock
 
@@ -25,15 +28,26 @@ def run_tenant(central_outputs, overrides=None):
     config, secret_keys = stackfile.read(TENANT_STACK, tenant_config.NAMESPACE, tenant_config.secret_paths)
     config.update(overrides or {})
     name = config[f"{tenant_config.NAMESPACE}:centralStack"]
-    return evaluate(tenant_program.main, config, secret_keys, project="klutch-tenant", stack="example",
-                    stack_outputs={name: central_outputs}, resource_hook=bind_mock)
+    return evaluate(
+        tenant_program.main,
+        config,
+        secret_keys,
+        project="klutch-tenant",
+        stack="example",
+        stack_outputs={name: central_outputs},
+        resource_hook=bind_mock,
+    )
 
 
 def test_tenant_binds_with_the_central_stacks_real_outputs(central):
     outputs = {k: central.output(k) for k in central.outputs}
     tenant = run_tenant(outputs)
     bind = tenant.one(binding.TYPE, "binding")
-    assert bind.get("bindUrl") == central.output("bindNonInteractiveUrl") == "https://klutch.dev.example.com/bind-noninteractive"
+    assert (
+        bind.get("bindUrl")
+        == central.output("bindNonInteractiveUrl")
+        == "https://klutch.dev.example.com/bind-noninteractive"
+    )
     requested = {(a["group"], a["resource"]) for a in bind.get("apis")}
     exported = {(a["group"], a["resource"]) for a in central.output("bindingApis")}
     assert requested <= exported
@@ -45,7 +59,7 @@ def test_tenant_binds_with_the_central_stacks_real_outputs(central):
 
 
 def test_tenant_cannot_bind_an_api_the_central_stack_does_not_export(central):
-    from components.configkit import ConfigError
+    from klutch.config.reader import ConfigError
 
     outputs = {k: central.output(k) for k in central.outputs}
     with pytest.raises(ConfigError) as err:

@@ -14,11 +14,13 @@ import pulumi_kubernetes as k8s
 import pytest
 from pulumi.runtime import rpc
 
-from components import catalog, kubebind, manifests
-from components.config import ConfigError
-from components.edge import Edge, EdgeArgs
-from components.kubebind import KubeBind, KubeBindArgs
-from components.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, Registration, evaluate
+from klutch import catalog
+from klutch.central import kubebind
+from klutch.central.edge import Edge, EdgeArgs
+from klutch.central.kubebind import KubeBind, KubeBindArgs
+from klutch.config.central import ConfigError
+from klutch.offline import manifests
+from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, Registration, evaluate
 from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]
@@ -98,7 +100,11 @@ def test_backend_is_cluster_admin_through_its_service_account():
     ev = ev_for()
     account = ev.k8s("ServiceAccount", RELEASE.backend_name, NS)
     binding = ev.k8s("ClusterRoleBinding", RELEASE.backend_name)
-    assert binding.get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"}
+    assert binding.get("roleRef") == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "cluster-admin",
+    }
     assert binding.get("subjects") == [
         {"kind": "ServiceAccount", "name": account.get("metadata.name"), "namespace": account.get("metadata.namespace")}
     ]
@@ -123,7 +129,10 @@ def test_one_template_per_exported_api(services):
         assert ev.depends_on(t, crds)  # CRDs before templates
     for name in set(templates) - {"servicebindings"}:
         assert templates[name].get("spec.permissionClaims") is None
-    claims = [{"group": "", "resource": r, "version": "v1", "selector": {"owner": "Provider"}} for r in ("secrets", "configmaps")]
+    claims = [
+        {"group": "", "resource": r, "version": "v1", "selector": {"owner": "Provider"}}
+        for r in ("secrets", "configmaps")
+    ]
     assert templates["servicebindings"].get("spec.permissionClaims") == claims
 
 
@@ -131,18 +140,33 @@ def test_templates_and_binding_apis_are_the_same_list():
     ev = ev_for({"dataServices": harness.services(*SEED_SERVICES)})
     apis = ev.output("bindingApis")
     assert {(a["group"], a["resource"]) for a in apis} == {
-        (t.get("spec.APIServiceSelector.group"), t.get("spec.APIServiceSelector.resource")) for t in ev.by_type(TEMPLATE)
+        (t.get("spec.APIServiceSelector.group"), t.get("spec.APIServiceSelector.resource"))
+        for t in ev.by_type(TEMPLATE)
     }
     # the seed's binding.json, exactly
-    seed = ["logme2instances", "mariadbinstances", "messaginginstances", "mongodbinstances", "postgresqlinstances",
-            "prometheusinstances", "redisinstances", "searchinstances", "servicebindings", "backups", "restores"]
+    seed = [
+        "logme2instances",
+        "mariadbinstances",
+        "messaginginstances",
+        "mongodbinstances",
+        "postgresqlinstances",
+        "prometheusinstances",
+        "redisinstances",
+        "searchinstances",
+        "servicebindings",
+        "backups",
+        "restores",
+    ]
     assert sorted(a["resource"] for a in apis) == sorted(seed)
     assert {a["group"] for a in apis} == {"anynines.com"}
     assert all(set(a) == {"group", "resource"} for a in apis)
 
 
 def test_binding_apis_helper_rejects_services_the_release_lacks():
-    assert catalog.binding_apis(RELEASE, ["postgresql"])[0] == {"group": "anynines.com", "resource": "postgresqlinstances"}
+    assert catalog.binding_apis(RELEASE, ["postgresql"])[0] == {
+        "group": "anynines.com",
+        "resource": "postgresqlinstances",
+    }
     with pytest.raises(ValueError, match="keyvalue"):
         catalog.binding_apis(RELEASE, ["keyvalue"])  # v1.5.0's name, not in the seed release
 
@@ -153,12 +177,24 @@ def test_templates_can_wait_for_the_crossplane_namespace_object_only():
 
     def program() -> None:
         provider = k8s.Provider("central", kubeconfig="{}")
-        namespace = k8s.core.v1.Namespace("xp", metadata={"name": "crossplane-system"}, opts=pulumi.ResourceOptions(provider=provider))
-        cluster = SimpleNamespace(ca_pem=pulumi.Output.from_input(PLACEHOLDER_CA_PEM),
-                                  api_server_url=pulumi.Output.from_input("https://api.example.com"))
+        namespace = k8s.core.v1.Namespace(
+            "xp", metadata={"name": "crossplane-system"}, opts=pulumi.ResourceOptions(provider=provider)
+        )
+        cluster = SimpleNamespace(
+            ca_pem=pulumi.Output.from_input(PLACEHOLDER_CA_PEM),
+            api_server_url=pulumi.Output.from_input("https://api.example.com"),
+        )
         edge = Edge("edge", EdgeArgs(config=cfg, provider=provider))
-        KubeBind("kube-bind", KubeBindArgs(config=cfg, provider=provider, cluster=cluster, edge=edge,
-                                            export_namespace=namespace.metadata.apply(lambda m: m.name)))
+        KubeBind(
+            "kube-bind",
+            KubeBindArgs(
+                config=cfg,
+                provider=provider,
+                cluster=cluster,
+                edge=edge,
+                export_namespace=namespace.metadata.apply(lambda m: m.name),
+            ),
+        )
 
     ev = evaluate(program, {}, project="klutch-central", stack="test")
     ns = ev.one("kubernetes:core/v1:Namespace", "xp")
@@ -208,8 +244,10 @@ def test_oidc_config(overrides, host):
 
 
 def test_custom_oidc_client_id():
-    assert secret(ev_for({"oidc": {"clientId": "klutch-central"}}), "oidc-config").get(
-        "stringData.oidc-issuer-client-id") == "klutch-central"
+    assert (
+        secret(ev_for({"oidc": {"clientId": "klutch-central"}}), "oidc-config").get("stringData.oidc-issuer-client-id")
+        == "klutch-central"
+    )
 
 
 def test_deployment_spec():
@@ -247,7 +285,11 @@ def test_deployment_args_are_the_seeds():
         "--external-ca-file=/certa/ca",
     ]
     custom = ev_for({"backend": {"namespacePrefix": "tenant", "prettyName": "Acme Data", "consumerScope": "Cluster"}})
-    assert container(custom)["args"][:3] == ["--namespace-prefix=tenant", "--pretty-name=Acme Data", "--consumer-scope=Cluster"]
+    assert container(custom)["args"][:3] == [
+        "--namespace-prefix=tenant",
+        "--pretty-name=Acme Data",
+        "--consumer-scope=Cluster",
+    ]
 
 
 def test_external_address_follows_cluster_api_server_url():
@@ -345,7 +387,8 @@ def test_tenant_outputs():
         f"kubectl bind https://{HOST}/export --konnector-image=public.ecr.aws/w5n9a2g2/anynines/konnector:v1.3.0"
     )
     assert ev.output("bindingApis") == [
-        {"group": "anynines.com", "resource": r} for r in ("postgresqlinstances", "servicebindings", "backups", "restores")
+        {"group": "anynines.com", "resource": r}
+        for r in ("postgresqlinstances", "servicebindings", "backups", "restores")
     ]
     assert ev.output("kubeBindCrdsUrl") == RELEASE.kube_bind_crds_url
     assert ev.output("loadBalancerHostname") == MOCK_LB_HOSTNAME
@@ -371,7 +414,9 @@ def _plain_strings(value, secret: bool = False):
 def test_secrets_never_plain_in_inputs_or_outputs(overrides):
     ev = ev_for(overrides)
     cookie_keys = list(secret(ev, "cookie-config").get("stringData").values())
-    ca_key = [r.get("stringData")["tls.key"] for r in ev.kinds("Secret") if r.get("metadata.name") == "klutch-backend-ca"]
+    ca_key = [
+        r.get("stringData")["tls.key"] for r in ev.kinds("Secret") if r.get("metadata.name") == "klutch-backend-ca"
+    ]
     sensitive = [harness.OIDC_SECRET, *cookie_keys, *ca_key]
     for r in ev.resources:
         for text, is_secret in _plain_strings(r.raw_inputs):
@@ -392,8 +437,15 @@ def test_kube_bind_manifests_are_valid(services, version):
     ev = ev_for({"dataServices": harness.services(*services), "cluster": {"mode": "eks", "kubernetesVersion": version}})
     objs = [manifests.manifest(r) for r in ev.descendants(component(ev)) if manifests.is_manifest(r)]
     kinds = {o["kind"] for o in objs}
-    assert kinds == {"ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Secret", "Deployment", "Service",
-                     "APIServiceExportTemplate"}
+    assert kinds == {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+        "Secret",
+        "Deployment",
+        "Service",
+        "APIServiceExportTemplate",
+    }
     assert [p for o in objs for p in manifests.check(o, version)] == []
 
 
@@ -410,13 +462,21 @@ def test_prod_stack_protects_crds_uses_production_acme_and_route53():
     assert ev.one("kubernetes:cert-manager.io/v1:Issuer").get("spec.acme.server") == catalog.ACME_SERVERS["letsencrypt"]
     assert ev.one("aws:route53/record:Record").get("name") == "klutch.example.com"
     assert {t.get("metadata.name") for t in ev.by_type(TEMPLATE)} == {
-        "postgresqlinstances", "mongodbinstances", "servicebindings", "backups", "restores"}
+        "postgresqlinstances",
+        "mongodbinstances",
+        "servicebindings",
+        "backups",
+        "restores",
+    }
 
 
 def test_dev_stack_uses_staging_acme_and_no_protection():
     ev = harness.run_stack_file("dev")
     assert ev.one("kubernetes:yaml/v2:ConfigFile").protect is False
-    assert ev.one("kubernetes:cert-manager.io/v1:Issuer").get("spec.acme.server") == catalog.ACME_SERVERS["letsencrypt-staging"]
+    assert (
+        ev.one("kubernetes:cert-manager.io/v1:Issuer").get("spec.acme.server")
+        == catalog.ACME_SERVERS["letsencrypt-staging"]
+    )
     assert not ev.by_type("aws:route53/record:Record")
     assert ev.output("exportUrl") == "https://klutch.dev.example.com/export"
 
@@ -429,12 +489,16 @@ def problems(overrides, **kwargs) -> str:
 
 def test_oidc_issuer_must_be_https():
     msg = problems({"oidc": {"issuerUrl": "http://idp.example.com/realms/klutch"}})
-    assert "klutch-central:oidc.issuerUrl = 'http://idp.example.com/realms/klutch': must be an absolute https URL" in msg
+    assert (
+        "klutch-central:oidc.issuerUrl = 'http://idp.example.com/realms/klutch': must be an absolute https URL" in msg
+    )
 
 
 def test_oidc_client_secret_required_and_secret():
-    assert "oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret'" in problems(
-        {"oidc": {"clientSecret": None}})
+    assert (
+        "oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret'"
+        in problems({"oidc": {"clientSecret": None}})
+    )
     msg = problems({}, secret_keys=("dataServices",))  # oidc stored in plain text
     assert "oidc.clientSecret = '[not shown]': is stored in plain text" in msg
     assert harness.OIDC_SECRET not in msg

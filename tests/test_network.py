@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from components.mockengine import MOCK_ZONES
+from klutch.offline.mockengine import MOCK_ZONES
 from tests import harness
 
 SUBNET = "aws:ec2/subnet:Subnet"
@@ -39,7 +39,7 @@ def test_one_public_and_one_private_subnet_per_zone(ev):
     assert [s.get("cidrBlock") for s in private] == ["10.0.0.0/18", "10.0.64.0/18", "10.0.128.0/18"]
     assert [s.get("cidrBlock") for s in public] == ["10.0.192.0/20", "10.0.208.0/20", "10.0.224.0/20"]
     nets = [ipaddress.ip_network(s.get("cidrBlock")) for s in public + private]
-    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1:])
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
     assert all(n.subnet_of(ipaddress.ip_network("10.0.0.0/16")) for n in nets)
     assert all(s.get("mapPublicIpOnLaunch") is False for s in public + private)
 
@@ -86,7 +86,10 @@ def test_public_route_goes_to_the_internet_gateway(ev):
 
 
 def test_every_subnet_is_associated_with_its_route_table(ev):
-    assoc = {a.get("subnetId"): a.get("routeTableId") for a in ev.by_type("aws:ec2/routeTableAssociation:RouteTableAssociation")}
+    assoc = {
+        a.get("subnetId"): a.get("routeTableId")
+        for a in ev.by_type("aws:ec2/routeTableAssociation:RouteTableAssociation")
+    }
     public_rt = ev.one("aws:ec2/routeTable:RouteTable", "network-public").id
     for s in subnets(ev, "public"):
         assert assoc[s.id] == public_rt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib
 import json
 import runpy
@@ -22,8 +21,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components import catalog
-from policy import rules
+from klutch import catalog
+from klutch.policy import rules
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND_IMAGE = catalog.RELEASES[catalog.DEFAULT_RELEASE].backend_image
@@ -49,19 +48,30 @@ def policy(name: str, environment: str = "prod") -> Any:
     return {p.name: p for p in rules.policies(environment)}[name]
 
 
-def check_resource(name: str, type_: str, props: dict[str, Any], *, provider: str | None = K8S_PROVIDER,
-                   resource_name: str = "res") -> list[str]:
+def check_resource(
+    name: str, type_: str, props: dict[str, Any], *, provider: str | None = K8S_PROVIDER, resource_name: str = "res"
+) -> list[str]:
     """Violations a ResourceValidationPolicy reports for one resource (props through the engine's proxy)."""
     found: list[str] = []
-    args = ResourceValidationArgs(type_, unknown_checking_proxy(props), _urn(type_, resource_name), resource_name,
-                                  _opts(), _provider(provider))
+    args = ResourceValidationArgs(
+        type_, unknown_checking_proxy(props), _urn(type_, resource_name), resource_name, _opts(), _provider(provider)
+    )
     policy(name).validate(args, lambda message, urn=None: found.append(message))
     return found
 
 
 def stack_resource(type_: str, name: str, props: dict[str, Any]) -> PolicyResource:
-    return PolicyResource(type_, unknown_checking_proxy(props), _urn(type_, name), name, _opts(),
-                          _provider(K8S_PROVIDER if type_.startswith("kubernetes:") else None), None, [], {})
+    return PolicyResource(
+        type_,
+        unknown_checking_proxy(props),
+        _urn(type_, name),
+        name,
+        _opts(),
+        _provider(K8S_PROVIDER if type_.startswith("kubernetes:") else None),
+        None,
+        [],
+        {},
+    )
 
 
 def check_stack(name: str, resources: list[PolicyResource]) -> list[tuple[str, str | None]]:
@@ -80,12 +90,22 @@ def k8s_type(obj: dict[str, Any]) -> str:
     return f"kubernetes:{api}:{obj['kind']}"
 
 
-def deployment(image: str, *, sa: str = "anynines-backend", ns: str = "bind", init_image: str | None = None) -> dict[str, Any]:
+def deployment(
+    image: str, *, sa: str = "anynines-backend", ns: str = "bind", init_image: str | None = None
+) -> dict[str, Any]:
     pod: dict[str, Any] = {"serviceAccountName": sa, "containers": [{"name": "app", "image": image}]}
     if init_image:
         pod["initContainers"] = [{"name": "init", "image": init_image}]
-    return k8s("Deployment", "anynines-backend", ns, "apps/v1",
-               spec={"selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod}})
+    return k8s(
+        "Deployment",
+        "anynines-backend",
+        ns,
+        "apps/v1",
+        spec={
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod},
+        },
+    )
 
 
 # ------------------------------------------------------------------------------- the pack
@@ -98,16 +118,10 @@ def test_rules_module_imports_without_starting_the_policy_server(monkeypatch):
     assert len(rules.policies("prod")) == len(rules.RULES) == 10
 
 
-def test_only_main_constructs_the_pack():
-    def calls(path: Path) -> int:
-        return sum(1 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
-                   and getattr(node.func, "id", getattr(node.func, "attr", None)) == "PolicyPack")
-
-    assert {p.name: calls(p) for p in (ROOT / "policy").glob("*.py")} == {"__init__.py": 0, "rules.py": 0, "__main__.py": 1}
-
-
-@pytest.mark.parametrize(("environment", "endpoint_level"), [("prod", "mandatory"), ("dev", "advisory"),
-                                                             ("staging", "advisory"), (None, "advisory")])
+@pytest.mark.parametrize(
+    ("environment", "endpoint_level"),
+    [("prod", "mandatory"), ("dev", "advisory"), ("staging", "advisory"), (None, "advisory")],
+)
 def test_main_builds_the_pack_with_the_stack_environments_levels(monkeypatch, environment, endpoint_level):
     built: dict[str, Any] = {}
     monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kw: built.update(kw))
@@ -127,12 +141,20 @@ def test_policy_pack_files():
 
     manifest = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     assert manifest["runtime"]["name"] == "python" and manifest["version"]
-    reqs = (ROOT / "policy" / "requirements.txt").read_text()
-    assert "pulumi-policy==1.21.0" in reqs
+    # the pack's virtualenv is the project's: the klutch package, whose dependencies include pulumi-policy
+    assert manifest["runtime"]["options"]["virtualenv"] == "../.venv"
+    assert (ROOT / "policy" / "requirements.txt").read_text().split()[-2:] == ["-e", ".."]
+    assert '"pulumi-policy==1.21.0"' in (ROOT / "pyproject.toml").read_text()
 
 
 def test_unset_environment_is_dev_and_an_unknown_one_strict():
-    assert [rules.environment(v) for v in (None, "dev", "staging", "prod", "qa")] == ["dev", "dev", "staging", "prod", "prod"]
+    assert [rules.environment(v) for v in (None, "dev", "staging", "prod", "qa")] == [
+        "dev",
+        "dev",
+        "staging",
+        "prod",
+        "prod",
+    ]
 
 
 # ------------------------------------------------------------------------------- EKS endpoint
@@ -160,36 +182,56 @@ def test_eks_public_endpoint(props, expected):
 def test_eks_public_endpoint_on_the_plain_aws_cluster():
     bad = {"vpcConfig": {"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}}
     assert check_resource("eks-public-endpoint-restricted", "aws:eks/cluster:Cluster", bad)
-    assert not check_resource("eks-public-endpoint-restricted", "aws:eks/cluster:Cluster",
-                              {"vpcConfig": {"endpointPublicAccess": False}})
+    assert not check_resource(
+        "eks-public-endpoint-restricted", "aws:eks/cluster:Cluster", {"vpcConfig": {"endpointPublicAccess": False}}
+    )
 
 
 # ------------------------------------------------------------------------------- encryption
 def test_eks_secrets_encryption():
-    assert check_resource("eks-secrets-encryption", EKS, {"encryptionConfigKeyArn": "arn:aws:kms:eu-central-1:1:key/x"}) == []
+    assert (
+        check_resource("eks-secrets-encryption", EKS, {"encryptionConfigKeyArn": "arn:aws:kms:eu-central-1:1:key/x"})
+        == []
+    )
     # during preview the new key's ARN is unknown: it will be set
     assert check_resource("eks-secrets-encryption", EKS, {"encryptionConfigKeyArn": UNKNOWN_STRING_VALUE}) == []
     found = check_resource("eks-secrets-encryption", EKS, {"name": "c"})
     assert len(found) == 1 and "encryptionConfigKeyArn" in found[0]
     plain = "aws:eks/cluster:Cluster"
-    assert check_resource("eks-secrets-encryption", plain, {"encryptionConfig": {"resources": ["secrets"], "provider": {}}}) == []
+    assert (
+        check_resource(
+            "eks-secrets-encryption", plain, {"encryptionConfig": {"resources": ["secrets"], "provider": {}}}
+        )
+        == []
+    )
     assert check_resource("eks-secrets-encryption", plain, {"encryptionConfig": {"resources": []}})
     assert check_resource("eks-secrets-encryption", "aws:s3/bucket:Bucket", {}) == []
 
 
 # ------------------------------------------------------------------------------- node groups
-def node_stack(http_tokens: str = "required", map_public: bool = False, template: bool = True,
-               nic_public: bool = False) -> list[PolicyResource]:
-    lt = stack_resource("aws:ec2/launchTemplate:LaunchTemplate", "nodes", {
-        "metadataOptions": {"httpTokens": http_tokens},
-        **({"networkInterfaces": [{"associatePublicIpAddress": "true"}]} if nic_public else {}),
-    })
-    subnets = [stack_resource("aws:ec2/subnet:Subnet", f"private-{i}", {"mapPublicIpOnLaunch": map_public and i == 1})
-               for i in range(3)]
-    ng = stack_resource("aws:eks/nodeGroup:NodeGroup", "nodes", {
-        "subnetIds": [f"subnet-{i}" for i in range(3)],
-        **({"launchTemplate": {"id": "lt-1", "version": "1"}} if template else {}),
-    })
+def node_stack(
+    http_tokens: str = "required", map_public: bool = False, template: bool = True, nic_public: bool = False
+) -> list[PolicyResource]:
+    lt = stack_resource(
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "nodes",
+        {
+            "metadataOptions": {"httpTokens": http_tokens},
+            **({"networkInterfaces": [{"associatePublicIpAddress": "true"}]} if nic_public else {}),
+        },
+    )
+    subnets = [
+        stack_resource("aws:ec2/subnet:Subnet", f"private-{i}", {"mapPublicIpOnLaunch": map_public and i == 1})
+        for i in range(3)
+    ]
+    ng = stack_resource(
+        "aws:eks/nodeGroup:NodeGroup",
+        "nodes",
+        {
+            "subnetIds": [f"subnet-{i}" for i in range(3)],
+            **({"launchTemplate": {"id": "lt-1", "version": "1"}} if template else {}),
+        },
+    )
     ng.property_dependencies = {"subnetIds": subnets, **({"launchTemplate": [lt]} if template else {})}
     cluster = stack_resource(EKS, "eks", {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": False})
     return [cluster, lt, *subnets, ng]
@@ -204,10 +246,19 @@ def test_node_group_imdsv2():
 
 
 def test_eks_managed_nodes_only():
-    assert check_resource("eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": False}) == []
-    [message] = check_resource("eks-managed-nodes-only", EKS, {"name": "c"})  # pulumi_eks defaults to a default node group
+    assert (
+        check_resource(
+            "eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": False}
+        )
+        == []
+    )
+    [message] = check_resource(
+        "eks-managed-nodes-only", EKS, {"name": "c"}
+    )  # pulumi_eks defaults to a default node group
     assert "default node group is on" in message
-    [message] = check_resource("eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": True})
+    [message] = check_resource(
+        "eks-managed-nodes-only", EKS, {"skipDefaultNodeGroup": True, "nodeAssociatePublicIpAddress": True}
+    )
     assert "nodeAssociatePublicIpAddress is true" in message
 
 
@@ -220,7 +271,9 @@ def test_node_group_private():
 
 
 def test_node_group_subnets_outside_the_stack_cannot_be_verified():
-    ng = stack_resource("aws:eks/nodeGroup:NodeGroup", "nodes", {"subnetIds": ["subnet-123"], "launchTemplate": {"id": "x"}})
+    ng = stack_resource(
+        "aws:eks/nodeGroup:NodeGroup", "nodes", {"subnetIds": ["subnet-123"], "launchTemplate": {"id": "x"}}
+    )
     [(message, _)] = check_stack("eks-nodes-private", [ng])
     assert "not part of this stack" in message
 
@@ -247,27 +300,50 @@ def test_pinned_container_images(image, problem):
 
 
 def test_pinned_init_containers_and_cronjobs():
-    found = check_resource("pinned-versions", "kubernetes:apps/v1:Deployment", deployment(BACKEND_IMAGE, init_image="busybox"))
+    found = check_resource(
+        "pinned-versions", "kubernetes:apps/v1:Deployment", deployment(BACKEND_IMAGE, init_image="busybox")
+    )
     assert len(found) == 1 and "initContainers.0 (init)" in found[0]
-    cron = k8s("CronJob", "c", "bind", "batch/v1", spec={"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {
-        "spec": {"containers": [{"name": "c", "image": "alpine:latest"}]}}}}})
+    cron = k8s(
+        "CronJob",
+        "c",
+        "bind",
+        "batch/v1",
+        spec={
+            "schedule": "* * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "alpine:latest"}]}}}},
+        },
+    )
     assert len(check_resource("pinned-versions", "kubernetes:batch/v1:CronJob", cron)) == 1
 
 
 def test_pinned_helm_charts():
-    ok = {"chart": "cert-manager", "version": "v1.19.6", "repositoryOpts": {"repo": "https://charts.jetstack.io"},
-          "values": {"image": {"tag": "v1.19.6"}}}
+    ok = {
+        "chart": "cert-manager",
+        "version": "v1.19.6",
+        "repositoryOpts": {"repo": "https://charts.jetstack.io"},
+        "values": {"image": {"tag": "v1.19.6"}},
+    }
     release = "kubernetes:helm.sh/v3:Release"
     assert check_resource("pinned-versions", release, ok) == []
     assert "no exact version" in check_resource("pinned-versions", release, {**ok, "version": None})[0]
     assert "no exact version" in check_resource("pinned-versions", release, {**ok, "version": "^1.19"})[0]
-    assert "'latest'" in check_resource("pinned-versions", release, {**ok, "values": {"controller": {"image": {"tag": "latest"}}}})[0]
-    assert "has no tag" in check_resource("pinned-versions", release, {**ok, "values": {"sidecar": {"image": "envoy"}}})[0]
+    assert (
+        "'latest'"
+        in check_resource("pinned-versions", release, {**ok, "values": {"controller": {"image": {"tag": "latest"}}}})[0]
+    )
+    assert (
+        "has no tag" in check_resource("pinned-versions", release, {**ok, "values": {"sidecar": {"image": "envoy"}}})[0]
+    )
 
 
 def test_pinned_crossplane_packages():
-    provider = k8s("Provider", "provider-anynines", api_version="pkg.crossplane.io/v1",
-                   spec={"package": catalog.RELEASES[catalog.DEFAULT_RELEASE].provider_package})
+    provider = k8s(
+        "Provider",
+        "provider-anynines",
+        api_version="pkg.crossplane.io/v1",
+        spec={"package": catalog.RELEASES[catalog.DEFAULT_RELEASE].provider_package},
+    )
     t = "kubernetes:pkg.crossplane.io/v1:Provider"
     assert check_resource("pinned-versions", t, provider) == []
     provider["spec"]["package"] = "xpkg.upbound.io/crossplane-contrib/function-patch-and-transform"
@@ -276,7 +352,10 @@ def test_pinned_crossplane_packages():
 
 def test_pinned_remote_manifests():
     t = "kubernetes:yaml/v2:ConfigFile"
-    assert check_resource("pinned-versions", t, {"file": catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crds_url}) == []
+    assert (
+        check_resource("pinned-versions", t, {"file": catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crds_url})
+        == []
+    )
     assert check_resource("pinned-versions", t, {"file": "https://raw.githubusercontent.com/o/r/main/crds.yaml"})
     assert check_resource("pinned-versions", t, {"file": "https://example.com/releases/latest/download/crds.yaml"})
     assert check_resource("pinned-versions", t, {"file": "http://example.com/v1.2.3/crds.yaml"}) == [
@@ -291,27 +370,50 @@ GW = "gateway.networking.k8s.io/v1"
 def gateway(https: bool = True, cert: bool = True) -> PolicyResource:
     listeners = [{"name": "http", "protocol": "HTTP", "port": 80}]
     if https:
-        listeners.append({"name": "https", "protocol": "HTTPS", "port": 443, "hostname": "klutch.example.com",
-                          **({"tls": {"certificateRefs": [{"name": "backend-tls"}]}} if cert else {})})
-    return stack_resource(f"kubernetes:{GW}:Gateway", "gw", k8s("Gateway", "klutch", "bind", GW,
-                                                                 spec={"gatewayClassName": "envoy", "listeners": listeners}))
+        listeners.append(
+            {
+                "name": "https",
+                "protocol": "HTTPS",
+                "port": 443,
+                "hostname": "klutch.example.com",
+                **({"tls": {"certificateRefs": [{"name": "backend-tls"}]}} if cert else {}),
+            }
+        )
+    return stack_resource(
+        f"kubernetes:{GW}:Gateway",
+        "gw",
+        k8s("Gateway", "klutch", "bind", GW, spec={"gatewayClassName": "envoy", "listeners": listeners}),
+    )
 
 
 def route(name: str, section: str | None, redirect: bool = False, gateway_name: str = "klutch") -> PolicyResource:
     ref = {"name": gateway_name, **({"sectionName": section} if section else {})}
-    rule = ({"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]} if redirect
-            else {"backendRefs": [{"name": "anynines-backend", "port": 443}]})
-    return stack_resource(f"kubernetes:{GW}:HTTPRoute", name,
-                          k8s("HTTPRoute", name, "bind", GW, spec={"parentRefs": [ref], "rules": [rule]}))
+    rule = (
+        {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}
+        if redirect
+        else {"backendRefs": [{"name": "anynines-backend", "port": 443}]}
+    )
+    return stack_resource(
+        f"kubernetes:{GW}:HTTPRoute",
+        name,
+        k8s("HTTPRoute", name, "bind", GW, spec={"parentRefs": [ref], "rules": [rule]}),
+    )
 
 
 def test_tls_gateway_routes_pass_when_on_https_or_redirecting():
-    assert check_stack("tls-on-exposed-routes", [gateway(), route("backend", "https"), route("redirect", "http", redirect=True)]) == []
+    assert (
+        check_stack(
+            "tls-on-exposed-routes", [gateway(), route("backend", "https"), route("redirect", "http", redirect=True)]
+        )
+        == []
+    )
 
 
 def test_tls_route_on_the_plain_http_listener_fails():
     found = check_stack("tls-on-exposed-routes", [gateway(), route("backend", "http")])
-    assert [(m.split(":")[0], u) for m, u in found] == [("HTTPRoute bind/backend", _urn(f"kubernetes:{GW}:HTTPRoute", "backend"))]
+    assert [(m.split(":")[0], u) for m, u in found] == [
+        ("HTTPRoute bind/backend", _urn(f"kubernetes:{GW}:HTTPRoute", "backend"))
+    ]
     assert "plain-HTTP listener 'http'" in found[0][0]
 
 
@@ -321,12 +423,16 @@ def test_tls_route_without_section_attaches_to_every_listener():
 
 
 def test_tls_gateway_needs_an_https_listener_with_a_certificate():
-    assert [m for m, _ in check_stack("tls-on-exposed-routes", [gateway(https=False)])] == ["Gateway bind/klutch: no HTTPS listener"]
+    assert [m for m, _ in check_stack("tls-on-exposed-routes", [gateway(https=False)])] == [
+        "Gateway bind/klutch: no HTTPS listener"
+    ]
     assert "no tls.certificateRefs" in check_stack("tls-on-exposed-routes", [gateway(cert=False)])[0][0]
 
 
 def test_tls_route_to_an_unknown_gateway_or_listener():
-    found = check_stack("tls-on-exposed-routes", [gateway(), route("a", "https", gateway_name="other"), route("b", "nope")])
+    found = check_stack(
+        "tls-on-exposed-routes", [gateway(), route("a", "https", gateway_name="other"), route("b", "nope")]
+    )
     assert "bind/other is not in this stack" in found[0][0]
     assert "'nope' names no listener" in found[1][0]
 
@@ -335,15 +441,20 @@ def ingress(tls_hosts: list[str] | None, hosts: tuple[str, ...] = ("klutch.examp
     spec: dict[str, Any] = {"ingressClassName": "nginx", "rules": [{"host": h} for h in hosts]}
     if tls_hosts is not None:
         spec["tls"] = [{"hosts": tls_hosts, "secretName": "backend-tls"}]
-    return stack_resource("kubernetes:networking.k8s.io/v1:Ingress", "ing",
-                          k8s("Ingress", "anynines-backend", "bind", "networking.k8s.io/v1", spec=spec))
+    return stack_resource(
+        "kubernetes:networking.k8s.io/v1:Ingress",
+        "ing",
+        k8s("Ingress", "anynines-backend", "bind", "networking.k8s.io/v1", spec=spec),
+    )
 
 
 def test_tls_ingress():
     assert check_stack("tls-on-exposed-routes", [ingress(["klutch.example.com"])]) == []
     assert check_stack("tls-on-exposed-routes", [ingress(["*.example.com"])]) == []
     assert "no spec.tls" in check_stack("tls-on-exposed-routes", [ingress(None)])[0][0]
-    found = check_stack("tls-on-exposed-routes", [ingress(["klutch.example.com"], ("klutch.example.com", "other.example.org"))])
+    found = check_stack(
+        "tls-on-exposed-routes", [ingress(["klutch.example.com"], ("klutch.example.com", "other.example.org"))]
+    )
     assert "['other.example.org'] are not covered" in found[0][0]
 
 
@@ -364,16 +475,39 @@ def test_no_load_balancers():
 def test_no_load_balancers_in_other_charts_values():
     t = "kubernetes:helm.sh/v3:Release"
     nginx = catalog.CHARTS["ingress-nginx"]
-    assert check_resource("no-loadbalancer-services", t, {"chart": nginx.chart, "values": {"controller": {"service": {"type": "LoadBalancer"}}}}) == []
-    [message] = check_resource("no-loadbalancer-services", t, {"chart": "crossplane", "values": {"webhooks": {"service": {"type": "LoadBalancer"}}}})
+    assert (
+        check_resource(
+            "no-loadbalancer-services",
+            t,
+            {"chart": nginx.chart, "values": {"controller": {"service": {"type": "LoadBalancer"}}}},
+        )
+        == []
+    )
+    [message] = check_resource(
+        "no-loadbalancer-services",
+        t,
+        {"chart": "crossplane", "values": {"webhooks": {"service": {"type": "LoadBalancer"}}}},
+    )
     assert "values.webhooks.service.type" in message
 
 
 # ------------------------------------------------------------------------------- cluster-admin
-def binding(name: str, subjects: list[dict[str, str]], role: str = "cluster-admin", kind: str = "ClusterRoleBinding") -> PolicyResource:
+def binding(
+    name: str, subjects: list[dict[str, str]], role: str = "cluster-admin", kind: str = "ClusterRoleBinding"
+) -> PolicyResource:
     rbac = "rbac.authorization.k8s.io/v1"
-    return stack_resource(f"kubernetes:{rbac}:{kind}", name, k8s(kind, name, None, rbac, subjects=subjects,
-                          roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}))
+    return stack_resource(
+        f"kubernetes:{rbac}:{kind}",
+        name,
+        k8s(
+            kind,
+            name,
+            None,
+            rbac,
+            subjects=subjects,
+            roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        ),
+    )
 
 
 BACKEND_SA = {"kind": "ServiceAccount", "name": "anynines-backend", "namespace": "bind"}
@@ -393,13 +527,17 @@ def test_cluster_admin_for_anyone_else_fails():
     found = check_stack("cluster-admin-only-backend", [backend(), binding("ops", [{"kind": "User", "name": "alice"}])])
     assert len(found) == 1 and "grants cluster-admin to User default/alice" in found[0][0]
     # the backend's ServiceAccount name in the wrong namespace is someone else
-    found = check_stack("cluster-admin-only-backend", [backend(), binding("b", [{**BACKEND_SA, "namespace": "default"}])])
+    found = check_stack(
+        "cluster-admin-only-backend", [backend(), binding("b", [{**BACKEND_SA, "namespace": "default"}])]
+    )
     assert len(found) == 1
 
 
 def test_cluster_admin_without_the_backend_or_twice_fails():
     assert check_stack("cluster-admin-only-backend", [binding("anynines-backend", [BACKEND_SA])])
-    found = check_stack("cluster-admin-only-backend", [backend(), binding("a", [BACKEND_SA]), binding("b", [BACKEND_SA])])
+    found = check_stack(
+        "cluster-admin-only-backend", [backend(), binding("a", [BACKEND_SA]), binding("b", [BACKEND_SA])]
+    )
     assert [m for m, _ in found] == [
         "2 cluster-admin bindings (ClusterRoleBinding a, ClusterRoleBinding b); only the backend's one is allowed"
     ]
@@ -410,20 +548,31 @@ def test_explicit_provider():
     cm = k8s("ConfigMap", "c", "bind", data={})
     t = "kubernetes:core/v1:ConfigMap"
     assert check_resource("explicit-kubernetes-provider", t, cm, provider=K8S_PROVIDER) == []
-    assert "default Kubernetes provider (default_4_34_2)" in check_resource(
-        "explicit-kubernetes-provider", t, cm, provider="default_4_34_2")[0]
+    assert (
+        "default Kubernetes provider (default_4_34_2)"
+        in check_resource("explicit-kubernetes-provider", t, cm, provider="default_4_34_2")[0]
+    )
     assert check_resource("explicit-kubernetes-provider", t, cm, provider=None)
     # components report no provider of their own; AWS resources are not this rule's business
-    assert check_resource("explicit-kubernetes-provider", "kubernetes:yaml/v2:ConfigFile", {"file": "x"}, provider=None) == []
+    assert (
+        check_resource("explicit-kubernetes-provider", "kubernetes:yaml/v2:ConfigFile", {"file": "x"}, provider=None)
+        == []
+    )
     assert check_resource("explicit-kubernetes-provider", "aws:ec2/vpc:Vpc", {}, provider="default_7_0_0") == []
 
 
 # ------------------------------------------------------------------------------- the render's adapter
 def test_check_reports_levels_per_environment():
-    res = rules.Resource(EKS, "eks", "urn:eks", {"publicAccessCidrs": ["0.0.0.0/0"], "encryptionConfigKeyArn": "k",
-                                                  "skipDefaultNodeGroup": True})
+    res = rules.Resource(
+        EKS,
+        "eks",
+        "urn:eks",
+        {"publicAccessCidrs": ["0.0.0.0/0"], "encryptionConfigKeyArn": "k", "skipDefaultNodeGroup": True},
+    )
     [dev] = rules.check([res], "dev")
     [prod] = rules.check([res], "prod")
     assert (dev.level, prod.level) == ("advisory", "mandatory")
-    assert str(prod) == ("[mandatory] eks-public-endpoint-restricted: eks:index:Cluster eks: the public API endpoint is "
-                         "open to 0.0.0.0/0; restrict cluster.publicAccessCidrs to the operators' networks")
+    assert str(prod) == (
+        "[mandatory] eks-public-endpoint-restricted: eks:index:Cluster eks: the public API endpoint is "
+        "open to 0.0.0.0/0; restrict cluster.publicAccessCidrs to the operators' networks"
+    )

@@ -16,15 +16,17 @@ import pulumi_kubernetes as k8s
 import pytest
 import yaml
 
-from components import catalog, program, render, stackfile
-from components import config as central_config
+from klutch import catalog
+from klutch.central import program
+from klutch.config import central as central_config
+from klutch.offline import render, stackfile
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = render.committed_stacks()
 RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:  # noqa: ANN001
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
     code = render.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
@@ -46,7 +48,7 @@ def placeholders(project: render.Project, directory: Path, stack: str) -> list[s
     return [n for _, path in cfg.secret_paths(raw) for n in render._needles(stackfile.placeholder(path))]
 
 
-def add_to_program(monkeypatch, extra: Callable[[k8s.Provider], None]) -> None:  # noqa: ANN001
+def add_to_program(monkeypatch, extra: Callable[[k8s.Provider], None]) -> None:
     """The central program plus `extra(provider)` declared after it (same stack, same engine)."""
     original = program.main
 
@@ -95,7 +97,9 @@ def test_dev_render_contents(tmp_path, monkeypatch, capsys):
     assert code == 0
     summary = load_yaml(tmp_path / "summary.yaml")
     assert (summary["environment"], summary["kubernetesVersion"]) == ("dev", "1.33")
-    assert summary["layers"]["network"]["aws"] == 24  # VPC, IGW, 3 AZ x (2 subnets, 2 RTAs, RT, route), 1 EIP + NAT, public RT + route
+    assert (
+        summary["layers"]["network"]["aws"] == 24
+    )  # VPC, IGW, 3 AZ x (2 subnets, 2 RTAs, RT, route), 1 EIP + NAT, public RT + route
     assert summary["layers"]["cluster"] == {"kubernetes": 0, "helm": 0, "components": 0, "aws": 9, "other": 1}
     # dev's open API endpoint is advisory there: listed, not failing
     assert summary["check"]["advisories"] == [
@@ -142,25 +146,49 @@ def test_list_prints_the_committed_stacks_as_json(capsys):
 
 
 # ------------------------------------------------------------------------------- what is written
-def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets_redacted(tmp_path, monkeypatch, capsys):
+def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets_redacted(
+    tmp_path, monkeypatch, capsys
+):
     class Extras(pulumi.ComponentResource):
         def __init__(self, p: k8s.Provider) -> None:
             super().__init__("klutch:test:Extras", "extras")
             child = with_provider(p, parent=self)
-            k8s.core.v1.Secret("creds", metadata={"name": "creds", "namespace": "bind"},
-                               string_data={"password": "not-a-pulumi-secret-4411"}, opts=child)
-            k8s.core.v1.ConfigMap("settings", metadata={"name": "settings", "namespace": "bind"},
-                                  data={"token": pulumi.Output.secret("s3cr3t-value-9d1e"), "mode": "plain"}, opts=child)
+            k8s.core.v1.Secret(
+                "creds",
+                metadata={"name": "creds", "namespace": "bind"},
+                string_data={"password": "not-a-pulumi-secret-4411"},
+                opts=child,
+            )
+            k8s.core.v1.ConfigMap(
+                "settings",
+                metadata={"name": "settings", "namespace": "bind"},
+                data={"token": pulumi.Output.secret("s3cr3t-value-9d1e"), "mode": "plain"},
+                opts=child,
+            )
             k8s.apps.v1.Deployment(
-                "konnector", metadata={"name": "konnector", "namespace": "bind"},
-                spec={"replicas": 2, "selector": {"matchLabels": {"app": "k"}},
-                      "template": {"metadata": {"labels": {"app": "k"}},
-                                   "spec": {"containers": [{"name": "k", "image": RELEASE.konnector_image}]}}},
-                opts=child)
+                "konnector",
+                metadata={"name": "konnector", "namespace": "bind"},
+                spec={
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "k"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "k"}},
+                        "spec": {"containers": [{"name": "k", "image": RELEASE.konnector_image}]},
+                    },
+                },
+                opts=child,
+            )
             chart = catalog.CHARTS["cert-manager"]
-            k8s.helm.v3.Release("cert-manager", chart=chart.chart, version=chart.version, namespace=chart.namespace,
-                                repository_opts={"repo": chart.repo}, values={"crds": {"enabled": True}},
-                                timeout=chart.timeout_seconds, opts=with_provider(p, parent=self, protect=True))
+            k8s.helm.v3.Release(
+                "cert-manager",
+                chart=chart.chart,
+                version=chart.version,
+                namespace=chart.namespace,
+                repository_opts={"repo": chart.repo},
+                values={"crds": {"enabled": True}},
+                timeout=chart.timeout_seconds,
+                opts=with_provider(p, parent=self, protect=True),
+            )
             k8s.yaml.v2.ConfigFile("kube-bind-crds", file=RELEASE.kube_bind_crds_url, opts=child)
             self.register_outputs({})
 
@@ -170,22 +198,35 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
     assert code == 0, stderr
     written = files(tmp_path)
     assert load_yaml(tmp_path / "summary.yaml")["layers"]["extras"] == {
-        "kubernetes": 3, "helm": 1, "components": 1, "aws": 0, "other": 0}
+        "kubernetes": 3,
+        "helm": 1,
+        "components": 1,
+        "aws": 0,
+        "other": 0,
+    }
 
     secret_text = written["extras/kubernetes/bind/secret-creds.yaml"]
     assert secret_text.startswith("# kubernetes:core/v1:Secret 'creds' — layer extras, provider test-k8s\n")
-    assert load_yaml(tmp_path / "extras/kubernetes/bind/secret-creds.yaml")["stringData"] == {"password": render.REDACTED}
+    assert load_yaml(tmp_path / "extras/kubernetes/bind/secret-creds.yaml")["stringData"] == {
+        "password": render.REDACTED
+    }
     # Pulumi marks the whole map secret when one value is: every value masked, the keys kept
     assert load_yaml(tmp_path / "extras/kubernetes/bind/configmap-settings.yaml")["data"] == {
-        "token": render.REDACTED, "mode": render.REDACTED}
+        "token": render.REDACTED,
+        "mode": render.REDACTED,
+    }
     assert load_yaml(tmp_path / "extras/kubernetes/bind/deployment-konnector.yaml")["spec"]["replicas"] == 2
 
     helm_text = written["extras/helm/cert-manager.yaml"]
     assert "# options: protect" in helm_text
     helm = load_yaml(tmp_path / "extras/helm/cert-manager.yaml")
     assert (helm["chart"], helm["repository"], helm["version"], helm["namespace"], helm["values"]) == (
-        "cert-manager", "https://charts.jetstack.io", catalog.CHARTS["cert-manager"].version, "cert-manager",
-        {"crds": {"enabled": True}})
+        "cert-manager",
+        "https://charts.jetstack.io",
+        catalog.CHARTS["cert-manager"].version,
+        "cert-manager",
+        {"crds": {"enabled": True}},
+    )
     assert helm["inputs"]["timeout"] == 600
 
     component = load_yaml(tmp_path / "extras/components/kube-bind-crds.yaml")
@@ -196,21 +237,33 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
 
 def test_broken_objects_policy_violations_and_leaks_fail_with_every_finding(tmp_path, monkeypatch, capsys):
     def broken(p: k8s.Provider) -> None:
-        k8s.core.v1.ConfigMap("bad-name", metadata={"name": "Bad_Name", "namespace": "bind"}, data={"a": "b"},
-                              opts=with_provider(p))
+        k8s.core.v1.ConfigMap(
+            "bad-name", metadata={"name": "Bad_Name", "namespace": "bind"}, data={"a": "b"}, opts=with_provider(p)
+        )
         k8s.core.v1.ConfigMap("no-provider", metadata={"name": "no-provider", "namespace": "bind"}, data={"a": "b"})
-        k8s.core.v1.Service("exposed", metadata={"name": "exposed", "namespace": "bind"},
-                            spec={"type": "LoadBalancer", "ports": [{"port": 443}], "selector": {"app": "x"}},
-                            opts=with_provider(p))
+        k8s.core.v1.Service(
+            "exposed",
+            metadata={"name": "exposed", "namespace": "bind"},
+            spec={"type": "LoadBalancer", "ports": [{"port": 443}], "selector": {"app": "x"}},
+            opts=with_provider(p),
+        )
         k8s.apps.v1.Deployment(
-            "web", metadata={"name": "web", "namespace": "bind"},
-            spec={"selector": {"matchLabels": {"app": "w"}}, "template": {
-                "metadata": {"labels": {"app": "w"}}, "spec": {"containers": [{"name": "w", "image": "nginx:latest"}]}}},
-            opts=with_provider(p))
+            "web",
+            metadata={"name": "web", "namespace": "bind"},
+            spec={
+                "selector": {"matchLabels": {"app": "w"}},
+                "template": {
+                    "metadata": {"labels": {"app": "w"}},
+                    "spec": {"containers": [{"name": "w", "image": "nginx:latest"}]},
+                },
+            },
+            opts=with_provider(p),
+        )
         # a program bug: the OIDC client secret copied into a plain input
         leaked = central_config.load().oidc.client_secret.reveal()
-        k8s.core.v1.ConfigMap("leak", metadata={"name": "leak", "namespace": "bind"}, data={"secret": leaked},
-                              opts=with_provider(p))
+        k8s.core.v1.ConfigMap(
+            "leak", metadata={"name": "leak", "namespace": "bind"}, data={"secret": leaked}, opts=with_provider(p)
+        )
 
     add_to_program(monkeypatch, broken)
     monkeypatch.chdir(ROOT)
@@ -234,8 +287,10 @@ def test_broken_objects_policy_violations_and_leaks_fail_with_every_finding(tmp_
 
 
 def test_without_check_only_leaks_fail(tmp_path, monkeypatch, capsys):
-    add_to_program(monkeypatch, lambda p: k8s.core.v1.ConfigMap(
-        "bad", metadata={"name": "Bad_Name"}, data={"a": "b"}, opts=with_provider(p)))
+    add_to_program(
+        monkeypatch,
+        lambda p: k8s.core.v1.ConfigMap("bad", metadata={"name": "Bad_Name"}, data={"a": "b"}, opts=with_provider(p)),
+    )
     monkeypatch.chdir(ROOT)
     code, stdout, _ = run(["--stack", "dev", "--out", str(tmp_path)], capsys)
     assert code == 0 and "rendered" in stdout
@@ -249,7 +304,9 @@ def test_bad_config_exits_with_the_config_error_message(tmp_path, capsys):
     shutil.copy(ROOT / "Pulumi.yaml", project)
     text = (ROOT / "Pulumi.dev.yaml").read_text().replace("natGateways: single", "natGateways: double")
     (project / "Pulumi.dev.yaml").write_text(text)
-    code, _, stderr = run(["--project-dir", str(project), "--stack", "dev", "--out", str(tmp_path / "out"), "--check"], capsys)
+    code, _, stderr = run(
+        ["--project-dir", str(project), "--stack", "dev", "--out", str(tmp_path / "out"), "--check"], capsys
+    )
     assert code == 1
     assert stderr == (
         "error: invalid configuration for stack 'dev' (1 problem):\n"
@@ -292,7 +349,9 @@ def fake_tenant(tmp_path, monkeypatch):
 
     module.main = main
     monkeypatch.setitem(sys.modules, "fake_tenant", module)
-    monkeypatch.setattr(render, "PROJECTS", (render.CENTRAL, render.Project("klutch-tenant", "tenant", "fake_tenant", "fake_tenant")))
+    monkeypatch.setattr(
+        render, "PROJECTS", (render.CENTRAL, render.Project("klutch-tenant", "tenant", "fake_tenant", "fake_tenant"))
+    )
     directory = tmp_path / "tenant"
     directory.mkdir()
     (directory / "Pulumi.yaml").write_text("name: klutch-tenant\nruntime: python\n")
@@ -300,9 +359,13 @@ def fake_tenant(tmp_path, monkeypatch):
 
 
 def test_tenant_stack_reads_the_rendered_central_stacks_outputs(fake_tenant, tmp_path, capsys):
-    (fake_tenant / "Pulumi.example.yaml").write_text("config:\n  klutch-tenant:centralStack: organization/klutch-central/dev\n")
+    (fake_tenant / "Pulumi.example.yaml").write_text(
+        "config:\n  klutch-tenant:centralStack: organization/klutch-central/dev\n"
+    )
     out = tmp_path / "out"
-    code, _, stderr = run(["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(out), "--check"], capsys)
+    code, _, stderr = run(
+        ["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(out), "--check"], capsys
+    )
     assert code == 0, stderr
     assert load_yaml(out / "outputs.yaml") == {
         "centralEndpoint": "https://CLUSTER-EKS.gr7.eu-central-1.eks.amazonaws.com",
@@ -314,12 +377,18 @@ def test_tenant_stack_reads_the_rendered_central_stacks_outputs(fake_tenant, tmp
 
 
 def test_tenant_stack_naming_an_uncommitted_central_stack_fails(fake_tenant, tmp_path, capsys):
-    (fake_tenant / "Pulumi.example.yaml").write_text("config:\n  klutch-tenant:centralStack: organization/klutch-central/qa\n")
-    code, _, stderr = run(["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys)
+    (fake_tenant / "Pulumi.example.yaml").write_text(
+        "config:\n  klutch-tenant:centralStack: organization/klutch-central/qa\n"
+    )
+    code, _, stderr = run(
+        ["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 1
     assert "centralStack = 'organization/klutch-central/qa': no committed central stack file Pulumi.qa.yaml" in stderr
     (fake_tenant / "Pulumi.example.yaml").write_text("config:\n  klutch-tenant:centralStack: organization/other/dev\n")
-    code, _, stderr = run(["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys)
+    code, _, stderr = run(
+        ["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys
+    )
     assert code == 1 and "expected '<organization>/klutch-central/<stack>'" in stderr
 
 
@@ -329,7 +398,13 @@ def test_rendered_objects_have_a_stable_conventional_key_order(tmp_path):
     first = next((tmp_path / "a").rglob("deployment-anynines-backend.yaml")).read_text()
     assert first == next((tmp_path / "b").rglob("deployment-anynines-backend.yaml")).read_text()
     body = [line for line in first.splitlines() if not line.startswith("#")]
-    assert [line.split(":")[0] for line in body if not line.startswith(" ")] == ["apiVersion", "kind", "metadata", "spec"]
-    metadata = body[body.index("metadata:") + 1:body.index("spec:")]
-    assert [line.strip().split(":")[0] for line in metadata if line.startswith("  ") and not line.startswith("   ")] == [
-        "labels", "name", "namespace"]
+    assert [line.split(":")[0] for line in body if not line.startswith(" ")] == [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+    ]
+    metadata = body[body.index("metadata:") + 1 : body.index("spec:")]
+    assert [
+        line.strip().split(":")[0] for line in metadata if line.startswith("  ") and not line.startswith("   ")
+    ] == ["labels", "name", "namespace"]

@@ -1,19 +1,89 @@
-"""The project layout the CI and the Pulumi CLI rely on."""
+"""The project layout the CI and the Pulumi CLI rely on: one package, one virtualenv, layers that import downwards."""
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "klutch"
+# Which sub-package may import which: product code never imports the offline tooling.
+ALLOWED = {
+    "catalog": set(),
+    "config": {"catalog"},
+    "policy": {"catalog"},
+    "central": {"catalog", "config"},
+    "tenant": {"catalog", "config", "central"},
+    "offline": {"catalog", "config", "central", "tenant", "policy"},
+}
 
 
-def test_main_only_wires():
-    text = (ROOT / "__main__.py").read_text()
-    code = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("#", '"""'))]
-    assert code == ["from components.program import main", "main()"]
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("klutch"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("klutch"))
+    return found
 
 
-def test_readme_test_command_is_what_ci_runs():
-    readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci" / "run").read_text()
-    command = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
-    assert command in readme
-    assert command in ci
+def layer_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else None
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_layers_import_only_downwards(path):
+    own = path.relative_to(ROOT).with_suffix("").parts
+    layer = own[1] if len(own) > 1 and own[1] in ALLOWED else None
+    if layer is None:  # klutch/__init__.py
+        return
+    used = {layer_of(m) for m in imports_of(path)} - {None, layer}
+    assert used <= ALLOWED[layer], f"{path.name} ({layer}) imports {sorted(used - ALLOWED[layer])}"
+
+
+def test_dependency_rule_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("from klutch.offline.render import main\n")
+    assert layer_of(next(iter(imports_of(bad)))) == "offline" not in ALLOWED["central"]
+
+
+@pytest.mark.parametrize(
+    "entry, module",
+    [
+        ("__main__.py", "klutch.central.program"),
+        ("tenant/__main__.py", "klutch.tenant.program"),
+        ("policy/__main__.py", "klutch.policy.rules"),
+    ],
+)
+def test_entry_points_import_the_package_without_path_patching(entry, module):
+    # Each Pulumi project's entry runs from its own directory with the shared virtualenv's interpreter.
+    tree = ast.parse((ROOT / entry).read_text())
+    assert any(
+        isinstance(n, ast.ImportFrom)
+        and f"{n.module}.{n.names[0].name}".startswith(module)
+        or isinstance(n, ast.ImportFrom)
+        and n.module == module
+        for n in ast.walk(tree)
+    )
+    probe = f"import importlib; importlib.import_module({module!r}); import sys; print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe], cwd=(ROOT / entry).parent, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_every_project_shares_the_one_virtualenv():
+    projects = {
+        ROOT / "Pulumi.yaml": ".venv",
+        ROOT / "tenant/Pulumi.yaml": "../.venv",
+        ROOT / "policy/PulumiPolicy.yaml": "../.venv",
+    }
+    for path, venv in projects.items():
+        assert yaml.safe_load(path.read_text())["runtime"]["options"]["virtualenv"] == venv, path
+        assert (path.parent / venv).resolve() == (ROOT / ".venv").resolve()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import config as central_config
-from components import stackfile
+from klutch.config import central as central_config
+from klutch.offline import stackfile
 from tests import harness
 
 STACKS = sorted(p.name.split(".")[1] for p in harness.ROOT.glob("Pulumi.*.yaml"))
@@ -60,13 +60,24 @@ def test_committed_stack_files_hold_no_secret_values(name):
 
 def test_placeholders_fill_only_missing_secrets(tmp_path: Path):
     stack = tmp_path / "Pulumi.x.yaml"
-    stack.write_text(yaml.safe_dump({"config": {
-        "klutch-central:oidc": {"issuerUrl": "https://idp.example.com", "clientSecret": {"secure": "v1:abc"}},
-        "klutch-central:dataServices": {"mongodb": {"serviceBroker": {"url": "http://b", "username": "u"}}},
-    }}))
+    stack.write_text(
+        yaml.safe_dump(
+            {
+                "config": {
+                    "klutch-central:oidc": {
+                        "issuerUrl": "https://idp.example.com",
+                        "clientSecret": {"secure": "v1:abc"},
+                    },
+                    "klutch-central:dataServices": {"mongodb": {"serviceBroker": {"url": "http://b", "username": "u"}}},
+                }
+            }
+        )
+    )
     config, secret_keys = stackfile.read(stack, "klutch-central", central_config.secret_paths)
     assert '"clientSecret": "placeholder-oidc-clientSecret"' in config["klutch-central:oidc"]  # encrypted: never read
-    assert '"password": "placeholder-dataServices-mongodb-serviceBroker-password"' in config["klutch-central:dataServices"]
+    assert (
+        '"password": "placeholder-dataServices-mongodb-serviceBroker-password"' in config["klutch-central:dataServices"]
+    )
     assert secret_keys == ["klutch-central:dataServices", "klutch-central:oidc"]
 
 
@@ -80,17 +91,23 @@ def test_project_config_declarations_match_the_parser_defaults():
     declared = yaml.safe_load((harness.ROOT / "Pulumi.yaml").read_text())["config"]
     assert set(declared) == {"environment", "klutchRelease", "crossplaneVersion"}
     cfg = central_config.parse({k: v for k, v in harness.base_raw().items()}, set(harness.BASE_SECRET_KEYS), stack="x")
-    parsed = {"environment": cfg.environment, "klutchRelease": cfg.release.name, "crossplaneVersion": cfg.crossplane_version}
+    parsed = {
+        "environment": cfg.environment,
+        "klutchRelease": cfg.release.name,
+        "crossplaneVersion": cfg.crossplane_version,
+    }
     for key, decl in declared.items():
         assert "default" in decl and "description" in decl, key  # a declared key without default is required by the CLI
         assert decl["default"] == parsed[key], key
 
 
 def test_every_manifest_of_every_committed_stack_is_valid(stack):
-    from components import manifests
+    from klutch.offline import manifests
 
     name, ev = stack
     objs = manifests.manifests(ev)
     assert len(objs) > 20
-    version = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]["klutch-central:cluster"]["kubernetesVersion"]
+    version = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]["klutch-central:cluster"][
+        "kubernetesVersion"
+    ]
     assert manifests.check_all(ev, version) == []

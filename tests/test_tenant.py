@@ -15,10 +15,14 @@ import pulumi
 import pytest
 import yaml
 
-from components import binding, catalog, manifests, stackfile, tenant_config, tenant_program
-from components.configkit import ConfigError
-from components.mockengine import Evaluation, Registration, evaluate, mock_kubeconfig
-from components.tenant import accepted, export_for
+from klutch import catalog
+from klutch.config import tenant as tenant_config
+from klutch.config.reader import ConfigError
+from klutch.offline import manifests, stackfile
+from klutch.offline.mockengine import Evaluation, Registration, evaluate, mock_kubeconfig
+from klutch.tenant import binding
+from klutch.tenant import program as tenant_program
+from klutch.tenant.cluster import accepted, export_for
 from tests.test_tenant_config import (
     CENTRAL_STACK,
     CLIENT_SECRET,
@@ -44,12 +48,18 @@ def bind_mock(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any] | None:
     """What the backend returns for the requested APIs, and what it assigns to APIServiceNamespaces."""
     if args.typ == binding.TYPE:
         return {
-            "kubeconfig": mock_kubeconfig("https://central.example.com:6443", "central", namespace=CENTRAL_NAMESPACE,
-                                          token=PROVIDER_TOKEN),
+            "kubeconfig": mock_kubeconfig(
+                "https://central.example.com:6443", "central", namespace=CENTRAL_NAMESPACE, token=PROVIDER_TOKEN
+            ),
             "namespace": CENTRAL_NAMESPACE,
             "exports": [
-                {**api, "versions": ["v1"], "request": f"{api['resource']}-req", "parameters": None,
-                 "permissionClaims": SB_CLAIMS if api["resource"] == "servicebindings" else []}
+                {
+                    **api,
+                    "versions": ["v1"],
+                    "request": f"{api['resource']}-req",
+                    "parameters": None,
+                    "permissionClaims": SB_CLAIMS if api["resource"] == "servicebindings" else [],
+                }
                 for api in args.inputs["apis"]
             ],
         }
@@ -58,8 +68,13 @@ def bind_mock(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any] | None:
     return None
 
 
-def run(overrides: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (), outputs: dict[str, Any] | None = None,
-        secret_keys: tuple[str, ...] = SECRET_KEYS) -> Evaluation:
+def run(
+    overrides: dict[str, Any] | None = None,
+    *,
+    drop: tuple[str, ...] = (),
+    outputs: dict[str, Any] | None = None,
+    secret_keys: tuple[str, ...] = SECRET_KEYS,
+) -> Evaluation:
     raw = {**base_raw(), **(overrides or {})}
     for key in drop:
         raw.pop(key)
@@ -105,7 +120,7 @@ def test_binding_requests_every_exported_api_with_the_central_urls(ev):
 
 
 def test_self_signed_central_ca_reaches_the_bind():
-    from components.mockengine import PLACEHOLDER_CA_PEM
+    from klutch.offline.mockengine import PLACEHOLDER_CA_PEM
 
     ev = run(outputs=central_outputs(tlsCaPem=PLACEHOLDER_CA_PEM))
     assert ev.one(binding.TYPE).get("caPem") == PLACEHOLDER_CA_PEM
@@ -120,8 +135,10 @@ def test_every_kubernetes_object_uses_an_explicit_provider(ev):
     for reg in objects:
         assert provider_of(ev, reg).urn in (tenant_k8s.urn, central_k8s.urn), reg.name
     central = {r.name for r in objects if provider_of(ev, r).urn == central_k8s.urn}
-    assert central == {f"central-export-{r}.anynines.com" for r in EXPORTED} | {"central-namespace-apps",
-                                                                                 "central-namespace-web"}
+    assert central == {f"central-export-{r}.anynines.com" for r in EXPORTED} | {
+        "central-namespace-apps",
+        "central-namespace-web",
+    }
 
 
 def test_tenant_provider_uses_the_tenant_kubeconfig_as_a_secret(ev):
@@ -135,7 +152,9 @@ def test_namespace_and_kubeconfig_secret(ev):
     assert secret.get("type") == "Opaque"
     assert list(secret.get("stringData")) == ["kubeconfig"]
     assert secret.is_secret("stringData.kubeconfig")
-    assert yaml.safe_load(secret.get("stringData.kubeconfig"))["contexts"][0]["context"]["namespace"] == CENTRAL_NAMESPACE
+    assert (
+        yaml.safe_load(secret.get("stringData.kubeconfig"))["contexts"][0]["context"]["namespace"] == CENTRAL_NAMESPACE
+    )
     assert ev.depends_on(secret, ns)
 
 
@@ -152,12 +171,17 @@ def test_one_cluster_scoped_api_service_binding_per_api(ev):
     for b in bindings:
         assert b.type == f"kubernetes:{GROUP_VERSION}:APIServiceBinding"
         assert b.get("metadata.namespace") is None  # cluster-scoped in released CRDs
-        assert b.get("spec.kubeconfigSecretRef") == {"name": "kubeconfig", "namespace": "klutch-bind", "key": "kubeconfig"}
+        assert b.get("spec.kubeconfigSecretRef") == {
+            "name": "kubeconfig",
+            "namespace": "klutch-bind",
+            "key": "kubeconfig",
+        }
 
 
 def test_permission_claims_are_accepted(ev):
     assert binding_object(ev, "servicebindings").get("spec.permissionClaims") == [
-        {**c, "state": "Accepted"} for c in SB_CLAIMS]
+        {**c, "state": "Accepted"} for c in SB_CLAIMS
+    ]
     assert binding_object(ev, "postgresqlinstances").get("spec.permissionClaims") == []
     assert accepted([{"resource": "secrets"}]) == [{"resource": "secrets", "state": "Accepted"}]
     with pytest.raises(ValueError, match="no export for backups.anynines.com"):
@@ -178,14 +202,19 @@ def test_konnector(ev):
     role = ev.k8s("ClusterRole", "klutch-bind-konnector")
     assert role.get("rules") == [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
     rb = ev.k8s("ClusterRoleBinding", "klutch-bind-konnector")
-    assert rb.get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                 "name": "klutch-bind-konnector"}
+    assert rb.get("roleRef") == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "klutch-bind-konnector",
+    }
     assert rb.get("subjects") == [{"kind": "ServiceAccount", "name": "konnector", "namespace": "klutch-bind"}]
     deploy = ev.k8s("Deployment", "konnector", "klutch-bind")
     pod = deploy.get("spec.template.spec")
     assert pod["serviceAccountName"] == "konnector"
     assert [c["image"] for c in pod["containers"]] == [RELEASE.konnector_image]
-    assert deploy.get("spec.selector.matchLabels") == {"app": "konnector"} == deploy.get("spec.template.metadata.labels")
+    assert (
+        deploy.get("spec.selector.matchLabels") == {"app": "konnector"} == deploy.get("spec.template.metadata.labels")
+    )
     assert deploy.custom_timeouts == {"create": "10m", "update": "10m"}
     assert ev.depends_on(rb, sa) and ev.depends_on(rb, role)
 
@@ -205,8 +234,9 @@ def test_konnector_image_override():
     deploy = ev.k8s("Deployment", "konnector", "klutch-bind")
     assert deploy.get("spec.template.spec.containers.0.image") == "registry.example.com/mirror/konnector:v1.3.0"
     assert ev.output("konnectorImage") == "registry.example.com/mirror/konnector:v1.3.0"
-    assert ev.output("kubectlBindCommand") == ("kubectl bind https://klutch.example.com/export "
-                                               "--konnector-image=registry.example.com/mirror/konnector:v1.3.0")
+    assert ev.output("kubectlBindCommand") == (
+        "kubectl bind https://klutch.example.com/export --konnector-image=registry.example.com/mirror/konnector:v1.3.0"
+    )
 
 
 # ------------------------------------------------------------------------------- central side
@@ -222,8 +252,11 @@ def test_one_export_request_per_api_in_the_central_namespace(ev):
     assert sorted(r.k8s_name for r in requests) == sorted(f"{r}.anynines.com" for r in EXPORTED)
     sb = ev.k8s("APIServiceExportRequest", "servicebindings.anynines.com", CENTRAL_NAMESPACE)
     assert sb.type == f"kubernetes:{GROUP_VERSION}:APIServiceExportRequest"
-    assert sb.get("spec") == {"resources": [{"group": "anynines.com", "resource": "servicebindings",
-                                             "versions": ["v1"], "permissionClaims": SB_CLAIMS}]}
+    assert sb.get("spec") == {
+        "resources": [
+            {"group": "anynines.com", "resource": "servicebindings", "versions": ["v1"], "permissionClaims": SB_CLAIMS}
+        ]
+    }
     assert sb.replace_on_changes == ["spec"] and sb.delete_before_replace
 
 
@@ -274,17 +307,22 @@ def test_no_secret_appears_in_plain_inputs_or_outputs(ev):
 
 def test_fallback_command_is_composed_when_the_central_stack_has_none():
     ev = run(outputs=central_outputs(kubectlBindCommand=None))
-    assert ev.output("kubectlBindCommand") == ("kubectl bind https://klutch.example.com/export "
-                                               f"--konnector-image={RELEASE.konnector_image}")
+    assert ev.output("kubectlBindCommand") == (
+        f"kubectl bind https://klutch.example.com/export --konnector-image={RELEASE.konnector_image}"
+    )
 
 
 # ------------------------------------------------------------------------------- variants
 def test_configured_apis_bind_only_those():
     ev = run({"apis": ["servicebindings", "postgresqlinstances.anynines.com"]})
-    assert ev.one(binding.TYPE).get("apis") == [{"group": "anynines.com", "resource": "servicebindings"},
-                                               {"group": "anynines.com", "resource": "postgresqlinstances"}]
+    assert ev.one(binding.TYPE).get("apis") == [
+        {"group": "anynines.com", "resource": "servicebindings"},
+        {"group": "anynines.com", "resource": "postgresqlinstances"},
+    ]
     assert sorted(b.k8s_name for b in ev.kinds("APIServiceBinding")) == [
-        "postgresqlinstances.anynines.com", "servicebindings.anynines.com"]
+        "postgresqlinstances.anynines.com",
+        "servicebindings.anynines.com",
+    ]
     assert len(ev.kinds("APIServiceExportRequest")) == 2
     assert ev.output("boundApis") == ["servicebindings.anynines.com", "postgresqlinstances.anynines.com"]
 
@@ -322,8 +360,10 @@ def test_without_a_tenant_cluster_the_binding_and_central_side_are_prepared():
     assert ev.output("boundApis") == [f"{r}.anynines.com" for r in EXPORTED]
 
 
-@pytest.mark.parametrize("version", sorted({catalog.KUBERNETES_VERSIONS[0], catalog.DEFAULT_KUBERNETES_VERSION,
-                                            catalog.KUBERNETES_VERSIONS[-1]}))
+@pytest.mark.parametrize(
+    "version",
+    sorted({catalog.KUBERNETES_VERSIONS[0], catalog.DEFAULT_KUBERNETES_VERSION, catalog.KUBERNETES_VERSIONS[-1]}),
+)
 def test_every_manifest_is_valid(ev, version):
     objects = manifests.manifests(ev)
     assert len(objects) == 2 * len(EXPORTED) + 2 + 6  # bindings + export requests, 2 namespaces, 6 tenant objects
@@ -336,7 +376,8 @@ def test_unknown_api_fails_naming_the_valid_ones():
         run({"apis": ["redisinstances"]})
     assert str(e.value.problems[0]) == (
         f"{NS}:apis[0] = 'redisinstances': is not exported by central stack '{CENTRAL_STACK}'; valid: "
-        + ", ".join(f"{r}.anynines.com" for r in EXPORTED))
+        + ", ".join(f"{r}.anynines.com" for r in EXPORTED)
+    )
 
 
 def test_bad_cluster_id_fails_before_anything_is_declared():
@@ -351,8 +392,9 @@ def test_missing_client_secret_fails():
 
 
 def test_central_stack_without_non_interactive_bind_points_at_the_interactive_command():
-    with pytest.raises(ConfigError, match="'bindNonInteractiveUrl' is missing: the central backend offers no "
-                                          "non-interactive bind"):
+    with pytest.raises(
+        ConfigError, match="'bindNonInteractiveUrl' is missing: the central backend offers no non-interactive bind"
+    ):
         run(outputs=central_outputs(bindNonInteractiveUrl=None))
 
 
@@ -367,10 +409,21 @@ def test_example_stack_file_evaluates():
     config, secret_keys = stackfile.read(path, NS, tenant_config.secret_paths)
     assert secret_keys == [f"{NS}:kubeconfig", f"{NS}:oidc"]
     central = yaml.safe_load(path.read_text())["config"][f"{NS}:centralStack"]
-    ev = evaluate(tenant_program.main, config, secret_keys, project="klutch-tenant", stack="example",
-                  stack_outputs={central: central_outputs()}, resource_hook=bind_mock)
-    assert ev.output("boundApis") == ["postgresqlinstances.anynines.com", "servicebindings.anynines.com",
-                                      "backups.anynines.com", "restores.anynines.com"]
+    ev = evaluate(
+        tenant_program.main,
+        config,
+        secret_keys,
+        project="klutch-tenant",
+        stack="example",
+        stack_outputs={central: central_outputs()},
+        resource_hook=bind_mock,
+    )
+    assert ev.output("boundApis") == [
+        "postgresqlinstances.anynines.com",
+        "servicebindings.anynines.com",
+        "backups.anynines.com",
+        "restores.anynines.com",
+    ]
     assert list(ev.output("namespaceMap")) == ["apps"]
     assert ev.one(binding.TYPE).get("clusterId") == "acme-dev"
     assert ev.one(binding.TYPE).get("clientSecret") == "placeholder-oidc-clientSecret"
@@ -384,9 +437,15 @@ def test_example_stack_file_commits_no_secret():
 
 def test_tenant_main_runs_the_tenant_program():
     raw = {f"{NS}:{k}": v for k, v in base_raw().items()}
-    ev = evaluate(lambda: runpy.run_path(str(ROOT / "tenant"), run_name="__main__"), raw,
-                  [f"{NS}:{k}" for k in SECRET_KEYS], project="klutch-tenant", stack="acme-dev",
-                  stack_outputs={CENTRAL_STACK: central_outputs()}, resource_hook=bind_mock)
+    ev = evaluate(
+        lambda: runpy.run_path(str(ROOT / "tenant"), run_name="__main__"),
+        raw,
+        [f"{NS}:{k}" for k in SECRET_KEYS],
+        project="klutch-tenant",
+        stack="acme-dev",
+        stack_outputs={CENTRAL_STACK: central_outputs()},
+        resource_hook=bind_mock,
+    )
     assert len(ev.kinds("APIServiceBinding")) == len(EXPORTED)
 
 
@@ -397,12 +456,11 @@ def test_tenant_project_layout():
     # every declared key is one the program accepts (a typo there would be an "unknown key" error)
     declared = set(project["config"])
     tenant_config.parse({**base_raw(), **{k: central_value(k) for k in declared}}, set(SECRET_KEYS), stack="s")
-    assert (ROOT / "tenant" / "requirements.txt").read_text().split() == ["-r", "../requirements.txt"]
-    main = (ROOT / "tenant" / "__main__.py").read_text()
-    code = [line for line in main.splitlines() if line.strip() and not line.lstrip().startswith(("#", '"""'))]
-    assert code[-2:] == ["from components.tenant_program import main  # noqa: E402", "main()"]
 
 
 def central_value(key: str) -> Any:
-    return {"konnectorImage": "registry.example.com/konnector:v1", "klutchRelease": catalog.DEFAULT_RELEASE,
-            "protect": "false"}.get(key, base_raw().get(key))
+    return {
+        "konnectorImage": "registry.example.com/konnector:v1",
+        "klutchRelease": catalog.DEFAULT_RELEASE,
+        "protect": "false",
+    }.get(key, base_raw().get(key))

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 
-from components import bindclient, catalog, tenant_config
-from components.configkit import ConfigError
-from components.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
-from components.tenant_config import Api
+from klutch import catalog
+from klutch.config import tenant as tenant_config
+from klutch.config.reader import ConfigError
+from klutch.config.tenant import Api
+from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.tenant import bindclient
 
 NS = tenant_config.NAMESPACE
 CENTRAL_STACK = "my-org/klutch-central/dev"
@@ -25,8 +27,11 @@ def base_raw() -> dict[str, Any]:
     return {
         "centralStack": CENTRAL_STACK,
         "clusterId": "acme-dev",
-        "oidc": {"tokenUrl": "https://idp.example.com/realms/klutch/protocol/openid-connect/token",
-                 "clientId": "acme-binder", "clientSecret": CLIENT_SECRET},
+        "oidc": {
+            "tokenUrl": "https://idp.example.com/realms/klutch/protocol/openid-connect/token",
+            "clientId": "acme-binder",
+            "clientSecret": CLIENT_SECRET,
+        },
         "kubeconfig": TENANT_KUBECONFIG,
     }
 
@@ -40,15 +45,16 @@ def central_outputs(**overrides: Any) -> dict[str, Any]:
         "bindingApis": [{"group": "anynines.com", "resource": r} for r in EXPORTED],
         "kubeBindCrdsUrl": catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crds_url,
         "kubectlBindCommand": "kubectl bind https://klutch.example.com/export "
-                              f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
+        f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
         "kubeconfig": "the central admin kubeconfig (a secret the tenant never reads)",
     }
     outputs.update(overrides)
     return {k: v for k, v in outputs.items() if v is not None}
 
 
-def parse(overrides: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (),
-          secret_keys: tuple[str, ...] = SECRET_KEYS) -> tenant_config.TenantConfig:
+def parse(
+    overrides: dict[str, Any] | None = None, *, drop: tuple[str, ...] = (), secret_keys: tuple[str, ...] = SECRET_KEYS
+) -> tenant_config.TenantConfig:
     raw = copy.deepcopy(base_raw())
     for k, v in (overrides or {}).items():
         if isinstance(v, dict) and isinstance(raw.get(k), dict):
@@ -77,14 +83,24 @@ def test_minimal_config_parses_with_defaults():
 
 
 def test_apis_accept_qualified_bare_and_object_forms():
-    cfg = parse({"apis": ["postgresqlinstances.anynines.com", "backups", {"group": "anynines.com", "resource": "restores"}]})
+    cfg = parse(
+        {"apis": ["postgresqlinstances.anynines.com", "backups", {"group": "anynines.com", "resource": "restores"}]}
+    )
     assert [(s.resource, s.group) for s in cfg.apis] == [
-        ("postgresqlinstances", "anynines.com"), ("backups", None), ("restores", "anynines.com")]
+        ("postgresqlinstances", "anynines.com"),
+        ("backups", None),
+        ("restores", "anynines.com"),
+    ]
 
 
 def test_structured_values_arrive_as_json_strings_like_the_cli_passes_them():
-    raw = {**base_raw(), "oidc": '{"tokenUrl": "https://idp.example.com/t", "clientId": "c", "clientSecret": "s"}',
-           "namespaces": '["apps", "web"]', "apis": '["backups.anynines.com"]', "protect": "true"}
+    raw = {
+        **base_raw(),
+        "oidc": '{"tokenUrl": "https://idp.example.com/t", "clientId": "c", "clientSecret": "s"}',
+        "namespaces": '["apps", "web"]',
+        "apis": '["backups.anynines.com"]',
+        "protect": "true",
+    }
     cfg = tenant_config.parse(raw, set(SECRET_KEYS), stack="s")
     assert cfg.namespaces == ("apps", "web") and cfg.protect is True and cfg.oidc.client_id == "c"
     assert [(a.resource, a.group) for a in cfg.apis] == [("backups", "anynines.com")]
@@ -104,30 +120,44 @@ def test_secret_paths_name_the_client_secret_and_the_kubeconfig_unless_eks():
 def test_bad_cluster_id_names_key_value_and_rule():
     with pytest.raises(ConfigError) as e:
         parse({"clusterId": "Acme_Dev"})
-    assert problems(e) == [f"{NS}:clusterId = 'Acme_Dev': must be a DNS label (lowercase a-z, 0-9 and '-', "
-                           "at most 63, no leading or trailing '-')"]
+    assert problems(e) == [
+        f"{NS}:clusterId = 'Acme_Dev': must be a DNS label (lowercase a-z, 0-9 and '-', "
+        "at most 63, no leading or trailing '-')"
+    ]
 
 
 def test_missing_client_secret_says_how_to_set_it():
     with pytest.raises(ConfigError) as e:
         parse({"oidc": {"clientSecret": None}})
-    assert problems(e) == [f"{NS}:oidc.clientSecret = <unset>: required secret; set it with "
-                           "`pulumi config set --secret --path 'oidc.clientSecret' <value>`"]
+    assert problems(e) == [
+        f"{NS}:oidc.clientSecret = <unset>: required secret; set it with "
+        "`pulumi config set --secret --path 'oidc.clientSecret' <value>`"
+    ]
 
 
 def test_client_secret_in_plain_text_is_refused():
     with pytest.raises(ConfigError) as e:
         parse(secret_keys=("kubeconfig",))
-    assert problems(e) == [f"{NS}:oidc.clientSecret = '[not shown]': is stored in plain text; set it as a secret "
-                           "with `pulumi config set --secret --path 'oidc.clientSecret' <value>`"]
+    assert problems(e) == [
+        f"{NS}:oidc.clientSecret = '[not shown]': is stored in plain text; set it as a secret "
+        "with `pulumi config set --secret --path 'oidc.clientSecret' <value>`"
+    ]
     assert CLIENT_SECRET not in str(e.value)
 
 
 def test_every_problem_is_reported_together():
     with pytest.raises(ConfigError) as e:
-        parse({"centralStack": "klutch-central/dev", "clusterId": "-x", "oidc": {"tokenUrl": "http://idp/token",
-               "clientId": None, "clientSecret": None}, "namespaces": ["Apps", "ok"], "konnectorImage": "Bad Image",
-               "apis": ["postgresqlinstances.anynines.com", "Not An Api"], "colour": "blue"})
+        parse(
+            {
+                "centralStack": "klutch-central/dev",
+                "clusterId": "-x",
+                "oidc": {"tokenUrl": "http://idp/token", "clientId": None, "clientSecret": None},
+                "namespaces": ["Apps", "ok"],
+                "konnectorImage": "Bad Image",
+                "apis": ["postgresqlinstances.anynines.com", "Not An Api"],
+                "colour": "blue",
+            }
+        )
     got = problems(e)
     assert got == [
         f"{NS}:centralStack = 'klutch-central/dev': must be the central stack's fully qualified name "
@@ -183,8 +213,9 @@ def test_kubeconfig_and_eks_name_are_exclusive():
 def test_unusable_kubeconfig_is_reported_without_its_content():
     with pytest.raises(ConfigError) as e:
         parse({"kubeconfig": "apiVersion: v1\nkind: Config\nusers: [{name: u, user: {token: leaked-token}}]\n"})
-    assert problems(e) == [f"{NS}:kubeconfig = '[secret]': is not a usable kubeconfig: no current-context naming "
-                           "one of its contexts"]
+    assert problems(e) == [
+        f"{NS}:kubeconfig = '[secret]': is not a usable kubeconfig: no current-context naming one of its contexts"
+    ]
     assert "leaked-token" not in str(e.value)
 
 
@@ -193,8 +224,8 @@ def test_unusable_kubeconfig_is_reported_without_its_content():
     [
         ([], f"{NS}:apis = []: must be a non-empty list"),
         ("postgresqlinstances", f"{NS}:apis = 'postgresqlinstances': must be a non-empty list"),
-        (["backups", "backups"], f"{NS}:apis = [\"backups\", \"backups\"]: must not list an API twice"),
-        ([{"resource": "backups", "kind": "x"}], f"{NS}:apis[0] = {{\"resource\": \"backups\", \"kind\": \"x\"}}: must be"),
+        (["backups", "backups"], f'{NS}:apis = ["backups", "backups"]: must not list an API twice'),
+        ([{"resource": "backups", "kind": "x"}], f'{NS}:apis[0] = {{"resource": "backups", "kind": "x"}}: must be'),
     ],
 )
 def test_malformed_apis(apis, expected):
@@ -207,7 +238,7 @@ def test_duplicate_namespaces_and_unknown_release():
     with pytest.raises(ConfigError) as e:
         parse({"namespaces": ["apps", "apps"], "klutchRelease": "v9.9.9"})
     assert problems(e) == [
-        f"{NS}:namespaces = [\"apps\", \"apps\"]: must not repeat a namespace",
+        f'{NS}:namespaces = ["apps", "apps"]: must not repeat a namespace',
         f"{NS}:klutchRelease = 'v9.9.9': must be one of 'v1.0.0'",
     ]
 
@@ -241,12 +272,14 @@ def test_an_api_the_central_stack_does_not_export_names_the_valid_ones():
 
 
 def test_a_bare_resource_exported_in_two_groups_is_ambiguous():
-    outputs = central_outputs(bindingApis=[{"group": "anynines.com", "resource": "backups"},
-                                           {"group": "example.org", "resource": "backups"}])
+    outputs = central_outputs(
+        bindingApis=[{"group": "anynines.com", "resource": "backups"}, {"group": "example.org", "resource": "backups"}]
+    )
     with pytest.raises(ConfigError) as e:
         tenant_config.resolve_central(parse({"apis": ["backups"]}), outputs)
-    assert problems(e) == [f"{NS}:apis[0] = 'backups': is ambiguous; write one of 'backups.anynines.com', "
-                           "'backups.example.org'"]
+    assert problems(e) == [
+        f"{NS}:apis[0] = 'backups': is ambiguous; write one of 'backups.anynines.com', 'backups.example.org'"
+    ]
 
 
 def test_a_stack_without_outputs_is_one_clear_problem():
@@ -258,9 +291,14 @@ def test_a_stack_without_outputs_is_one_clear_problem():
 
 
 def test_missing_and_malformed_outputs_are_all_reported():
-    outputs = central_outputs(bindNonInteractiveUrl=None, exportUrl="http://klutch.example.com/export",
-                              kubeBindCrdsUrl=None, konnectorImage=None, tlsCaPem="not a pem",
-                              bindingApis=[{"group": "anynines.com"}])
+    outputs = central_outputs(
+        bindNonInteractiveUrl=None,
+        exportUrl="http://klutch.example.com/export",
+        kubeBindCrdsUrl=None,
+        konnectorImage=None,
+        tlsCaPem="not a pem",
+        bindingApis=[{"group": "anynines.com"}],
+    )
     with pytest.raises(ConfigError) as e:
         tenant_config.resolve_central(parse(), outputs)
     prefix = f"{NS}:centralStack = '{CENTRAL_STACK}': its output"
@@ -271,7 +309,7 @@ def test_missing_and_malformed_outputs_are_all_reported():
         f"{prefix} 'kubeBindCrdsUrl' is missing: the URL of the kube-bind CRDs the konnector needs",
         f"{prefix} 'konnectorImage' = None is not a container image (or set {NS}:konnectorImage)",
         f"{prefix} 'tlsCaPem' is not a PEM certificate",
-        f"{prefix} 'bindingApis' = [{{\"group\": \"anynines.com\"}}] is not a non-empty list of {{group, resource}}",
+        f'{prefix} \'bindingApis\' = [{{"group": "anynines.com"}}] is not a non-empty list of {{group, resource}}',
     ]
 
 
@@ -294,12 +332,30 @@ def test_readme_documents_the_keys_the_parser_accepts():
     section = readme.split("<!-- section: tenant -->")[1].split("<!-- /section: tenant -->")[0]
     table = section.split("### Configuration")[1].split("###")[0]
     keys = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
-    assert keys == ["centralStack", "clusterId", "apis", "oidc.tokenUrl", "oidc.clientId", "oidc.clientSecret",
-                    "oidc.scope", "kubeconfig", "eksClusterName", "konnectorImage", "namespaces", "klutchRelease",
-                    "protect"]
+    assert keys == [
+        "centralStack",
+        "clusterId",
+        "apis",
+        "oidc.tokenUrl",
+        "oidc.clientId",
+        "oidc.clientSecret",
+        "oidc.scope",
+        "kubeconfig",
+        "eksClusterName",
+        "konnectorImage",
+        "namespaces",
+        "klutchRelease",
+        "protect",
+    ]
     # each documented key is one the parser reads (an unread key would be an "unknown key" problem)
-    raw = {**base_raw(), "apis": ["backups"], "konnectorImage": "r.example.com/k:v1", "namespaces": ["apps"],
-           "klutchRelease": catalog.DEFAULT_RELEASE, "protect": False}
+    raw = {
+        **base_raw(),
+        "apis": ["backups"],
+        "konnectorImage": "r.example.com/k:v1",
+        "namespaces": ["apps"],
+        "klutchRelease": catalog.DEFAULT_RELEASE,
+        "protect": False,
+    }
     raw["oidc"] = {**raw["oidc"], "scope": "openid"}
     assert {k.split(".")[0] for k in keys} - {"eksClusterName"} == set(raw)
     tenant_config.parse(raw, set(SECRET_KEYS), stack="s")

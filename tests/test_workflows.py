@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 SETUP_ACTION = ROOT / ".github" / "actions" / "pulumi-setup" / "action.yml"
 SKIP_UNLESS_CLOUD = "vars.PULUMI_AWS_ROLE_ARN != '' && vars.PULUMI_BACKEND_URL != ''"
-RENDER_CHECK = "python -m components.render --all --check"
+RENDER_CHECK = "python -m klutch.offline.render --all --check"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -50,8 +50,13 @@ def test_pull_request_checks_run_lint_tests_and_the_offline_render(pr):
     checks = pr["jobs"]["checks"]
     assert "if" not in checks  # runs for every PR, forks included
     commands = runs(checks)
-    for command in ("pip install -r requirements-dev.txt", "ruff check .", "python -m pytest", RENDER_CHECK,
-                    "python -m components.render --list"):
+    for command in (
+        "pip install -r requirements-dev.txt",
+        "ruff check .",
+        "python -m pytest",
+        RENDER_CHECK,
+        "python -m klutch.offline.render --list",
+    ):
         assert command in commands
     assert commands.index("python -m pytest") < commands.index(RENDER_CHECK)
     assert checks["outputs"]["stacks"] == "${{ steps.stacks.outputs.stacks }}"
@@ -66,7 +71,10 @@ def test_pull_request_preview_per_stack_with_the_policy_pack_and_a_pr_comment(pr
     assert step["with"]["policyPacks"] == "${{ github.workspace }}/policy"
     assert step["with"]["comment-on-pr"] is True
     assert step["with"]["cloud-url"] == "${{ vars.PULUMI_BACKEND_URL }}"
-    assert (step["with"]["stack-name"], step["with"]["work-dir"]) == ("${{ matrix.stack.stack }}", "${{ matrix.stack.dir }}")
+    assert (step["with"]["stack-name"], step["with"]["work-dir"]) == (
+        "${{ matrix.stack.stack }}",
+        "${{ matrix.stack.dir }}",
+    )
     assert preview["permissions"] == {"contents": "read", "id-token": "write", "pull-requests": "write"}
     assert pr["permissions"] == {"contents": "read"}
 
@@ -86,7 +94,7 @@ def test_setup_assumes_an_aws_role_by_oidc_and_installs_the_policy_pack(setup):
     assert not {"aws-access-key-id", "aws-secret-access-key"} & set(aws["with"])
     shell = "\n".join(s.get("run", "") for s in steps)
     assert "policy/venv/bin/pip install -q -r policy/requirements.txt" in shell
-    assert "pulumi config set --stack \"$STACK\" --secret --path" in shell and "::add-mask::" in shell
+    assert 'pulumi config set --stack "$STACK" --secret --path' in shell and "::add-mask::" in shell
 
 
 def test_push_deploys_dev_then_prod_behind_an_environment(push):
@@ -105,14 +113,16 @@ def test_push_deploys_dev_then_prod_behind_an_environment(push):
     assert push["concurrency"]["cancel-in-progress"] is False
 
 
-@pytest.mark.parametrize("path", [WORKFLOWS / "pull_request.yml", WORKFLOWS / "push.yml", SETUP_ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [WORKFLOWS / "pull_request.yml", WORKFLOWS / "push.yml", SETUP_ACTION], ids=lambda p: p.name
+)
 def test_actions_are_pinned_and_the_cli_matches_the_sdk(path):
     text = path.read_text()
     uses = re.findall(r"uses:\s*(\S+)", text)
     assert uses
     for ref in uses:
         assert ref.startswith("./") or re.fullmatch(r"[\w.-]+/[\w.-]+@(v\d+(\.\d+)*|[0-9a-f]{40})", ref), ref
-    sdk = re.search(r"^pulumi==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)[1]
+    sdk = re.search(r'"pulumi==(\S+)"', (ROOT / "pyproject.toml").read_text())[1]
     for version in re.findall(r"PULUMI_VERSION:\s*\"([^\"]+)\"", text):
         assert version == sdk
 
@@ -123,5 +133,5 @@ def test_ci_script_runs_the_offline_render_then_the_readme_command_last():
     lines = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "set -euo pipefail"
     assert "rm -rf .venv" in lines  # a fresh venv on every run
-    assert ci.index(".venv/bin/python -m components.render --all --check --out") < ci.index(command)
+    assert ci.index(".venv/bin/python -m klutch.offline.render --all --check --out") < ci.index(command)
     assert lines[-1] == command  # pytest's closing line is the run's last word

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import catalog, helm
-from .config import CentralConfig, DataServiceConfig
+from klutch import catalog
+from klutch.central import helm
+from klutch.config.central import CentralConfig, DataServiceConfig
 
 # Package pulls from public registries and the provider's first reconcile can take minutes.
 PACKAGE_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="10m")
@@ -107,7 +108,9 @@ class Crossplane(pulumi.ComponentResource):
             {"package": release.provider_package, "runtimeConfigRef": {"name": catalog.PROVIDER_NAME}},
             pulumi.ResourceOptions.merge(
                 guarded,
-                pulumi.ResourceOptions(depends_on=[self.release, self.runtime_config], custom_timeouts=PACKAGE_TIMEOUTS),
+                pulumi.ResourceOptions(
+                    depends_on=[self.release, self.runtime_config], custom_timeouts=PACKAGE_TIMEOUTS
+                ),
             ),
         )
         self.functions = {
@@ -140,8 +143,9 @@ class Crossplane(pulumi.ComponentResource):
         self.secrets, self.provider_configs = {}, {}
         for service in cfg.data_services:
             for endpoint in catalog.PROVIDER_ENDPOINTS:
-                secret, provider_config = self._endpoint(name, service, endpoint, guarded, chart.namespace,
-                                                         release.provider_config_service_type)
+                secret, provider_config = self._endpoint(
+                    name, service, endpoint, guarded, chart.namespace, release.provider_config_service_type
+                )
                 self.secrets[endpoint.secret_name(service.key)] = secret
                 self.provider_configs[endpoint.provider_config_name(service.key)] = provider_config
 

@@ -4,7 +4,7 @@
 validates it: built-in kinds against the real schemas of the cluster's Kubernetes version with
 `kubernetes-validate` (strict: unknown fields fail; a built-in group with no schema for the kind is
 an error, not a warning); custom kinds structurally (apiVersion, kind, metadata, spec, DNS-1123 names).
-Used by the tests and by `python -m components.render --check`.
+Used by the tests and by `python -m klutch.offline.render --check`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import kubernetes_validate
 from kubernetes_validate import utils as kv
 
-from .mockengine import Evaluation, Registration
+from klutch.offline.mockengine import Evaluation, Registration
 
 # Registrations of the kubernetes provider that are not single manifests.
 _NOT_MANIFESTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "pulumi:providers:kubernetes")
@@ -26,7 +26,9 @@ _LABEL_KINDS = {"Namespace", "Service"}
 
 
 def is_manifest(reg: Registration) -> bool:
-    return reg.type.startswith("kubernetes:") and not reg.type.startswith(_NOT_MANIFESTS) and reg.custom and not reg.read
+    return (
+        reg.type.startswith("kubernetes:") and not reg.type.startswith(_NOT_MANIFESTS) and reg.custom and not reg.read
+    )
 
 
 def manifest(reg: Registration) -> dict[str, Any]:
@@ -39,13 +41,33 @@ def manifests(ev: Evaluation) -> list[tuple[Registration, dict[str, Any]]]:
 
 
 # API groups served by the Kubernetes API server itself (Gateway API, cert-manager, Crossplane … are CRDs).
-BUILTIN_GROUPS = frozenset({
-    "", "apps", "batch", "autoscaling", "policy", "rbac.authorization.k8s.io", "networking.k8s.io",
-    "storage.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io", "coordination.k8s.io",
-    "discovery.k8s.io", "scheduling.k8s.io", "node.k8s.io", "certificates.k8s.io", "events.k8s.io",
-    "flowcontrol.apiserver.k8s.io", "resource.k8s.io", "authentication.k8s.io", "authorization.k8s.io",
-    "apiregistration.k8s.io", "storagemigration.k8s.io", "internal.apiserver.k8s.io",
-})
+BUILTIN_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "batch",
+        "autoscaling",
+        "policy",
+        "rbac.authorization.k8s.io",
+        "networking.k8s.io",
+        "storage.k8s.io",
+        "admissionregistration.k8s.io",
+        "apiextensions.k8s.io",
+        "coordination.k8s.io",
+        "discovery.k8s.io",
+        "scheduling.k8s.io",
+        "node.k8s.io",
+        "certificates.k8s.io",
+        "events.k8s.io",
+        "flowcontrol.apiserver.k8s.io",
+        "resource.k8s.io",
+        "authentication.k8s.io",
+        "authorization.k8s.io",
+        "apiregistration.k8s.io",
+        "storagemigration.k8s.io",
+        "internal.apiserver.k8s.io",
+    }
+)
 
 
 def is_builtin_group(api_version: str) -> bool:
@@ -76,7 +98,9 @@ def check(obj: dict[str, Any], kubernetes_version: str) -> list[str]:
             path = ".".join(str(p) for p in e.path)
             problems.append(f"{where}: {path}: {e.message}")
         except kv.SchemaNotFoundError:
-            problems.append(f"{where}: no schema for built-in kind {kind} {api_version} in Kubernetes {kubernetes_version}")
+            problems.append(
+                f"{where}: no schema for built-in kind {kind} {api_version} in Kubernetes {kubernetes_version}"
+            )
     else:
         if not isinstance(obj.get("spec"), dict) and kind not in ("CustomResourceDefinition",):
             problems.append(f"{where}: custom resource has no spec")

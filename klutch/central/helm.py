@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from . import catalog
+from klutch import catalog
 
 
 def release(

@@ -10,16 +10,8 @@ Pulumi shows in the update's output: the export requests and APIServiceNamespace
 are ordinary Kubernetes resources and are deleted by Pulumi itself, before the binding.
 
 How the provider reaches its code: Pulumi pickles the provider object (dill) into the state and
-unpickles it in a separate provider process (`python -m pulumi.dynamic`, working directory = the
-Pulumi project directory, `tenant/`), where the repository root — and with it `components` — is
-not on `sys.path`. A class from an importable module is pickled *by reference*, so unpickling
-`components.binding.BindingProvider` there would fail with ModuleNotFoundError. The provider
-therefore pickles itself (`__reduce__`) as a call of a tiny loader function that dill pickles *by
-value* (it is a closure, not reachable as a module attribute) and that uses only the standard
-library: it imports `components.binding` as it is, or else puts the first directory holding
-`components/` — the checkout this program ran from, the working directory, or its parent — on
-`sys.path` first. The real provider code is then imported normally, with all of its imports.
-`tests/test_binding.py` unpickles the serialized provider in a fresh interpreter to prove it.
+unpickles it in a separate provider process (`python -m pulumi.dynamic`, run by the project's
+virtualenv, where the `klutch` package is installed). The provider class is pickled by reference.
 """
 
 from __future__ import annotations
@@ -27,22 +19,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-from . import bindclient
-from .configkit import unwrap_secrets
-from .tenant_config import Api, OidcClient
+from klutch.config.reader import unwrap_secrets
+from klutch.config.tenant import Api, OidcClient
+from klutch.tenant import bindclient
 
 TYPE = "pulumi-python:dynamic/klutch:Binding"
 # Inputs kept in the outputs (diff compares them); the client secret is never echoed.
 PUBLIC_INPUTS = ("clusterId", "apis", "bindUrl", "tokenUrl", "clientId", "scope", "caPem")
 REPLACE_ON = ("clusterId", "apis")  # a different tenant identity or API set is a new bind
 RESULTS = ("kubeconfig", "namespace", "exports")
-_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -54,41 +44,11 @@ class BindingArgs:
     ca_pem: str | None  # the central backend's self-signed CA (tlsCaPem), if any
 
 
-def _loader():  # noqa: ANN202
-    """A by-value-picklable function that makes `components` importable and builds the provider."""
-
-    def load_binding_provider(root: str):  # noqa: ANN202
-        import importlib
-        import os
-        import sys
-
-        try:
-            module = importlib.import_module("components.binding")
-        except ImportError:
-            candidates = [root, os.getcwd(), os.path.dirname(os.getcwd())]
-            found = next((c for c in candidates if os.path.isfile(os.path.join(c, "components", "binding.py"))), None)
-            if found is None:
-                raise ImportError(
-                    "the klutch Binding provider needs the 'components' package of the klutch-central repository; "
-                    f"it is not importable and not in {candidates}: run pulumi in the tenant/ directory of a "
-                    "klutch-central checkout"
-                ) from None
-            sys.path.insert(0, found)
-            module = importlib.import_module("components.binding")
-        return module.BindingProvider(root)
-
-    return load_binding_provider
-
-
 class BindingProvider(ResourceProvider):
     """CRUD of a binding. `policy` (timeouts, retries) is injectable for tests."""
 
-    def __init__(self, root: str = _ROOT, policy: bindclient.Policy | None = None) -> None:
-        self._root = root
+    def __init__(self, policy: bindclient.Policy | None = None) -> None:
         self._policy = policy or bindclient.Policy()
-
-    def __reduce__(self):  # noqa: ANN204
-        return _loader(), (self._root,)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = unwrap_secrets(props)
@@ -121,8 +81,9 @@ class BindingProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = unwrap_secrets(props)
-        print(release_message(props.get("clusterId") or "?", props.get("namespace") or "?"), file=sys.stderr,
-              flush=True)
+        print(
+            release_message(props.get("clusterId") or "?", props.get("namespace") or "?"), file=sys.stderr, flush=True
+        )
 
 
 def release_message(cluster_id: str, namespace: str) -> str:

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog
-from .configkit import (
+from klutch import catalog
+from klutch.config.reader import (
     ConfigError,
     Problem,
     Secret,
@@ -30,10 +30,8 @@ from .configkit import (
 )
 
 NAMESPACE = "klutch-central"
-ENVIRONMENTS = ("dev", "staging", "prod")
 NAT_STRATEGIES = ("single", "one-per-az")
 CLUSTER_MODES = ("eks", "existing")
-CONTROLLERS = ("envoy-gateway", "ingress-nginx")
 CONSUMER_SCOPES = ("Namespaced", "Cluster")
 ENDPOINT_KINDS = tuple(e.config_key for e in catalog.PROVIDER_ENDPOINTS)  # serviceBroker, backupManager
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assumed-role)/[\w+=,.@/-]+$")
@@ -188,7 +186,7 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
     warnings: list[str] = []
     top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
 
-    environment = top.string("environment", "dev", choices=ENVIRONMENTS)
+    environment = top.string("environment", "dev", choices=catalog.ENVIRONMENTS)
     protect = top.boolean("protect", environment == "prod")
     if environment == "prod" and not protect:
         warnings.append("environment is 'prod' but protect is false: a `pulumi destroy` can delete tenants' data")
@@ -238,9 +236,12 @@ def _tags(top: TopReader) -> Mapping[str, str]:
     return good
 
 
-def _network(r) -> NetworkConfig:  # noqa: ANN001 (Reader)
+def _network(r) -> NetworkConfig:
     cidr = r.string("cidr", "10.0.0.0/16", check=_check_vpc_cidr)
-    zones = r.strings("availabilityZones", check=lambda z: None if _AZ.match(z) else "must be an availability-zone name such as 'eu-central-1a'")
+    zones = r.strings(
+        "availabilityZones",
+        check=lambda z: None if _AZ.match(z) else "must be an availability-zone name such as 'eu-central-1a'",
+    )
     az_count = r.integer("azCount", max(len(zones), 3), minimum=3, maximum=6)
     if zones and len(zones) != az_count:
         r.problem("availabilityZones", list(zones), f"must list exactly azCount ({az_count}) zones")
@@ -281,8 +282,15 @@ def subnet_layout(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
 def _cluster(top: TopReader, stack: str) -> ClusterConfig:
     r = top.child("cluster")
     mode = r.string("mode", "eks", choices=CLUSTER_MODES)
-    name = r.string("name", f"klutch-{stack}"[:100], check=lambda v: None if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]{0,99}", v)
-                    else "must start with a letter and use letters, digits, '-' and '_' (at most 100)")
+    name = r.string(
+        "name",
+        f"klutch-{stack}"[:100],
+        check=lambda v: (
+            None
+            if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]{0,99}", v)
+            else "must start with a letter and use letters, digits, '-' and '_' (at most 100)"
+        ),
+    )
     version = r.string("kubernetesVersion", catalog.DEFAULT_KUBERNETES_VERSION, check=_check_k8s_version)
     instance_type = r.string("instanceType", catalog.DEFAULT_INSTANCE_TYPE, check=_check_instance_type)
     nodes = _nodes(r)
@@ -293,15 +301,36 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
         r.problem("publicAccessCidrs", list(cidrs), "can only be set when endpointPublicAccess is true")
     if public and not cidrs:
         r.problem("publicAccessCidrs", [], "must list at least one CIDR when endpointPublicAccess is true")
-    admins = r.strings("adminPrincipalArns", check=lambda a: None if _IAM_PRINCIPAL.match(a)
-                       else "must be an IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admin'")
-    logs = r.strings("logTypes", catalog.CONTROL_PLANE_LOG_TYPES,
-                     check=lambda t: None if t in catalog.CONTROL_PLANE_LOG_TYPES
-                     else f"must be one of {', '.join(catalog.CONTROL_PLANE_LOG_TYPES)}")
+    admins = r.strings(
+        "adminPrincipalArns",
+        check=lambda a: (
+            None
+            if _IAM_PRINCIPAL.match(a)
+            else "must be an IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admin'"
+        ),
+    )
+    logs = r.strings(
+        "logTypes",
+        catalog.CONTROL_PLANE_LOG_TYPES,
+        check=lambda t: (
+            None
+            if t in catalog.CONTROL_PLANE_LOG_TYPES
+            else f"must be one of {', '.join(catalog.CONTROL_PLANE_LOG_TYPES)}"
+        ),
+    )
     deletion_protection = r.boolean("deletionProtection", False)
     api_url = r.string("apiServerUrl", None, check=check_url(("https",)))
-    eks_only = ("instanceType", "nodes", "diskSizeGiB", "endpointPublicAccess", "publicAccessCidrs",
-                "adminPrincipalArns", "logTypes", "deletionProtection", "kubernetesVersion")
+    eks_only = (
+        "instanceType",
+        "nodes",
+        "diskSizeGiB",
+        "endpointPublicAccess",
+        "publicAccessCidrs",
+        "adminPrincipalArns",
+        "logTypes",
+        "deletionProtection",
+        "kubernetesVersion",
+    )
     if mode == "existing":
         for key in eks_only:
             if r.has(key):
@@ -309,20 +338,37 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
     r.finish()
     kubeconfig = None
     if mode == "existing":
-        kubeconfig = top.secret("kubeconfig", required=True, also=" (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
-                                check=lambda text: check_kubeconfig(text, need_ca=True))
+        kubeconfig = top.secret(
+            "kubeconfig",
+            required=True,
+            also=" (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
+            check=lambda text: check_kubeconfig(text, need_ca=True),
+        )
     elif top.has("kubeconfig"):
-        top.problem("kubeconfig", "[secret]", "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program")
+        top.problem(
+            "kubeconfig",
+            "[secret]",
+            "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program",
+        )
         top._take("kubeconfig")
     return ClusterConfig(
-        mode=mode, name=name, kubernetes_version=version, instance_type=instance_type, nodes=nodes,
-        disk_size_gib=disk, endpoint_public_access=public, public_access_cidrs=cidrs if public else (),
-        admin_principal_arns=admins, log_types=logs, deletion_protection=deletion_protection,
-        api_server_url=api_url, kubeconfig=kubeconfig,
+        mode=mode,
+        name=name,
+        kubernetes_version=version,
+        instance_type=instance_type,
+        nodes=nodes,
+        disk_size_gib=disk,
+        endpoint_public_access=public,
+        public_access_cidrs=cidrs if public else (),
+        admin_principal_arns=admins,
+        log_types=logs,
+        deletion_protection=deletion_protection,
+        api_server_url=api_url,
+        kubeconfig=kubeconfig,
     )
 
 
-def _nodes(r) -> NodeScaling:  # noqa: ANN001
+def _nodes(r) -> NodeScaling:
     n = r.child("nodes")
     lo = n.integer("min", 3, minimum=3, maximum=100)
     desired = n.integer("desired", max(lo, 3), minimum=3, maximum=100)
@@ -344,9 +390,8 @@ def _check_k8s_version(value: str) -> str | None:
 def _check_instance_type(value: str) -> str | None:
     if value in catalog.INSTANCE_TYPES:
         return None
-    return (
-        "must be an x86_64 type with at least 4 vCPU / 16 GiB (t3a.xlarge class); allowed: "
-        + ", ".join(sorted(catalog.INSTANCE_TYPES))
+    return "must be an x86_64 type with at least 4 vCPU / 16 GiB (t3a.xlarge class); allowed: " + ", ".join(
+        sorted(catalog.INSTANCE_TYPES)
     )
 
 
@@ -385,8 +430,13 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
                 continue
             e = svc_reader.child(kind)
             url = e.string("url", required=True, check=check_url(("http", "https")))
-            username = e.string("username", required=True,
-                                check=lambda v: None if v and v.strip() == v else "must be a non-empty user name without surrounding spaces")
+            username = e.string(
+                "username",
+                required=True,
+                check=lambda v: (
+                    None if v and v.strip() == v else "must be a non-empty user name without surrounding spaces"
+                ),
+            )
             password = e.secret("password", required=True)
             e.finish()
             endpoints[kind] = Endpoint(url or "", Secret(username or ""), password or Secret(""))
@@ -396,8 +446,8 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
     return tuple(out)
 
 
-def _exposure(r, warnings: list[str]) -> ExposureConfig:  # noqa: ANN001
-    controller = r.string("controller", "envoy-gateway", choices=CONTROLLERS)
+def _exposure(r, warnings: list[str]) -> ExposureConfig:
+    controller = r.string("controller", "envoy-gateway", choices=catalog.CONTROLLERS)
     if controller == "ingress-nginx":
         warnings.append(
             "exposure.controller 'ingress-nginx' is retired upstream (no fixes after 2026-03); prefer 'envoy-gateway'"
@@ -406,29 +456,45 @@ def _exposure(r, warnings: list[str]) -> ExposureConfig:  # noqa: ANN001
     server = r.string(
         "acmeServer",
         "letsencrypt-staging",
-        check=lambda v: None if v in catalog.ACME_SERVERS or not check_url(("https",))(v)
-        else f"must be one of {', '.join(catalog.ACME_SERVERS)} or an https ACME directory URL",
+        check=lambda v: (
+            None
+            if v in catalog.ACME_SERVERS or not check_url(("https",))(v)
+            else f"must be one of {', '.join(catalog.ACME_SERVERS)} or an https ACME directory URL"
+        ),
     )
     r.finish()
-    return ExposureConfig(controller=controller, acme_email=email,
-                          acme_server=catalog.ACME_SERVERS.get(server, server))
+    return ExposureConfig(controller=controller, acme_email=email, acme_server=catalog.ACME_SERVERS.get(server, server))
 
 
 # Names public ACME CAs refuse to certify (Let's Encrypt blocks cloud-provider hostnames).
 _ACME_REFUSED_SUFFIXES = (".amazonaws.com",)
 
 
-def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]) -> BackendConfig:  # noqa: ANN001
+def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]) -> BackendConfig:
     host = r.string("host", None, check=check_dns_name)
-    zone = r.string("route53ZoneId", None, check=lambda v: None if _ZONE_ID.match(v) else "must be a Route53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'")
+    zone = r.string(
+        "route53ZoneId",
+        None,
+        check=lambda v: (
+            None if _ZONE_ID.match(v) else "must be a Route53 hosted zone id such as 'Z0123456789ABCDEFGHIJ'"
+        ),
+    )
     if zone and not host:
         r.problem("route53ZoneId", zone, "requires backend.host (the record to create in that zone)")
     if zone and cluster_mode == "existing":
-        r.problem("route53ZoneId", zone, "applies to cluster.mode 'eks' only (an existing cluster creates no AWS resource); "
-                  "point the host's DNS record at the loadBalancerHostname output yourself")
+        r.problem(
+            "route53ZoneId",
+            zone,
+            "applies to cluster.mode 'eks' only (an existing cluster creates no AWS resource); "
+            "point the host's DNS record at the loadBalancerHostname output yourself",
+        )
     if host and host.endswith(_ACME_REFUSED_SUFFIXES):
-        r.problem("host", host, "public ACME CAs refuse cloud-provider hostnames; use a DNS name you control, "
-                  "or leave backend.host unset to serve the load balancer's hostname with a self-signed CA")
+        r.problem(
+            "host",
+            host,
+            "public ACME CAs refuse cloud-provider hostnames; use a DNS name you control, "
+            "or leave backend.host unset to serve the load balancer's hostname with a self-signed CA",
+        )
     if host and not exposure.acme_email:
         r.problem("host", host, "needs exposure.acmeEmail: the ACME account e-mail for the host's certificate")
     if not host:
@@ -445,12 +511,16 @@ def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]
     pretty = r.string("prettyName", "anynines")
     scope = r.string("consumerScope", "Namespaced", choices=CONSUMER_SCOPES)
     r.finish()
-    return BackendConfig(host=host, route53_zone_id=zone, namespace_prefix=prefix, pretty_name=pretty, consumer_scope=scope)
+    return BackendConfig(
+        host=host, route53_zone_id=zone, namespace_prefix=prefix, pretty_name=pretty, consumer_scope=scope
+    )
 
 
-def _oidc(r) -> OidcConfig:  # noqa: ANN001
+def _oidc(r) -> OidcConfig:
     issuer = r.string("issuerUrl", required=True, check=check_url(("https",)))
-    client_id = r.string("clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
+    client_id = r.string(
+        "clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id"
+    )
     secret = r.secret("clientSecret", required=True)
     r.finish()
     return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .kubeconfig import KubeconfigError, parse_kubeconfig
+from klutch.config.kubeconfig import KubeconfigError, parse_kubeconfig
 
 USER_AGENT = "klutch-tenant-bind/1"
 _AUTH_CHECKS = (
@@ -135,8 +135,7 @@ def bind(
     """Token, bind request, parsed response. Raises BindError."""
     apis = [{"group": a.get("group", ""), "resource": a["resource"]} for a in apis]
     token = fetch_token(credentials, ca_pem=ca_pem, policy=policy)
-    return request_binding(url, token, cluster_id, apis, ca_pem=ca_pem, policy=policy,
-                           client_id=credentials.client_id)
+    return request_binding(url, token, cluster_id, apis, ca_pem=ca_pem, policy=policy, client_id=credentials.client_id)
 
 
 def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: Policy = Policy()) -> str:
@@ -145,8 +144,7 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
     if credentials.scope:
         form["scope"] = credentials.scope
     basic = base64.b64encode(
-        f"{urllib.parse.quote(credentials.client_id, safe='')}:{urllib.parse.quote(credentials.client_secret, safe='')}"
-        .encode()
+        f"{urllib.parse.quote(credentials.client_id, safe='')}:{urllib.parse.quote(credentials.client_secret, safe='')}".encode()
     ).decode()
     what = f"token request to {credentials.token_url}"
     status, body = _exchange(
@@ -167,12 +165,16 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
     )
     if status in (400, 401, 403):
         error = _oauth_error(body)
-        hint = ("enable the client-credentials grant for this client (Keycloak: 'Service accounts roles')"
-                if error in ("unauthorized_client", "unsupported_grant_type")
-                else "check oidc.clientId and oidc.clientSecret, and that oidc.tokenUrl is the token endpoint "
-                     "of the realm the central backend trusts")
-        raise BindError(f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client "
-                        f"'{credentials.client_id}': {hint}")
+        hint = (
+            "enable the client-credentials grant for this client (Keycloak: 'Service accounts roles')"
+            if error in ("unauthorized_client", "unsupported_grant_type")
+            else "check oidc.clientId and oidc.clientSecret, and that oidc.tokenUrl is the token endpoint "
+            "of the realm the central backend trusts"
+        )
+        raise BindError(
+            f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client "
+            f"'{credentials.client_id}': {hint}"
+        )
     if not 200 <= status < 300:
         raise BindError(f"{what} failed (HTTP {status}): {_excerpt(body)}; check oidc.tokenUrl")
     try:
@@ -181,8 +183,9 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
         if not isinstance(token, str) or not token:
             raise ValueError
     except (ValueError, KeyError, TypeError):
-        raise BindError(f"{what} answered without an access_token; check that oidc.tokenUrl is the IdP's "
-                        "OAuth2 token endpoint") from None
+        raise BindError(
+            f"{what} answered without an access_token; check that oidc.tokenUrl is the IdP's OAuth2 token endpoint"
+        ) from None
     return token
 
 
@@ -217,11 +220,14 @@ def request_binding(
     )
     if status in (401, 403):
         who = f" for client '{client_id}'" if client_id else ""
-        raise BindError(f"{what} was rejected (HTTP {status}){who}: the backend did not accept the access token; "
-                        f"{_AUTH_CHECKS}")
+        raise BindError(
+            f"{what} was rejected (HTTP {status}){who}: the backend did not accept the access token; {_AUTH_CHECKS}"
+        )
     if status == 404:
-        raise BindError(f"{what} failed (HTTP 404): the backend has no /bind-noninteractive endpoint; check the "
-                        "central stack's bindNonInteractiveUrl, or bind interactively with its kubectlBindCommand")
+        raise BindError(
+            f"{what} failed (HTTP 404): the backend has no /bind-noninteractive endpoint; check the "
+            "central stack's bindNonInteractiveUrl, or bind interactively with its kubectlBindCommand"
+        )
     if not 200 <= status < 300:
         raise BindError(f"{what} failed (HTTP {status}): {_excerpt(answer)}")
     return parse_response(answer, url)
@@ -231,8 +237,10 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
     """The BindingResponse: kubeconfig (base64), its namespace, and one Export per exported API."""
 
     def malformed(why: str) -> BindError:
-        return BindError(f"malformed binding response from {url}: {why}; check that bindNonInteractiveUrl "
-                         "points at the kube-bind backend's /bind-noninteractive")
+        return BindError(
+            f"malformed binding response from {url}: {why}; check that bindNonInteractiveUrl "
+            "points at the kube-bind backend's /bind-noninteractive"
+        )
 
     try:
         doc = json.loads(body)
@@ -251,8 +259,10 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
     except KubeconfigError as e:
         raise malformed(f"unusable kubeconfig ({e})") from None
     if not facts.namespace:
-        raise malformed(f"the kubeconfig's current context '{facts.context}' has no namespace (the tenant's "
-                        "namespace on the central cluster)")
+        raise malformed(
+            f"the kubeconfig's current context '{facts.context}' has no namespace (the tenant's "
+            "namespace on the central cluster)"
+        )
     requests = doc.get("requests")
     if not isinstance(requests, list):
         raise malformed("no requests list")
@@ -267,19 +277,29 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
         parameters = spec.get("parameters")
         for j, res in enumerate(resources):
             claims = (res.get("permissionClaims") or []) if isinstance(res, dict) else None
-            if (not isinstance(res, dict) or not isinstance(res.get("resource"), str) or not res["resource"]
-                    or not isinstance(res.get("group", ""), str) or not isinstance(res.get("versions") or [], list)
-                    or not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims)):
-                raise malformed(f"requests[{i}].spec.resources[{j}] is not a resource with group, resource, "
-                                "versions and permissionClaims")
-            exports.append(Export(
-                group=res.get("group", ""),
-                resource=res["resource"],
-                versions=tuple(res.get("versions") or ()),
-                permission_claims=tuple(claims),
-                parameters=parameters if isinstance(parameters, dict) else None,
-                request=name if isinstance(name, str) else "",
-            ))
+            if (
+                not isinstance(res, dict)
+                or not isinstance(res.get("resource"), str)
+                or not res["resource"]
+                or not isinstance(res.get("group", ""), str)
+                or not isinstance(res.get("versions") or [], list)
+                or not isinstance(claims, list)
+                or not all(isinstance(c, dict) for c in claims)
+            ):
+                raise malformed(
+                    f"requests[{i}].spec.resources[{j}] is not a resource with group, resource, "
+                    "versions and permissionClaims"
+                )
+            exports.append(
+                Export(
+                    group=res.get("group", ""),
+                    resource=res["resource"],
+                    versions=tuple(res.get("versions") or ()),
+                    permission_claims=tuple(claims),
+                    parameters=parameters if isinstance(parameters, dict) else None,
+                    request=name if isinstance(name, str) else "",
+                )
+            )
     return Binding(kubeconfig=kubeconfig, namespace=facts.namespace, server=facts.server, exports=tuple(exports))
 
 
@@ -287,7 +307,7 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would turn the POST into a GET and may carry credentials elsewhere: report it instead."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201, PLR0913
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
@@ -316,15 +336,18 @@ def _exchange(
             body = _read(e)
             if e.code != 429 and e.code < 500:
                 if 300 <= e.code < 400:
-                    raise BindError(f"{what} was redirected (HTTP {e.code} to {e.headers.get('Location')}); "
-                                    "configure the final URL") from None
+                    raise BindError(
+                        f"{what} was redirected (HTTP {e.code} to {e.headers.get('Location')}); configure the final URL"
+                    ) from None
                 return e.code, body
             last = f"HTTP {e.code}"
             retry_after = _retry_after(e.headers.get("Retry-After"))
         except urllib.error.URLError as e:
             if isinstance(e.reason, ssl.SSLError):
-                raise BindError(f"{what}: TLS verification failed ({e.reason}); if the central backend uses a "
-                                "self-signed certificate, the central stack must export its CA as tlsCaPem") from None
+                raise BindError(
+                    f"{what}: TLS verification failed ({e.reason}); if the central backend uses a "
+                    "self-signed certificate, the central stack must export its CA as tlsCaPem"
+                ) from None
             last = "timed out" if isinstance(e.reason, TimeoutError) else f"connection failed ({e.reason})"
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
             last = "timed out" if isinstance(e, TimeoutError) else f"connection failed ({e})"

@@ -77,9 +77,7 @@ class ConfigError(pulumi.RunError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         n = len(problems)
-        super().__init__(
-            f"invalid configuration for stack '{stack}' ({n} problem{'s' if n != 1 else ''}):\n{lines}"
-        )
+        super().__init__(f"invalid configuration for stack '{stack}' ({n} problem{'s' if n != 1 else ''}):\n{lines}")
 
 
 _MISSING = object()
@@ -111,8 +109,8 @@ def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
     values.update(_runtime_config.CONFIG.get())
     secret = set(_runtime_config.get_config_secret_keys_env()) | set(_runtime_config._SECRET_KEYS.get())
     prefix = f"{namespace}:"
-    raw = {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
-    return raw, {k[len(prefix):] for k in secret if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+    return raw, {k[len(prefix) :] for k in secret if k.startswith(prefix)}
 
 
 def load_stack(namespace: str, parse: Callable[..., Any]) -> Any:
@@ -137,8 +135,13 @@ class Reader:
 
     def problem(self, name: str, value: Any, allowed: str) -> None:
         # Errors reach CLI and CI logs: inside a secret config object, credential-like keys are never echoed.
-        masked = (self._secret and _SENSITIVE.search(name) is not None
-                  and value is not _MISSING and value is not None and value not in _MARKERS)
+        masked = (
+            self._secret
+            and _SENSITIVE.search(name) is not None
+            and value is not _MISSING
+            and value is not None
+            and value not in _MARKERS
+        )
         shown = "[secret]" if masked else value
         self._problems.append(Problem(self.key(name), shown, allowed))
 
@@ -190,8 +193,11 @@ class Reader:
             self.problem(name, value, "must be a whole number")
             return default
         if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-            self.problem(name, value, f"must be between {minimum} and {maximum}" if maximum is not None
-                         else f"must be at least {minimum}")
+            self.problem(
+                name,
+                value,
+                f"must be between {minimum} and {maximum}" if maximum is not None else f"must be at least {minimum}",
+            )
             return default
         return value
 
@@ -239,8 +245,9 @@ class Reader:
     def child(self, name: str) -> Reader:
         return Reader(self.mapping(name) or {}, self.key(name), self._problems, self._secret)
 
-    def secret(self, name: str, *, required: bool, check: Callable[[str], str | None] | None = None,
-               also: str = "") -> Secret | None:
+    def secret(
+        self, name: str, *, required: bool, check: Callable[[str], str | None] | None = None, also: str = ""
+    ) -> Secret | None:
         """A value that must be stored as a Pulumi secret; problems say the command that sets it
         (`also`: another way, appended)."""
         how = secret_hint(self.key(name)) + also
@@ -276,7 +283,7 @@ class TopReader(Reader):
         data = self.mapping(name) or {}
         return Reader(data, self.key(name), self._problems, name in self._secret_keys)
 
-    def secret(self, name: str, *, required: bool, check=None, also: str = "") -> Secret | None:  # noqa: ANN001
+    def secret(self, name: str, *, required: bool, check=None, also: str = "") -> Secret | None:
         was, self._secret = self._secret, name in self._secret_keys
         try:
             return super().secret(name, required=required, check=check, also=also)
@@ -309,11 +316,19 @@ def _list(choices: Iterable[str] | None) -> str:
 
 # ------------------------------------------------------------------------------- value checks
 def check_dns_label(value: str) -> str | None:
-    return None if DNS_LABEL.match(value) else "must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or trailing '-')"
+    return (
+        None
+        if DNS_LABEL.match(value)
+        else "must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or trailing '-')"
+    )
 
 
 def check_dns_name(value: str) -> str | None:
-    return None if DNS_NAME.match(value) else "must be a fully qualified DNS name you control, e.g. 'klutch.example.com' (lowercase, no scheme, no port)"
+    return (
+        None
+        if DNS_NAME.match(value)
+        else "must be a fully qualified DNS name you control, e.g. 'klutch.example.com' (lowercase, no scheme, no port)"
+    )
 
 
 def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
@@ -344,7 +359,9 @@ def check_kubeconfig(text: str, *, need_ca: bool = False) -> str | None:
     except KubeconfigError as e:
         return f"is not a usable kubeconfig: {e}"
     if need_ca and not facts.ca_pem:
-        return "is not a usable kubeconfig: its cluster must embed certificate-authority-data (the CA tenants are given)"
+        return (
+            "is not a usable kubeconfig: its cluster must embed certificate-authority-data (the CA tenants are given)"
+        )
     return None
 
 

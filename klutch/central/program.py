@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pulumi
 
-from . import config as config_module
-from .cluster import Cluster, ClusterArgs
-from .crossplane import Crossplane, CrossplaneArgs
-from .edge import Edge, EdgeArgs
-from .kubebind import KubeBind, KubeBindArgs
-from .network import Network, NetworkArgs
+from klutch.central.cluster import Cluster, ClusterArgs
+from klutch.central.crossplane import Crossplane, CrossplaneArgs
+from klutch.central.edge import Edge, EdgeArgs
+from klutch.central.kubebind import KubeBind, KubeBindArgs
+from klutch.central.network import Network, NetworkArgs
+from klutch.config import central as config_module
 
 
 def main() -> None:

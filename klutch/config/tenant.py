@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog
-from .configkit import (
+from klutch import catalog
+from klutch.config.reader import (
     ConfigError,
     Problem,
     Secret,
@@ -39,7 +39,9 @@ _QUALIFIED_STACK = re.compile(rf"^{_STACK_PART}/{_STACK_PART}/{_STACK_PART}$")
 _RESOURCE = re.compile(r"^[a-z][-a-z0-9]*[a-z0-9]$")  # the CRDs' GroupResource.resource pattern
 _GROUP = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _EKS_NAME = re.compile(r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$")
-_IMAGE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$")
+_IMAGE = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
 
 # The central stack's outputs the tenant reads (contract with the central program).
 CENTRAL_OUTPUTS = (
@@ -162,8 +164,12 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
     release_name = top.string("klutchRelease", catalog.DEFAULT_RELEASE, choices=sorted(catalog.RELEASES))
     release = catalog.RELEASES.get(release_name or "", catalog.RELEASES[catalog.DEFAULT_RELEASE])
     if not release.bind_noninteractive:
-        top.problem("klutchRelease", release.name, "its backend has no POST /bind-noninteractive; bind this tenant "
-                    "interactively with the central stack's kubectlBindCommand output")
+        top.problem(
+            "klutchRelease",
+            release.name,
+            "its backend has no POST /bind-noninteractive; bind this tenant "
+            "interactively with the central stack's kubectlBindCommand output",
+        )
     protect = top.boolean("protect", False)
 
     top.finish()
@@ -187,12 +193,18 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
 def _check_stack(value: str) -> str | None:
     if _QUALIFIED_STACK.match(value):
         return None
-    return ("must be the central stack's fully qualified name '<organization>/<project>/<stack>', e.g. "
-            "'my-org/klutch-central/prod' (self-managed backends: 'organization/klutch-central/prod')")
+    return (
+        "must be the central stack's fully qualified name '<organization>/<project>/<stack>', e.g. "
+        "'my-org/klutch-central/prod' (self-managed backends: 'organization/klutch-central/prod')"
+    )
 
 
 def _check_image(value: str) -> str | None:
-    return None if _IMAGE.match(value) else "must be a container image reference, e.g. 'registry.example.com/konnector:v1.3.0'"
+    return (
+        None
+        if _IMAGE.match(value)
+        else "must be a container image reference, e.g. 'registry.example.com/konnector:v1.3.0'"
+    )
 
 
 def _apis(top: TopReader) -> tuple[ApiSelector, ...]:
@@ -206,8 +218,12 @@ def _apis(top: TopReader) -> tuple[ApiSelector, ...]:
         except ValueError:
             pass
     if not isinstance(value, list) or not value:
-        top.problem("apis", value, "must be a non-empty list of '<resource>.<group>' (or '<resource>') strings; "
-                    "leave it unset to bind every API the central stack exports")
+        top.problem(
+            "apis",
+            value,
+            "must be a non-empty list of '<resource>.<group>' (or '<resource>') strings; "
+            "leave it unset to bind every API the central stack exports",
+        )
         return ()
     out: list[ApiSelector] = []
     for i, item in enumerate(value):
@@ -228,8 +244,12 @@ def _selector(item: Any) -> ApiSelector | str:
     if isinstance(item, str):
         resource, sep, group = item.partition(".")
         group_or_none: str | None = group if sep else None
-    elif isinstance(item, dict) and set(item) <= {"group", "resource"} and isinstance(item.get("resource"), str) \
-            and isinstance(item.get("group", ""), str):
+    elif (
+        isinstance(item, dict)
+        and set(item) <= {"group", "resource"}
+        and isinstance(item.get("resource"), str)
+        and isinstance(item.get("group", ""), str)
+    ):
         resource, group_or_none = item["resource"], item.get("group", "")
     else:
         return why
@@ -238,20 +258,27 @@ def _selector(item: Any) -> ApiSelector | str:
     return ApiSelector(resource=resource, group=group_or_none, shown=item)
 
 
-def _oidc(r) -> OidcClient:  # noqa: ANN001 (Reader)
+def _oidc(r) -> OidcClient:
     token_url = r.string("tokenUrl", required=True, check=check_url(("https",)))
-    client_id = r.string("clientId", required=True,
-                         check=lambda v: None if v.strip() == v and v else "must be a non-empty client id")
+    client_id = r.string(
+        "clientId", required=True, check=lambda v: None if v.strip() == v and v else "must be a non-empty client id"
+    )
     secret = r.secret("clientSecret", required=True)
     scope = r.string("scope", None, check=lambda v: None if v.strip() else "must be space-separated scope names")
     r.finish()
-    return OidcClient(token_url=token_url or "", client_id=client_id or "", client_secret=secret or Secret(""),
-                      scope=scope)
+    return OidcClient(
+        token_url=token_url or "", client_id=client_id or "", client_secret=secret or Secret(""), scope=scope
+    )
 
 
 def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
-    eks_name = top.string("eksClusterName", None, check=lambda v: None if _EKS_NAME.match(v)
-                          else "must be an EKS cluster name (letters, digits, '-' and '_', at most 100)")
+    eks_name = top.string(
+        "eksClusterName",
+        None,
+        check=lambda v: (
+            None if _EKS_NAME.match(v) else "must be an EKS cluster name (letters, digits, '-' and '_', at most 100)"
+        ),
+    )
     also = " (or: cat tenant.kubeconfig | pulumi config set --secret kubeconfig)"
     if top.has("eksClusterName"):
         if top.has("kubeconfig"):
@@ -286,9 +313,15 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
 
     present = {k: v for k, v in outputs.items() if v not in (None, "")}
     if not any(name in present for name in CENTRAL_OUTPUTS):
-        problems.append(Problem(key, cfg.central_stack, "has none of the outputs a tenant binds with "
-                                f"({', '.join(CENTRAL_OUTPUTS)}): is the central stack deployed "
-                                f"(`pulumi stack output -s {cfg.central_stack}`) and the name right?"))
+        problems.append(
+            Problem(
+                key,
+                cfg.central_stack,
+                "has none of the outputs a tenant binds with "
+                f"({', '.join(CENTRAL_OUTPUTS)}): is the central stack deployed "
+                f"(`pulumi stack output -s {cfg.central_stack}`) and the name right?",
+            )
+        )
         raise ConfigError(cfg.stack, problems)
 
     def url(name: str, why_missing: str) -> str:
@@ -302,8 +335,11 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
         return value
 
     export_url = url("exportUrl", "the backend's /export URL")
-    bind_url = url("bindNonInteractiveUrl", "the central backend offers no non-interactive bind; bind this tenant "
-                   "interactively with the central stack's kubectlBindCommand output")
+    bind_url = url(
+        "bindNonInteractiveUrl",
+        "the central backend offers no non-interactive bind; bind this tenant "
+        "interactively with the central stack's kubectlBindCommand output",
+    )
     crds_url = url("kubeBindCrdsUrl", "the URL of the kube-bind CRDs the konnector needs")
 
     image = present.get("konnectorImage")
@@ -341,10 +377,18 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
     return facts, apis
 
 
-def _binding_apis(value: Any, bad) -> tuple[Api, ...]:  # noqa: ANN001
-    ok = (isinstance(value, list) and value and all(
-        isinstance(a, dict) and isinstance(a.get("resource"), str) and a["resource"]
-        and isinstance(a.get("group", ""), str) for a in value))
+def _binding_apis(value: Any, bad) -> tuple[Api, ...]:
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(a, dict)
+            and isinstance(a.get("resource"), str)
+            and a["resource"]
+            and isinstance(a.get("group", ""), str)
+            for a in value
+        )
+    )
     if not ok:
         bad("bindingApis", f"= {json.dumps(value)} is not a non-empty list of {{group, resource}}")
         return ()
@@ -357,15 +401,20 @@ def _resolve_apis(cfg: TenantConfig, exported: tuple[Api, ...], problems: list[P
     valid = ", ".join(a.name for a in exported)
     out: list[Api] = []
     for i, selector in enumerate(cfg.apis):
-        matches = [a for a in exported if a.resource == selector.resource
-                   and (selector.group is None or a.group == selector.group)]
+        matches = [
+            a
+            for a in exported
+            if a.resource == selector.resource and (selector.group is None or a.group == selector.group)
+        ]
         key = f"{NAMESPACE}:apis[{i}]"
         if not matches:
-            problems.append(Problem(key, selector.shown, f"is not exported by central stack '{cfg.central_stack}'; "
-                                                         f"valid: {valid}"))
+            problems.append(
+                Problem(key, selector.shown, f"is not exported by central stack '{cfg.central_stack}'; valid: {valid}")
+            )
         elif len(matches) > 1:
-            problems.append(Problem(key, selector.shown, "is ambiguous; write one of "
-                                    + ", ".join(repr(a.name) for a in matches)))
+            problems.append(
+                Problem(key, selector.shown, "is ambiguous; write one of " + ", ".join(repr(a.name) for a in matches))
+            )
         elif matches[0] in out:
             problems.append(Problem(key, selector.shown, f"names {matches[0].name} again"))
         else:

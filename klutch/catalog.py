@@ -202,9 +202,7 @@ CHARTS: Mapping[str, Chart] = MappingProxyType(
     {
         "crossplane": Chart("crossplane", "https://charts.crossplane.io/stable", "1.20.11", "crossplane-system"),
         "cert-manager": Chart("cert-manager", "https://charts.jetstack.io", "v1.19.6", "cert-manager"),
-        "envoy-gateway": Chart(
-            "oci://docker.io/envoyproxy/gateway-helm", "", "v1.7.5", "envoy-gateway-system"
-        ),
+        "envoy-gateway": Chart("oci://docker.io/envoyproxy/gateway-helm", "", "v1.7.5", "envoy-gateway-system"),
         "ingress-nginx": Chart(
             "ingress-nginx", "https://kubernetes.github.io/ingress-nginx", "4.13.9", "ingress-nginx"
         ),
@@ -214,6 +212,9 @@ CHARTS: Mapping[str, Chart] = MappingProxyType(
 
 # --------------------------------------------------------------------------- AWS / Kubernetes
 # EKS Kubernetes versions the program is tested against (kubernetes-validate ships 1.25–1.37 schemas).
+ENVIRONMENTS = ("dev", "staging", "prod")  # prod: protect by default, every policy mandatory
+CONTROLLERS = ("envoy-gateway", "ingress-nginx")  # exposure.controller: each is a chart in CHARTS
+
 KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34", "1.35")
 DEFAULT_KUBERNETES_VERSION = "1.33"
 

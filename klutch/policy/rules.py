@@ -5,7 +5,7 @@ Two callers share them through thin adapters, so there is one implementation of 
 - the real policy pack (`policy/__main__.py`, run by `pulumi preview/up --policy-pack policy`):
   `policies(environment)` wraps every rule in a `pulumi_policy.ResourceValidationPolicy` or
   `StackValidationPolicy`, converting their args with `from_policy`;
-- the offline renderer (`python -m components.render --check`): `check(resources, environment)`
+- the offline renderer (`python -m klutch.offline.render --check`): `check(resources, environment)`
   over `from_registration(...)` of the mock engine's records.
 
 Importing this module starts nothing and does not need `pulumi_policy` (only the adapters for the
@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import catalog
-from components.config import CONTROLLERS
+from klutch import catalog
 
 # ------------------------------------------------------------------------------- the neutral model
 
@@ -102,7 +101,7 @@ def _provider_name(ref: str | None) -> str:
 
 
 def from_registration(reg: Any) -> Resource:
-    """A `components.mockengine.Registration` (the offline renderer's records)."""
+    """A `klutch.offline.mockengine.Registration` (the offline renderer's records)."""
     return Resource(
         type=reg.type,
         name=reg.name,
@@ -150,11 +149,18 @@ def from_policy(res: Any) -> Resource:
 
 
 # Resources of the kubernetes package that are components (their children carry the provider).
-_K8S_COMPONENT_TYPES = frozenset({
-    "kubernetes:yaml/v2:ConfigFile", "kubernetes:yaml/v2:ConfigGroup", "kubernetes:helm.sh/v4:Chart",
-    "kubernetes:kustomize/v2:Directory", "kubernetes:yaml:ConfigFile", "kubernetes:yaml:ConfigGroup",
-    "kubernetes:helm.sh/v3:Chart", "kubernetes:kustomize:Directory",
-})
+_K8S_COMPONENT_TYPES = frozenset(
+    {
+        "kubernetes:yaml/v2:ConfigFile",
+        "kubernetes:yaml/v2:ConfigGroup",
+        "kubernetes:helm.sh/v4:Chart",
+        "kubernetes:kustomize/v2:Directory",
+        "kubernetes:yaml:ConfigFile",
+        "kubernetes:yaml:ConfigGroup",
+        "kubernetes:helm.sh/v3:Chart",
+        "kubernetes:kustomize:Directory",
+    }
+)
 
 
 def _is_component_type(type_: str) -> bool:
@@ -163,15 +169,19 @@ def _is_component_type(type_: str) -> bool:
 
 # ------------------------------------------------------------------------------- shared facts
 HELM_TYPES = ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart", "kubernetes:helm.sh/v3:Chart")
-REMOTE_MANIFEST_TYPES = ("kubernetes:yaml/v2:ConfigFile", "kubernetes:yaml/v2:ConfigGroup", "kubernetes:yaml:ConfigFile",
-                         "kubernetes:yaml:ConfigGroup")
+REMOTE_MANIFEST_TYPES = (
+    "kubernetes:yaml/v2:ConfigFile",
+    "kubernetes:yaml/v2:ConfigGroup",
+    "kubernetes:yaml:ConfigFile",
+    "kubernetes:yaml:ConfigGroup",
+)
 EKS_CLUSTER = "eks:index:Cluster"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 SUBNET = "aws:ec2/subnet:Subnet"
 # The ingress/gateway controllers the program can install (config `exposure.controller`): the only
 # owners of a LoadBalancer Service.
-CONTROLLER_CHARTS = tuple(catalog.CHARTS[k] for k in CONTROLLERS)
+CONTROLLER_CHARTS = tuple(catalog.CHARTS[k] for k in catalog.CONTROLLERS)
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 CROSSPLANE_PACKAGE_KINDS = ("Provider", "Configuration", "Function")
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.+-]+)?$")
@@ -222,7 +232,9 @@ def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 def _containers(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every container spec anywhere in an object (pods, pod templates, CronJobs, runtime configs)."""
     for path, value in _walk(props):
-        if path.rsplit(".", 1)[-1] in ("containers", "initContainers", "ephemeralContainers") and isinstance(value, list):
+        if path.rsplit(".", 1)[-1] in ("containers", "initContainers", "ephemeralContainers") and isinstance(
+            value, list
+        ):
             for i, c in enumerate(value):
                 if isinstance(c, Mapping):
                     yield f"{path}.{i}", c
@@ -266,8 +278,10 @@ def eks_managed_nodes_only(res: Resource) -> Iterator[str]:
     if res.type != EKS_CLUSTER:
         return
     if _known(res.get("skipDefaultNodeGroup")) and res.get("skipDefaultNodeGroup") is not True:
-        yield ("the component's default node group is on; set skipDefaultNodeGroup and use a managed node group "
-               "with a launch template (IMDSv2, private subnets)")
+        yield (
+            "the component's default node group is on; set skipDefaultNodeGroup and use a managed node group "
+            "with a launch template (IMDSv2, private subnets)"
+        )
     if res.get("nodeAssociatePublicIpAddress") is True:
         yield "nodeAssociatePublicIpAddress is true: nodes would get public IP addresses"
 
@@ -277,7 +291,7 @@ def pinned_versions(res: Resource) -> Iterator[str]:
     if res.type in HELM_TYPES:
         version = res.get("version")
         if _known(version) and not (isinstance(version, str) and _EXACT_VERSION.match(version)):
-            yield f"chart {res.get('chart')!r} has no exact version (version = {version!r}); pin it in components/catalog.py"
+            yield f"chart {res.get('chart')!r} has no exact version (version = {version!r}); pin it in klutch/catalog.py"
         for path, value in _walk(res.get("values") or {}):
             key = path.rsplit(".", 1)[-1]
             if key == "image" and isinstance(value, str) and (why := image_problem(value)):
@@ -309,8 +323,10 @@ def no_load_balancers(res: Resource) -> Iterator[str]:
     controller_namespaces = {c.namespace for c in CONTROLLER_CHARTS}
     if res.kind == "Service" and res.api_group == "" and res.get("spec.type") == "LoadBalancer":
         if res.namespace not in controller_namespaces:
-            yield ("is a LoadBalancer Service outside the controller's namespace "
-                   f"({', '.join(sorted(controller_namespaces))}); expose it through the ingress/gateway instead")
+            yield (
+                "is a LoadBalancer Service outside the controller's namespace "
+                f"({', '.join(sorted(controller_namespaces))}); expose it through the ingress/gateway instead"
+            )
     elif res.type in HELM_TYPES and res.get("chart") not in {c.chart for c in CONTROLLER_CHARTS}:
         for path, value in _walk(res.get("values") or {}):
             if path.rsplit(".", 1)[-1] == "type" and value == "LoadBalancer":
@@ -323,8 +339,10 @@ def explicit_provider(res: Resource) -> Iterator[str]:
     if res.provider is None and not res.custom:
         return  # a component: the engine reports the provider on its children
     if not res.provider or res.provider.startswith("default"):
-        yield (f"uses the default Kubernetes provider ({res.provider or 'none given'}), i.e. whatever cluster the "
-               "ambient kubeconfig points at; pass provider=<the cluster's provider>")
+        yield (
+            f"uses the default Kubernetes provider ({res.provider or 'none given'}), i.e. whatever cluster the "
+            "ambient kubeconfig points at; pass provider=<the cluster's provider>"
+        )
 
 
 # ------------------------------------------------------------------------------- stack rules
@@ -332,7 +350,9 @@ Violation = tuple[str, str]  # (urn, message)
 
 
 def _deps(res: Resource, prop: str, resources: Mapping[str, Resource], type_: str) -> list[Resource]:
-    return [resources[u] for u in res.property_dependencies.get(prop, ()) if u in resources and resources[u].type == type_]
+    return [
+        resources[u] for u in res.property_dependencies.get(prop, ()) if u in resources and resources[u].type == type_
+    ]
 
 
 def node_group_imdsv2(resources: Sequence[Resource]) -> Iterator[Violation]:
@@ -359,7 +379,10 @@ def node_group_private(resources: Sequence[Resource]) -> Iterator[Violation]:
         subnet_ids = res.get("subnetIds")
         subnets = _deps(res, "subnetIds", by_urn, SUBNET)
         if _known(subnet_ids) and subnet_ids and not subnets:
-            yield res.urn, f"{res.where()}: its subnets are not part of this stack; cannot verify they assign no public IPs"
+            yield (
+                res.urn,
+                f"{res.where()}: its subnets are not part of this stack; cannot verify they assign no public IPs",
+            )
         for s in subnets:
             if s.get("mapPublicIpOnLaunch") is True:
                 yield s.urn, f"{s.where()}: node group {res.name} runs in a subnet with mapPublicIpOnLaunch true"
@@ -382,22 +405,35 @@ def _hosts_covered(hosts: Iterable[str], tls_hosts: Iterable[str]) -> list[str]:
 def _is_https_redirect(route: Resource) -> bool:
     rules = route.get("spec.rules") or []
     return bool(rules) and all(
-        any(isinstance(f, Mapping) and f.get("type") == "RequestRedirect" and (f.get("requestRedirect") or {}).get("scheme") == "https"
-            for f in (rule.get("filters") or []))
-        for rule in rules if isinstance(rule, Mapping)
+        any(
+            isinstance(f, Mapping)
+            and f.get("type") == "RequestRedirect"
+            and (f.get("requestRedirect") or {}).get("scheme") == "https"
+            for f in (rule.get("filters") or [])
+        )
+        for rule in rules
+        if isinstance(rule, Mapping)
     )
 
 
 def tls_everywhere(resources: Sequence[Resource]) -> Iterator[Violation]:
     """Every Ingress serves TLS for its hosts; every route is on an HTTPS listener or only redirects."""
-    gateways = {(r.namespace or "default", r.k8s_name): r for r in resources if r.kind == "Gateway" and r.api_group == GATEWAY_GROUP}
+    gateways = {
+        (r.namespace or "default", r.k8s_name): r
+        for r in resources
+        if r.kind == "Gateway" and r.api_group == GATEWAY_GROUP
+    }
     for res in resources:
         if res.kind == "Ingress" and res.api_group in ("networking.k8s.io", "extensions"):
             tls = [t for t in res.get("spec.tls") or [] if isinstance(t, Mapping)]
             if not tls:
                 yield res.urn, f"{res.where()}: no spec.tls; serve it over HTTPS (cert-manager certificate)"
                 continue
-            hosts = [r.get("host") for r in res.get("spec.rules") or [] if isinstance(r, Mapping) and isinstance(r.get("host"), str)]
+            hosts = [
+                r.get("host")
+                for r in res.get("spec.rules") or []
+                if isinstance(r, Mapping) and isinstance(r.get("host"), str)
+            ]
             missing = _hosts_covered(hosts, [h for t in tls for h in t.get("hosts") or [] if isinstance(h, str)])
             if missing:
                 yield res.urn, f"{res.where()}: hosts {missing} are not covered by spec.tls"
@@ -420,17 +456,32 @@ def _route_tls(route: Resource, gateways: Mapping[tuple[str, str], Resource]) ->
         key = (ref.get("namespace") or route.namespace or "default", ref.get("name"))
         gateway = gateways.get(key)
         if gateway is None:
-            yield route.urn, f"{route.where()}: parent Gateway {key[0]}/{key[1]} is not in this stack; cannot verify TLS"
+            yield (
+                route.urn,
+                f"{route.where()}: parent Gateway {key[0]}/{key[1]} is not in this stack; cannot verify TLS",
+            )
             continue
-        listeners = [x for x in gateway.get("spec.listeners") or [] if isinstance(x, Mapping)
-                     and (not ref.get("sectionName") or x.get("name") == ref.get("sectionName"))
-                     and (not ref.get("port") or x.get("port") == ref.get("port"))]
+        listeners = [
+            x
+            for x in gateway.get("spec.listeners") or []
+            if isinstance(x, Mapping)
+            and (not ref.get("sectionName") or x.get("name") == ref.get("sectionName"))
+            and (not ref.get("port") or x.get("port") == ref.get("port"))
+        ]
         if not listeners:
-            yield route.urn, f"{route.where()}: parentRef {ref.get('sectionName')!r} names no listener of {gateway.where()}"
+            yield (
+                route.urn,
+                f"{route.where()}: parentRef {ref.get('sectionName')!r} names no listener of {gateway.where()}",
+            )
         for x in listeners:
             if x.get("protocol") not in ("HTTPS", "TLS") and not redirect:
-                yield route.urn, (f"{route.where()}: attached to plain-{x.get('protocol')} listener {x.get('name')!r} of "
-                                  f"{gateway.where()}; attach it to the HTTPS listener (sectionName) or make it an https redirect")
+                yield (
+                    route.urn,
+                    (
+                        f"{route.where()}: attached to plain-{x.get('protocol')} listener {x.get('name')!r} of "
+                        f"{gateway.where()}; attach it to the HTTPS listener (sectionName) or make it an https redirect"
+                    ),
+                )
 
 
 def cluster_admin_only_backend(resources: Sequence[Resource]) -> Iterator[Violation]:
@@ -441,11 +492,16 @@ def cluster_admin_only_backend(resources: Sequence[Resource]) -> Iterator[Violat
         if res.kind in ("Deployment", "StatefulSet", "DaemonSet") and any(
             c.get("image") in backend_images for _, c in _containers(res.props)
         ):
-            backend_accounts.add((res.namespace or "default", res.get("spec.template.spec.serviceAccountName") or "default"))
+            backend_accounts.add(
+                (res.namespace or "default", res.get("spec.template.spec.serviceAccountName") or "default")
+            )
     bindings = [
-        r for r in resources
-        if r.kind in ("ClusterRoleBinding", "RoleBinding") and r.api_group == "rbac.authorization.k8s.io"
-        and r.get("roleRef.kind") == "ClusterRole" and r.get("roleRef.name") == "cluster-admin"
+        r
+        for r in resources
+        if r.kind in ("ClusterRoleBinding", "RoleBinding")
+        and r.api_group == "rbac.authorization.k8s.io"
+        and r.get("roleRef.kind") == "ClusterRole"
+        and r.get("roleRef.name") == "cluster-admin"
     ]
     for b in bindings:
         for s in b.get("subjects") or []:
@@ -453,8 +509,13 @@ def cluster_admin_only_backend(resources: Sequence[Resource]) -> Iterator[Violat
                 continue
             subject = (s.get("namespace") or b.namespace or "default", s.get("name"))
             if s.get("kind") != "ServiceAccount" or subject not in backend_accounts:
-                yield b.urn, (f"{b.where()}: grants cluster-admin to {s.get('kind')} {'/'.join(str(x) for x in subject)}; "
-                              "only the kube-bind backend's ServiceAccount may have it")
+                yield (
+                    b.urn,
+                    (
+                        f"{b.where()}: grants cluster-admin to {s.get('kind')} {'/'.join(str(x) for x in subject)}; "
+                        "only the kube-bind backend's ServiceAccount may have it"
+                    ),
+                )
     if len(bindings) > 1:
         names = ", ".join(b.where() for b in bindings)
         yield bindings[-1].urn, f"{len(bindings)} cluster-admin bindings ({names}); only the backend's one is allowed"
@@ -475,27 +536,51 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("eks-public-endpoint-restricted", "The EKS public API endpoint is not open to the whole internet.",
-         eks_public_endpoint, advisory_outside_prod=True,
-         remediation="Set cluster.publicAccessCidrs to the operators' networks or cluster.endpointPublicAccess to false."),
+    Rule(
+        "eks-public-endpoint-restricted",
+        "The EKS public API endpoint is not open to the whole internet.",
+        eks_public_endpoint,
+        advisory_outside_prod=True,
+        remediation="Set cluster.publicAccessCidrs to the operators' networks or cluster.endpointPublicAccess to false.",
+    ),
     Rule("eks-secrets-encryption", "Kubernetes Secrets are envelope-encrypted with a KMS key.", eks_secrets_encryption),
-    Rule("eks-managed-nodes-only", "The EKS component's self-managed default node group is off; nodes get no public IPs.",
-         eks_managed_nodes_only),
-    Rule("eks-nodes-imdsv2", "Node groups require IMDSv2 (launch template metadataOptions.httpTokens: required).",
-         node_group_imdsv2, stack=True),
+    Rule(
+        "eks-managed-nodes-only",
+        "The EKS component's self-managed default node group is off; nodes get no public IPs.",
+        eks_managed_nodes_only,
+    ),
+    Rule(
+        "eks-nodes-imdsv2",
+        "Node groups require IMDSv2 (launch template metadataOptions.httpTokens: required).",
+        node_group_imdsv2,
+        stack=True,
+    ),
     Rule("eks-nodes-private", "Nodes get no public IP addresses.", node_group_private, stack=True),
-    Rule("pinned-versions", "Every container image, Helm chart, Crossplane package and remote manifest is pinned.",
-         pinned_versions, remediation="Pin the version in components/catalog.py."),
+    Rule(
+        "pinned-versions",
+        "Every container image, Helm chart, Crossplane package and remote manifest is pinned.",
+        pinned_versions,
+        remediation="Pin the version in klutch/catalog.py.",
+    ),
     Rule("tls-on-exposed-routes", "Every Ingress and Gateway route is served over TLS.", tls_everywhere, stack=True),
-    Rule("no-loadbalancer-services", "Only the ingress/gateway controller has a LoadBalancer Service.", no_load_balancers),
-    Rule("cluster-admin-only-backend", "The only cluster-admin binding is the kube-bind backend's.",
-         cluster_admin_only_backend, stack=True),
-    Rule("explicit-kubernetes-provider", "Every Kubernetes resource uses the program's explicit provider.", explicit_provider),
+    Rule(
+        "no-loadbalancer-services", "Only the ingress/gateway controller has a LoadBalancer Service.", no_load_balancers
+    ),
+    Rule(
+        "cluster-admin-only-backend",
+        "The only cluster-admin binding is the kube-bind backend's.",
+        cluster_admin_only_backend,
+        stack=True,
+    ),
+    Rule(
+        "explicit-kubernetes-provider",
+        "Every Kubernetes resource uses the program's explicit provider.",
+        explicit_provider,
+    ),
 )
 
 
 # ------------------------------------------------------------------------------- callers
-ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 def environment(value: Any) -> str:
@@ -503,7 +588,7 @@ def environment(value: Any) -> str:
     (dev); anything unknown is treated as prod (strict)."""
     if value is None:
         return "dev"
-    return value if value in ENVIRONMENTS else "prod"
+    return value if value in catalog.ENVIRONMENTS else "prod"
 
 
 def environment_from_process() -> str:
@@ -553,12 +638,14 @@ def policies(environment: str) -> list[Any]:
             "remediation_steps": rule.remediation or None,
         }
         if rule.stack:
+
             def validate_stack(args: Any, report: Callable[..., None], rule: Rule = rule) -> None:
                 for urn, message in rule.check([from_policy(r) for r in args.resources]):
                     report(message, urn)
 
             out.append(StackValidationPolicy(validate=validate_stack, **common))
         else:
+
             def validate(args: Any, report: Callable[..., None], rule: Rule = rule) -> None:
                 for message in rule.check(from_policy(args)):
                     report(message)

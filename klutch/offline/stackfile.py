@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .mockengine import mock_kubeconfig
+from klutch.offline.mockengine import mock_kubeconfig
 
 SecretPaths = Callable[[Mapping[str, Any]], "list[tuple[str, str]]"]
 
@@ -43,7 +43,7 @@ def read(path: Path, namespace: str, secret_paths: SecretPaths) -> tuple[dict[st
     doc = yaml.safe_load(Path(path).read_text()) or {}
     cfg = _strip_secure(copy.deepcopy(doc.get("config") or {}))
     prefix = f"{namespace}:"
-    ours = {k[len(prefix):]: v for k, v in cfg.items() if k.startswith(prefix)}
+    ours = {k[len(prefix) :]: v for k, v in cfg.items() if k.startswith(prefix)}
     secret_keys: set[str] = set()
     for top, dotted in secret_paths(ours):
         parts = dotted.split(".")

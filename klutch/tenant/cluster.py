@@ -26,9 +26,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from .binding import Binding
-from .crds import WAIT_FOR, crd_file
-from .tenant_config import Api, CentralFacts, TenantConfig
+from klutch.central.crds import WAIT_FOR, crd_file
+from klutch.config.tenant import Api, CentralFacts, TenantConfig
+from klutch.tenant.binding import Binding
 
 KUBECONFIG_KEY = "kubeconfig"  # the only key the APIServiceBinding CRD accepts in kubeconfigSecretRef
 
@@ -42,12 +42,20 @@ class CustomResourceWithStatus(k8s.apiextensions.CustomResource):
 
     status: pulumi.Output[Any]
 
-    def __init__(self, resource_name: str, api_version: str, kind: str, metadata: Any, spec: Any,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        resource_name: str,
+        api_version: str,
+        kind: str,
+        metadata: Any,
+        spec: Any,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         props = {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec, "status": None}
         version = pulumi.ResourceOptions(version=k8s._utilities.get_version())
-        pulumi.CustomResource.__init__(self, f"kubernetes:{api_version}:{kind}", resource_name, props,
-                                       pulumi.ResourceOptions.merge(opts, version))
+        pulumi.CustomResource.__init__(
+            self, f"kubernetes:{api_version}:{kind}", resource_name, props, pulumi.ResourceOptions.merge(opts, version)
+        )
 
 
 def accepted(claims: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,17 +75,30 @@ def eks_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str |
     args = ["eks", "get-token", "--cluster-name", cluster_name, "--output", "json"]
     if region:
         args += ["--region", region]
-    return json.dumps({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
-        "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
-        "current-context": cluster_name,
-        "users": [{"name": cluster_name, "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws", "args": args,
-            "interactiveMode": "Never",
-        }}}],
-    })
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}
+            ],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": args,
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+        }
+    )
 
 
 # ------------------------------------------------------------------------------- tenant side
@@ -117,8 +138,9 @@ class TenantCluster(pulumi.ComponentResource):
         crds = crd_file(f"{name}-kube-bind-crds", args.central.crds_url, protect=cfg.protect, opts=on_tenant)
 
         api_version = f"{release.kube_bind_group}/{release.kube_bind_version}"
-        after_crds = pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(
-            depends_on=[crds, secret], protect=cfg.protect))
+        after_crds = pulumi.ResourceOptions.merge(
+            on_tenant, pulumi.ResourceOptions(depends_on=[crds, secret], protect=cfg.protect)
+        )
         for api in args.apis:
             metadata: dict[str, Any] = {"name": api.name}
             if release.api_service_binding_namespaced:
@@ -165,23 +187,31 @@ class TenantCluster(pulumi.ComponentResource):
                     "metadata": {"labels": labels},
                     "spec": {
                         "serviceAccountName": konnector,
-                        "containers": [{
-                            "name": konnector,
-                            "image": args.central.konnector_image,
-                            "env": [
-                                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                            ],
-                            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                        }],
+                        "containers": [
+                            {
+                                "name": konnector,
+                                "image": args.central.konnector_image,
+                                "env": [
+                                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                                    {
+                                        "name": "POD_NAMESPACE",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+                                    },
+                                ],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+                            }
+                        ],
                     },
                 },
             },
-            opts=pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(
-                depends_on=[secret, crds, account, role_binding],
-                custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
-            )),
+            opts=pulumi.ResourceOptions.merge(
+                on_tenant,
+                pulumi.ResourceOptions(
+                    depends_on=[secret, crds, account, role_binding],
+                    custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
+                ),
+            ),
         )
         self.register_outputs({"boundApis": [api.name for api in args.apis]})
 
@@ -191,9 +221,11 @@ class TenantCluster(pulumi.ComponentResource):
         cluster_name = cfg.cluster.eks_cluster_name or ""
         eks = aws.eks.Cluster.get(f"{name}-eks", cluster_name, opts=pulumi.ResourceOptions(parent=self))
         region = aws.config.region
-        return pulumi.Output.secret(pulumi.Output.all(eks.endpoint, eks.certificate_authority).apply(
-            lambda v: eks_kubeconfig(cluster_name, v[0], _ca_data(v[1]), region)
-        ))
+        return pulumi.Output.secret(
+            pulumi.Output.all(eks.endpoint, eks.certificate_authority).apply(
+                lambda v: eks_kubeconfig(cluster_name, v[0], _ca_data(v[1]), region)
+            )
+        )
 
 
 def _ca_data(authority: Any) -> str:
@@ -218,7 +250,9 @@ class CentralSide(pulumi.ComponentResource):
         cfg, release, binding = args.config, args.config.release, args.binding
         # Everything here lives in the tenant's namespace on the central cluster, with its credentials.
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=binding.kubeconfig, namespace=binding.namespace,
+            f"{name}-k8s",
+            kubeconfig=binding.kubeconfig,
+            namespace=binding.namespace,
             opts=pulumi.ResourceOptions(parent=self),
         )
         on_central = pulumi.ResourceOptions(parent=self, provider=self.provider)
@@ -232,8 +266,9 @@ class CentralSide(pulumi.ComponentResource):
                 metadata={"name": api.name, "namespace": binding.namespace},
                 spec=binding.exports.apply(lambda exports, api=api: _export_request_spec(export_for(exports, api))),
                 # spec.resources and spec.parameters are immutable: a change is a new request
-                opts=pulumi.ResourceOptions.merge(on_central, pulumi.ResourceOptions(
-                    replace_on_changes=["spec"], delete_before_replace=True)),
+                opts=pulumi.ResourceOptions.merge(
+                    on_central, pulumi.ResourceOptions(replace_on_changes=["spec"], delete_before_replace=True)
+                ),
             )
 
         mapped: dict[str, pulumi.Output[str]] = {}
@@ -243,8 +278,11 @@ class CentralSide(pulumi.ComponentResource):
                 api_version=api_version,
                 kind="APIServiceNamespace",
                 # named after the consumer namespace; the backend answers with the central one
-                metadata={"name": ns, "namespace": binding.namespace,
-                          "annotations": {WAIT_FOR: "jsonpath={.status.namespace}"}},
+                metadata={
+                    "name": ns,
+                    "namespace": binding.namespace,
+                    "annotations": {WAIT_FOR: "jsonpath={.status.namespace}"},
+                },
                 spec={},
                 # deleting it deletes the central namespace and the data-service instances in it
                 opts=pulumi.ResourceOptions.merge(on_central, pulumi.ResourceOptions(protect=cfg.protect)),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from .config import NetworkConfig, subnet_layout
+from klutch.config.central import NetworkConfig, subnet_layout
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,9 @@ class Network(pulumi.ComponentResource):
             )
             return created
 
-        public = [subnet("public", i, public_cidrs[i], "kubernetes.io/role/elb", public_rt) for i in range(cfg.az_count)]
+        public = [
+            subnet("public", i, public_cidrs[i], "kubernetes.io/role/elb", public_rt) for i in range(cfg.az_count)
+        ]
         nats = []
         for i in range(cfg.az_count if cfg.nat_gateways == "one-per-az" else 1):
             eip = aws.ec2.Eip(f"{name}-nat-{i}", domain="vpc", tags=tags(f"nat-{i}"), opts=child)
@@ -105,7 +107,11 @@ class Network(pulumi.ComponentResource):
         self.public_subnet_ids = [s.id for s in public]
         self.private_subnet_ids = [s.id for s in private]
         self.register_outputs(
-            {"vpcId": self.vpc_id, "publicSubnetIds": self.public_subnet_ids, "privateSubnetIds": self.private_subnet_ids}
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "privateSubnetIds": self.private_subnet_ids,
+            }
         )
 
     @staticmethod
@@ -117,7 +123,7 @@ class Network(pulumi.ComponentResource):
             state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
         ).names
 
-        def pick(i: int):  # noqa: ANN202
+        def pick(i: int):
             def at(names: list[str]) -> str:
                 if len(names) < cfg.az_count:
                     raise pulumi.RunError(

@@ -24,11 +24,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from . import catalog
-from .cluster import Cluster
-from .config import BackendConfig, CentralConfig
-from .crds import crd_file
-from .edge import Edge
+from klutch import catalog
+from klutch.central.cluster import Cluster
+from klutch.central.crds import crd_file
+from klutch.central.edge import Edge
+from klutch.config.central import BackendConfig, CentralConfig
 
 # The backend's Secrets and the environment variables its args read them through (seed names).
 COOKIE_SECRET = "cookie-config"
@@ -53,7 +53,11 @@ CHECKSUM_ANNOTATION = "klutch.anynines.com/secrets-checksum"
 def checksum(secret_data: dict[str, dict[str, pulumi.Input[str]]]) -> pulumi.Output[str]:
     """sha256 over the backend's Secrets (names, keys, values). Not secret itself: a digest of
     high-entropy keys reveals nothing, and the Deployment stays readable in previews and renders."""
-    items = [(f"{secret}/{key}", value) for secret, data in sorted(secret_data.items()) for key, value in sorted(data.items())]
+    items = [
+        (f"{secret}/{key}", value)
+        for secret, data in sorted(secret_data.items())
+        for key, value in sorted(data.items())
+    ]
     digest = pulumi.Output.all(*[value for _, value in items]).apply(
         lambda values: hashlib.sha256(
             "\0".join(f"{name}={value}" for (name, _), value in zip(items, values, strict=True)).encode()
@@ -175,7 +179,9 @@ class KubeBind(pulumi.ComponentResource):
             opts=self._opts(),
         )
         keys = {
-            key: random.RandomBytes(f"{name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self))
+            key: random.RandomBytes(
+                f"{name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
+            )
             for key in ("signing-key", "encryption-key")
         }
         secret_data: dict[str, dict[str, pulumi.Input[str]]] = {
@@ -206,31 +212,45 @@ class KubeBind(pulumi.ComponentResource):
                     "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: checksum(secret_data)}},
                     "spec": {
                         "serviceAccountName": release.backend_name,
-                        "containers": [{
-                            "name": release.backend_name,
-                            "image": release.backend_image,
-                            "args": container_args,
-                            "env": [
-                                {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                                for env, (secret, key) in ENV_FROM_SECRETS.items()
-                            ],
-                            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-                            "resources": {"limits": {"cpu": "2", "memory": "2Gi"},
-                                          "requests": {"cpu": "100m", "memory": "256Mi"}},
-                            # /export answers unauthenticated on every release
-                            "readinessProbe": {"httpGet": {"path": "/export", "port": port},
-                                               "initialDelaySeconds": 5, "periodSeconds": 10},
-                            "livenessProbe": {"httpGet": {"path": "/export", "port": port},
-                                              "initialDelaySeconds": 15, "periodSeconds": 20, "failureThreshold": 3},
-                            "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
-                        }],
-                        "volumes": [{"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}],
+                        "containers": [
+                            {
+                                "name": release.backend_name,
+                                "image": release.backend_image,
+                                "args": container_args,
+                                "env": [
+                                    {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+                                    for env, (secret, key) in ENV_FROM_SECRETS.items()
+                                ],
+                                "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+                                "resources": {
+                                    "limits": {"cpu": "2", "memory": "2Gi"},
+                                    "requests": {"cpu": "100m", "memory": "256Mi"},
+                                },
+                                # /export answers unauthenticated on every release
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/export", "port": port},
+                                    "initialDelaySeconds": 5,
+                                    "periodSeconds": 10,
+                                },
+                                "livenessProbe": {
+                                    "httpGet": {"path": "/export", "port": port},
+                                    "initialDelaySeconds": 15,
+                                    "periodSeconds": 20,
+                                    "failureThreshold": 3,
+                                },
+                                "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
+                        ],
                     },
                 },
             },
             # the pod reads the Secrets at start and needs the OIDC issuer reachable to become ready
-            opts=self._opts(depends_on=[account, *secrets],
-                            custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")),
+            opts=self._opts(
+                depends_on=[account, *secrets], custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")
+            ),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-backend",
@@ -238,8 +258,14 @@ class KubeBind(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": labels,
-                "ports": [{"name": release.backend_name, "protocol": "TCP",
-                           "port": catalog.BACKEND_SERVICE_PORT, "targetPort": port}],
+                "ports": [
+                    {
+                        "name": release.backend_name,
+                        "protocol": "TCP",
+                        "port": catalog.BACKEND_SERVICE_PORT,
+                        "targetPort": port,
+                    }
+                ],
             },
             opts=self._opts(),
         )
@@ -252,17 +278,21 @@ class KubeBind(pulumi.ComponentResource):
         self.kubectl_bind_command = self.export_url.apply(
             lambda url: f"kubectl bind {url} --konnector-image={release.konnector_image}"
         )
-        self.register_outputs({
-            "exportUrl": self.export_url,
-            "kubectlBindCommand": self.kubectl_bind_command,
-            "bindingApis": self.binding_apis,
-            **({"bindNonInteractiveUrl": self.bind_noninteractive_url} if self.bind_noninteractive_url else {}),
-        })
+        self.register_outputs(
+            {
+                "exportUrl": self.export_url,
+                "kubectlBindCommand": self.kubectl_bind_command,
+                "bindingApis": self.binding_apis,
+                **({"bindNonInteractiveUrl": self.bind_noninteractive_url} if self.bind_noninteractive_url else {}),
+            }
+        )
 
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
 
-    def _secret(self, name: str, namespace: pulumi.Input[str], data: dict[str, pulumi.Input[str]]) -> k8s.core.v1.Secret:
+    def _secret(
+        self, name: str, namespace: pulumi.Input[str], data: dict[str, pulumi.Input[str]]
+    ) -> k8s.core.v1.Secret:
         return k8s.core.v1.Secret(
             f"{self._name}-{name}",
             metadata={"name": name, "namespace": namespace},

@@ -26,8 +26,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from . import catalog, helm
-from .config import CentralConfig
+from klutch import catalog
+from klutch.central import helm
+from klutch.config.central import CentralConfig
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
 ISSUER_ANNOTATION = "cert-manager.io/issuer"
@@ -60,7 +61,9 @@ def load_balancer_address(status: Any) -> str:
     for entry in (balancer.ingress or []) if balancer is not None else []:
         if entry.hostname or entry.ip:
             return entry.hostname or entry.ip
-    raise ValueError("the controller's load balancer Service has no address (does the cluster support LoadBalancer Services?)")
+    raise ValueError(
+        "the controller's load balancer Service has no address (does the cluster support LoadBalancer Services?)"
+    )
 
 
 class Edge(pulumi.ComponentResource):
@@ -88,19 +91,26 @@ class Edge(pulumi.ComponentResource):
         if envoy:
             self.controller = self._chart("envoy-gateway", {})
         else:
-            self.controller = self._chart("ingress-nginx", {
-                "fullnameOverride": NGINX_FULLNAME,
-                "controller": {
-                    "ingressClassResource": {"name": catalog.INGRESS_NGINX_CLASS, "enabled": True, "default": False},
-                    "ingressClass": catalog.INGRESS_NGINX_CLASS,
-                    "config": {"proxy-buffer-size": PROXY_BUFFER_SIZE},
-                    "service": {
-                        "type": "LoadBalancer",
-                        "externalTrafficPolicy": "Local",
-                        "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
+            self.controller = self._chart(
+                "ingress-nginx",
+                {
+                    "fullnameOverride": NGINX_FULLNAME,
+                    "controller": {
+                        "ingressClassResource": {
+                            "name": catalog.INGRESS_NGINX_CLASS,
+                            "enabled": True,
+                            "default": False,
+                        },
+                        "ingressClass": catalog.INGRESS_NGINX_CLASS,
+                        "config": {"proxy-buffer-size": PROXY_BUFFER_SIZE},
+                        "service": {
+                            "type": "LoadBalancer",
+                            "externalTrafficPolicy": "Local",
+                            "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
+                        },
                     },
                 },
-            })
+            )
         cert_manager_values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
         if envoy:
             cert_manager_values["config"] = {
@@ -109,11 +119,15 @@ class Edge(pulumi.ComponentResource):
                 "enableGatewayAPI": True,
             }
         # With Gateway API support cert-manager must start after the Gateway API CRDs (the envoy chart) exist.
-        self.cert_manager = self._chart("cert-manager", cert_manager_values, depends_on=[self.controller] if envoy else [])
+        self.cert_manager = self._chart(
+            "cert-manager", cert_manager_values, depends_on=[self.controller] if envoy else []
+        )
 
         gateway = self._gateway() if envoy else None
-        lb_service = catalog.CHARTS[cfg.exposure.controller].namespace + "/" + (
-            ENVOY_PROXY if envoy else f"{NGINX_FULLNAME}-controller"
+        lb_service = (
+            catalog.CHARTS[cfg.exposure.controller].namespace
+            + "/"
+            + (ENVOY_PROXY if envoy else f"{NGINX_FULLNAME}-controller")
         )
         # Read the controller's LoadBalancer Service once it has an address. The id derives from an id
         # that is unknown while the Gateway/Release is still to be created, so `pulumi preview` of a new
@@ -136,7 +150,8 @@ class Edge(pulumi.ComponentResource):
         else:
             solver = (
                 {"gatewayHTTPRoute": {"parentRefs": [self._parent_ref("http")]}}
-                if envoy else {"ingress": {"ingressClassName": catalog.INGRESS_NGINX_CLASS}}
+                if envoy
+                else {"ingress": {"ingressClassName": catalog.INGRESS_NGINX_CLASS}}
             )
             issuer_spec = {
                 "acme": {
@@ -186,22 +201,27 @@ class Edge(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-        self.register_outputs({
-            "namespace": self.namespace,
-            "host": self.host,
-            "loadBalancerHostname": self.load_balancer_hostname,
-            "issuerName": self.issuer_name,
-            **({"caPem": self.ca_pem} if self.ca_pem is not None else {}),
-        })
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "host": self.host,
+                "loadBalancerHostname": self.load_balancer_hostname,
+                "issuerName": self.issuer_name,
+                **({"caPem": self.ca_pem} if self.ca_pem is not None else {}),
+            }
+        )
 
     # ------------------------------------------------------------------ helpers
     def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
 
-    def _chart(self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None) -> k8s.helm.v3.Release:
+    def _chart(
+        self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None
+    ) -> k8s.helm.v3.Release:
         namespace = helm.namespace(f"{self._name}-{key}-namespace", key, self._opts())
-        return helm.release(f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []),
-                            namespace=namespace)
+        return helm.release(
+            f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []), namespace=namespace
+        )
 
     def _parent_ref(self, listener: str) -> dict[str, Any]:
         return {
@@ -263,14 +283,30 @@ class Edge(pulumi.ComponentResource):
             spec={
                 "gatewayClassName": GATEWAY_CLASS,
                 "listeners": [
-                    {"name": "http", "protocol": "HTTP", "port": LISTENERS["http"], **self._hostnames(),
-                     "allowedRoutes": {"namespaces": {"from": "Same"}}},
-                    {"name": "https", "protocol": "HTTPS", "port": LISTENERS["https"], **self._hostnames(),
-                     "allowedRoutes": {"namespaces": {"from": "Same"}},
-                     "tls": {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": TLS_SECRET}]}},
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": LISTENERS["http"],
+                        **self._hostnames(),
+                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                    },
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": LISTENERS["https"],
+                        **self._hostnames(),
+                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                        "tls": {
+                            "mode": "Terminate",
+                            "certificateRefs": [{"group": "", "kind": "Secret", "name": TLS_SECRET}],
+                        },
+                    },
                 ],
             },
-            opts=self._opts(depends_on=[self.controller, gateway_class], custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m")),
+            opts=self._opts(
+                depends_on=[self.controller, gateway_class],
+                custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m"),
+            ),
         )
 
     def _routes(self) -> None:
@@ -285,10 +321,12 @@ class Edge(pulumi.ComponentResource):
             spec={
                 "parentRefs": [self._parent_ref("https")],
                 **hostnames,
-                "rules": [{
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": release.backend_name, "port": catalog.BACKEND_SERVICE_PORT}],
-                }],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [{"name": release.backend_name, "port": catalog.BACKEND_SERVICE_PORT}],
+                    }
+                ],
             },
             opts=self._opts(depends_on=[self.controller]),
         )
@@ -301,8 +339,13 @@ class Edge(pulumi.ComponentResource):
                 "parentRefs": [self._parent_ref("http")],
                 **hostnames,
                 # cert-manager's HTTP-01 challenge routes match an Exact path and so take precedence.
-                "rules": [{"filters": [{"type": "RequestRedirect",
-                                        "requestRedirect": {"scheme": "https", "statusCode": 301}}]}],
+                "rules": [
+                    {
+                        "filters": [
+                            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+                        ]
+                    }
+                ],
             },
             opts=self._opts(depends_on=[self.controller]),
         )
@@ -314,20 +357,29 @@ class Edge(pulumi.ComponentResource):
             annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's ingress-shim requests the certificate
         self.route = k8s.networking.v1.Ingress(
             f"{self._name}-ingress",
-            metadata={"name": release.backend_name, "namespace": self.namespace,
-                      "annotations": annotations},
+            metadata={"name": release.backend_name, "namespace": self.namespace, "annotations": annotations},
             spec={
                 "ingressClassName": catalog.INGRESS_NGINX_CLASS,
                 "tls": [{"hosts": [self.host], "secretName": TLS_SECRET}],
-                "rules": [{
-                    "host": self.host,
-                    "http": {"paths": [{
-                        "path": "/",
-                        "pathType": "Prefix",
-                        "backend": {"service": {"name": release.backend_name,
-                                                "port": {"number": catalog.BACKEND_SERVICE_PORT}}},
-                    }]},
-                }],
+                "rules": [
+                    {
+                        "host": self.host,
+                        "http": {
+                            "paths": [
+                                {
+                                    "path": "/",
+                                    "pathType": "Prefix",
+                                    "backend": {
+                                        "service": {
+                                            "name": release.backend_name,
+                                            "port": {"number": catalog.BACKEND_SERVICE_PORT},
+                                        }
+                                    },
+                                }
+                            ]
+                        },
+                    }
+                ],
             },
             # the controller's admission webhook must be up before an Ingress is accepted
             opts=self._opts(depends_on=[self.controller]),
@@ -335,13 +387,16 @@ class Edge(pulumi.ComponentResource):
 
     def _self_signed_ca(self) -> k8s.core.v1.Secret:
         name = self._name
-        key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self))
+        key = tls.PrivateKey(
+            f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
+        )
         cert = tls.SelfSignedCert(
             f"{name}-ca",
             private_key_pem=key.private_key_pem,
             is_ca_certificate=True,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=f"klutch-central {self._cfg.stack} backend CA",
-                                                  organization="klutch-central"),
+            subject=tls.SelfSignedCertSubjectArgs(
+                common_name=f"klutch-central {self._cfg.stack} backend CA", organization="klutch-central"
+            ),
             validity_period_hours=10 * 365 * 24,
             early_renewal_hours=365 * 24,  # a `pulumi up` in the CA's last year replaces it (tenants re-trust)
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],

@@ -22,8 +22,8 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from .config import ClusterConfig
-from .kubeconfig import parse_kubeconfig
+from klutch.config.central import ClusterConfig
+from klutch.config.kubeconfig import parse_kubeconfig
 
 ADMIN_POLICY_ARN = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 NODE_POLICIES = {
@@ -74,7 +74,12 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
         )
         self.register_outputs(
-            {"name": self.name, "apiServerUrl": self.api_server_url, "caPem": self.ca_pem, "kubeconfig": self.kubeconfig}
+            {
+                "name": self.name,
+                "apiServerUrl": self.api_server_url,
+                "caPem": self.ca_pem,
+                "kubeconfig": self.kubeconfig,
+            }
         )
 
     def _eks(self, name: str, args: ClusterArgs) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
@@ -90,8 +95,12 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=stateful,
         )
-        aws.kms.Alias(f"{name}-secrets", name=f"alias/{cfg.name}-secrets", target_key_id=key.key_id,
-                      opts=pulumi.ResourceOptions(parent=self))
+        aws.kms.Alias(
+            f"{name}-secrets",
+            name=f"alias/{cfg.name}-secrets",
+            target_key_id=key.key_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         control_plane = eks.Cluster(
             f"{name}-eks",
@@ -140,8 +149,9 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         attachments = [
-            aws.iam.RolePolicyAttachment(f"{name}-nodes-{k}", role=role.name, policy_arn=arn,
-                                         opts=pulumi.ResourceOptions(parent=self))
+            aws.iam.RolePolicyAttachment(
+                f"{name}-nodes-{k}", role=role.name, policy_arn=arn, opts=pulumi.ResourceOptions(parent=self)
+            )
             for k, arn in NODE_POLICIES.items()
         ]
         template = aws.ec2.LaunchTemplate(
@@ -175,7 +185,9 @@ class Cluster(pulumi.ComponentResource):
                 min_size=cfg.nodes.min, desired_size=cfg.nodes.desired, max_size=cfg.nodes.max
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
             tags=tags,
             opts=pulumi.ResourceOptions(
                 parent=self,

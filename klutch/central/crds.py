@@ -35,8 +35,9 @@ def crd_transform(protect: bool) -> pulumi.ResourceTransform:
     return transform
 
 
-def crd_file(resource_name: str, url: pulumi.Input[str], *, protect: bool,
-             opts: pulumi.ResourceOptions) -> k8s.yaml.v2.ConfigFile:
+def crd_file(
+    resource_name: str, url: pulumi.Input[str], *, protect: bool, opts: pulumi.ResourceOptions
+) -> k8s.yaml.v2.ConfigFile:
     """The CRDs at `url` (pinned by the catalog), kept on delete, protected when `protect`."""
     return k8s.yaml.v2.ConfigFile(
         resource_name,

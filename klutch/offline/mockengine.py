@@ -1,6 +1,6 @@
 """The project's one mock engine: evaluates a Pulumi program offline and records everything.
 
-Used by the tests and by the offline renderer (`python -m components.render`). A `MockMonitor`
+Used by the tests and by the offline renderer (`python -m klutch.offline.render`). A `MockMonitor`
 subclass records each registered resource with its type, name, inputs (secrets kept wrapped, so
 secretness can be asserted), parent, provider, dependencies and options; the stack's outputs;
 and the engine's log lines. Remote components (pulumi_eks) are one opaque resource under mocks:
@@ -21,7 +21,7 @@ from pulumi.runtime import config as rconfig
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime import stack as rstack
 
-from .configkit import unwrap_secrets
+from klutch.config.reader import unwrap_secrets
 
 # A throw-away self-signed certificate (CN=placeholder-ca, no key kept): the CA of every mocked cluster.
 PLACEHOLDER_CA_PEM = """-----BEGIN CERTIFICATE-----
@@ -74,20 +74,28 @@ def mock_binding_response(inputs: Mapping[str, Any]) -> dict[str, Any]:
     """What a kube-bind backend answers a bind request with, as the offline tools emulate it: a
     provider-side kubeconfig for the tenant's central namespace and one export per requested API
     (its permission claims from the catalog)."""
-    from .catalog import EXTRA_APIS
+    from klutch.catalog import EXTRA_APIS
 
     def claims(resource: str) -> list[dict[str, Any]]:
         api = EXTRA_APIS.get(resource)
-        return [{"group": g, "resource": r, "version": v, "selector": {"owner": o}}
-                for g, r, v, o in (api.permission_claims if api else ())]
+        return [
+            {"group": g, "resource": r, "version": v, "selector": {"owner": o}}
+            for g, r, v, o in (api.permission_claims if api else ())
+        ]
 
     return {
-        "kubeconfig": mock_kubeconfig("https://central.placeholder.invalid:6443", "central",
-                                      namespace=MOCK_CENTRAL_NAMESPACE),
+        "kubeconfig": mock_kubeconfig(
+            "https://central.placeholder.invalid:6443", "central", namespace=MOCK_CENTRAL_NAMESPACE
+        ),
         "namespace": MOCK_CENTRAL_NAMESPACE,
         "exports": [
-            {**api, "versions": ["v1"], "request": api["resource"], "parameters": None,
-             "permissionClaims": claims(api["resource"])}
+            {
+                **api,
+                "versions": ["v1"],
+                "request": api["resource"],
+                "parameters": None,
+                "permissionClaims": claims(api["resource"]),
+            }
             for api in inputs.get("apis") or []
         ],
     }
@@ -209,8 +217,10 @@ class Evaluation:
     def k8s(self, kind: str, name: str, namespace: str | None = None) -> Registration:
         """The one Kubernetes object of `kind` named `name` (any kubernetes: type)."""
         found = [
-            r for r in self.by_prefix("kubernetes:")
-            if r.get("kind") == kind and r.get("metadata.name") == name
+            r
+            for r in self.by_prefix("kubernetes:")
+            if r.get("kind") == kind
+            and r.get("metadata.name") == name
             and (namespace is None or r.get("metadata.namespace") == namespace)
         ]
         if len(found) != 1:
@@ -273,8 +283,9 @@ ResourceHook = Callable[[mocks.MockResourceArgs], "dict[str, Any] | None"]
 class CuratedMocks(mocks.Mocks):
     """Inputs echo back as outputs, plus curated outputs for what later layers read."""
 
-    def __init__(self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
-                 resource_hook: ResourceHook | None = None) -> None:
+    def __init__(
+        self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None, resource_hook: ResourceHook | None = None
+    ) -> None:
         self.stack_outputs = dict(stack_outputs or {})
         self.resource_hook = resource_hook
 
@@ -298,8 +309,10 @@ class CuratedMocks(mocks.Mocks):
         if t == "pulumi:pulumi:StackReference":
             # Outputs may be given as an Evaluation's raw outputs: secret ones stay secret.
             outputs = self.stack_outputs.get(args.inputs.get("name", name), {})
-            return {"outputs": {k: unwrap_secrets(v) for k, v in outputs.items()},
-                    "secretOutputNames": sorted(k for k, v in outputs.items() if _contains_secret(v))}
+            return {
+                "outputs": {k: unwrap_secrets(v) for k, v in outputs.items()},
+                "secretOutputNames": sorted(k for k, v in outputs.items() if _contains_secret(v)),
+            }
         if t.startswith("aws:"):
             out = {"arn": f"arn:aws:{t.split(':')[1].split('/')[0]}:{MOCK_REGION}:{MOCK_ACCOUNT}:{name}"}
             if t == "aws:ec2/launchTemplate:LaunchTemplate":
@@ -323,7 +336,9 @@ class CuratedMocks(mocks.Mocks):
         if t == "pulumi-python:dynamic/klutch:Binding":
             return mock_binding_response(args.inputs)
         if t.endswith(":APIServiceNamespace"):  # the backend assigns the central namespace
-            return {"status": {"namespace": f"{MOCK_CENTRAL_NAMESPACE}-{(args.inputs.get('metadata') or {}).get('name')}"}}
+            return {
+                "status": {"namespace": f"{MOCK_CENTRAL_NAMESPACE}-{(args.inputs.get('metadata') or {}).get('name')}"}
+            }
         if t == "tls:index/selfSignedCert:SelfSignedCert":
             return {"certPem": PLACEHOLDER_CA_PEM}
         if t == "tls:index/privateKey:PrivateKey":
@@ -362,11 +377,11 @@ class RecordingMonitor(mocks.MockMonitor):
             loop.close()
         self.thread_loops.clear()
 
-    def Invoke(self, request):  # noqa: N802, ANN001, ANN201
+    def Invoke(self, request):
         self._thread_loop()
         return super().Invoke(request)
 
-    def RegisterResource(self, request):  # noqa: N802, ANN001, ANN201
+    def RegisterResource(self, request):
         self._thread_loop()
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
@@ -387,7 +402,9 @@ class RecordingMonitor(mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
-            custom_timeouts={k: v for k, v in (("create", ct.create), ("update", ct.update), ("delete", ct.delete)) if v},
+            custom_timeouts={
+                k: v for k, v in (("create", ct.create), ("update", ct.update), ("delete", ct.delete)) if v
+            },
             aliases=list(request.aliases),
             custom=bool(request.custom),
             remote=bool(request.remote),
@@ -398,22 +415,35 @@ class RecordingMonitor(mocks.MockMonitor):
         self.records.append(rec)
         return response
 
-    def ReadResource(self, request):  # noqa: N802, ANN001, ANN201
+    def ReadResource(self, request):
         self._thread_loop()
         response = super().ReadResource(request)
         self.records.append(
             Registration(
-                urn=response.urn, type=request.type, name=request.name,
-                raw_inputs=rpc.deserialize_properties(request.properties), parent=request.parent,
-                provider=request.provider, dependencies=list(request.dependencies), property_dependencies={},
-                protect=False, retain_on_delete=False, delete_before_replace=False, ignore_changes=[],
-                replace_on_changes=[], custom_timeouts={}, aliases=[], custom=True, remote=False, id=request.id,
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                raw_inputs=rpc.deserialize_properties(request.properties),
+                parent=request.parent,
+                provider=request.provider,
+                dependencies=list(request.dependencies),
+                property_dependencies={},
+                protect=False,
+                retain_on_delete=False,
+                delete_before_replace=False,
+                ignore_changes=[],
+                replace_on_changes=[],
+                custom_timeouts={},
+                aliases=[],
+                custom=True,
+                remote=False,
+                id=request.id,
                 read=True,
             )
         )
         return response
 
-    def RegisterResourceOutputs(self, request):  # noqa: N802, ANN001, ANN201
+    def RegisterResourceOutputs(self, request):
         if request.urn == self.stack_urn:
             self.stack_outputs = rpc.deserialize_properties(request.outputs)
         return super().RegisterResourceOutputs(request)
@@ -424,11 +454,15 @@ class _RecordingEngine(mocks.MockEngine):
         super().__init__(logging.getLogger("klutch.mockengine"))
         self.lines: list[tuple[str, str]] = []
 
-    def Log(self, request):  # noqa: N802, ANN001, ANN201
+    def Log(self, request):
         from pulumi.runtime.proto import engine_pb2
 
-        severity = {engine_pb2.DEBUG: "debug", engine_pb2.INFO: "info", engine_pb2.WARNING: "warning",
-                    engine_pb2.ERROR: "error"}.get(request.severity, "info")
+        severity = {
+            engine_pb2.DEBUG: "debug",
+            engine_pb2.INFO: "info",
+            engine_pb2.WARNING: "warning",
+            engine_pb2.ERROR: "error",
+        }.get(request.severity, "info")
         if severity != "debug":
             self.lines.append((severity, request.message))
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import pulumi
 
-from . import tenant_config
-from .binding import Binding, BindingArgs
-from .tenant import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
-from .tenant_config import Api, CentralFacts, TenantConfig
+from klutch.config import tenant as tenant_config
+from klutch.config.tenant import Api, CentralFacts, TenantConfig
+from klutch.tenant.binding import Binding, BindingArgs
+from klutch.tenant.cluster import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ def main() -> None:
 def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Built:
     binding = Binding(
         "binding",
-        BindingArgs(cluster_id=cfg.cluster_id, apis=apis, bind_url=central.bind_url, oidc=cfg.oidc,
-                    ca_pem=central.ca_pem),
+        BindingArgs(
+            cluster_id=cfg.cluster_id, apis=apis, bind_url=central.bind_url, oidc=cfg.oidc, ca_pem=central.ca_pem
+        ),
     )
     if cfg.cluster.configured:
         TenantCluster("tenant", TenantClusterArgs(config=cfg, central=central, apis=apis, binding=binding))

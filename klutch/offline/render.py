@@ -1,9 +1,9 @@
 """Offline render: what a stack would deploy, as files, without a cloud, a cluster or the Pulumi CLI.
 
-    python -m components.render --stack dev --out render/dev [--check]
-    python -m components.render --project-dir tenant --stack example --out render/tenant [--check]
-    python -m components.render --all --out render [--check]      # every committed stack
-    python -m components.render --list                              # the committed stacks, as JSON
+    python -m klutch.offline.render --stack dev --out render/dev [--check]
+    python -m klutch.offline.render --project-dir tenant --stack example --out render/tenant [--check]
+    python -m klutch.offline.render --all --out render [--check]      # every committed stack
+    python -m klutch.offline.render --list                              # the committed stacks, as JSON
 
 The stack's committed config is read with `stackfile.read` (secrets are never read: placeholders
 stand in for them) and the program is evaluated with the project's one mock engine
@@ -42,10 +42,11 @@ import pulumi
 import yaml
 from pulumi.runtime import rpc
 
-from . import catalog, stackfile
-from .mockengine import Evaluation, Registration, evaluate
+from klutch import catalog
+from klutch.offline import stackfile
+from klutch.offline.mockengine import Evaluation, Registration, evaluate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository: both Pulumi projects and their stack files
 REDACTED = "[secret]"
 LEAK_MASK = "LEAKED-SECRET-MASKED"  # plain text, so the YAML around a masked leak stays valid
 ROOT_LAYER = "stack"
@@ -73,8 +74,8 @@ class Project:
 
 
 PROJECTS: tuple[Project, ...] = (
-    Project("klutch-central", ".", "components.config", "components.program"),
-    Project("klutch-tenant", "tenant", "components.tenant_config", "components.tenant_program"),
+    Project("klutch-central", ".", "klutch.config.central", "klutch.central.program"),
+    Project("klutch-tenant", "tenant", "klutch.config.tenant", "klutch.tenant.program"),
 )
 CENTRAL = PROJECTS[0]
 
@@ -91,7 +92,7 @@ def project_at(directory: Path) -> Project:
 
 
 def stack_files(directory: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
 
 
 def committed_stacks(root: Path = ROOT) -> list[tuple[Project, Path, str]]:
@@ -117,7 +118,7 @@ class Stack:
 
     @property
     def environment(self) -> str:
-        from policy import rules
+        from klutch.policy import rules
 
         return rules.environment(self.raw.get("environment"))
 
@@ -150,8 +151,12 @@ def _needles(value: Any) -> list[str]:
         return []
     doc = _decode(value.strip())
     if isinstance(doc, dict) and isinstance(doc.get("users"), list):
-        creds = [u.get("user", {}).get(k) for u in doc["users"] if isinstance(u, dict)
-                 for k in ("token", "password", "client-key-data")]
+        creds = [
+            u.get("user", {}).get(k)
+            for u in doc["users"]
+            if isinstance(u, dict)
+            for k in ("token", "password", "client-key-data")
+        ]
         return [c for c in creds if isinstance(c, str) and len(c) >= 6]
     return [value]
 
@@ -169,12 +174,14 @@ def load(project: Project, directory: Path, stack: str, cache: dict[str, Stack] 
     cfg = project.config()
     config, secret_keys = stackfile.read(path, cfg.NAMESPACE, cfg.secret_paths)
     prefix = f"{cfg.NAMESPACE}:"
-    raw = {k[len(prefix):]: _decode(v) for k, v in config.items() if k.startswith(prefix)}
+    raw = {k[len(prefix) :]: _decode(v) for k, v in config.items() if k.startswith(prefix)}
     stack_outputs = {}
     if isinstance(raw.get("centralStack"), str):
         central = _central(raw["centralStack"], cache)
         stack_outputs[raw["centralStack"]] = central.ev.outputs
-    ev = evaluate(project.program(), config, secret_keys, project=project.name, stack=stack, stack_outputs=stack_outputs)
+    ev = evaluate(
+        project.program(), config, secret_keys, project=project.name, stack=stack, stack_outputs=stack_outputs
+    )
     secrets = {dotted: _at(raw, dotted) for _, dotted in cfg.secret_paths(raw)}
     result = Stack(project, stack, ev, raw, {k: v for k, v in secrets.items() if isinstance(v, str)})
     cache[key] = result
@@ -188,8 +195,10 @@ def _central(reference: str, cache: dict[str, Stack]) -> Stack:
         raise RenderError(f"centralStack = {reference!r}: expected '<organization>/{CENTRAL.name}/<stack>'")
     directory = ROOT / CENTRAL.directory
     if not (directory / f"Pulumi.{parts[-1]}.yaml").exists():
-        raise RenderError(f"centralStack = {reference!r}: no committed central stack file Pulumi.{parts[-1]}.yaml; "
-                          "the offline render takes the central stack's outputs from rendering it")
+        raise RenderError(
+            f"centralStack = {reference!r}: no committed central stack file Pulumi.{parts[-1]}.yaml; "
+            "the offline render takes the central stack's outputs from rendering it"
+        )
     return load(CENTRAL, directory, parts[-1], cache)
 
 
@@ -263,7 +272,7 @@ CATEGORIES = ("kubernetes", "helm", "components", "aws", "other")
 
 
 class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002
+    def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
@@ -286,8 +295,15 @@ def _safe(part: str) -> str:
 def _header(reg: Registration, layer: str) -> str:
     provider = reg.provider.split("::")[-2] if reg.provider else "(default)"
     lines = [f"# {reg.type} {reg.name!r} — layer {layer}, provider {provider}"]
-    options = [o for o, on in (("protect", reg.protect), ("retainOnDelete", reg.retain_on_delete),
-                               ("deleteBeforeReplace", reg.delete_before_replace)) if on]
+    options = [
+        o
+        for o, on in (
+            ("protect", reg.protect),
+            ("retainOnDelete", reg.retain_on_delete),
+            ("deleteBeforeReplace", reg.delete_before_replace),
+        )
+        if on
+    ]
     if reg.ignore_changes:
         options.append(f"ignoreChanges {reg.ignore_changes}")
     if reg.custom_timeouts:
@@ -335,14 +351,21 @@ def render_files(stack: Stack) -> Written:
             )
         elif kind == "helm":
             inputs = redact(reg.raw_inputs)
-            repo = (inputs.pop("repositoryOpts", None) or {})
-            doc = {"chart": inputs.pop("chart", None), "repository": repo.pop("repo", None) if isinstance(repo, dict) else None,
-                   "version": inputs.pop("version", None), "namespace": inputs.pop("namespace", None),
-                   "values": inputs.pop("values", {}), "inputs": {**inputs, **({"repositoryOpts": repo} if repo else {})}}
+            repo = inputs.pop("repositoryOpts", None) or {}
+            doc = {
+                "chart": inputs.pop("chart", None),
+                "repository": repo.pop("repo", None) if isinstance(repo, dict) else None,
+                "version": inputs.pop("version", None),
+                "namespace": inputs.pop("namespace", None),
+                "values": inputs.pop("values", {}),
+                "inputs": {**inputs, **({"repositoryOpts": repo} if repo else {})},
+            }
             rel = out.add(f"{_safe(layer)}/helm/{_safe(reg.name)}.yaml", _header(reg, layer) + dump(doc))
         elif kind == "components":
-            rel = out.add(f"{_safe(layer)}/components/{_safe(reg.name)}.yaml",
-                          _header(reg, layer) + dump({"type": reg.type, "inputs": redact(reg.raw_inputs)}))
+            rel = out.add(
+                f"{_safe(layer)}/components/{_safe(reg.name)}.yaml",
+                _header(reg, layer) + dump({"type": reg.type, "inputs": redact(reg.raw_inputs)}),
+            )
         elif kind == "aws":
             inputs = {k: v for k, v in redact(reg.raw_inputs).items() if k not in ("tags", "tagsAll")}
             aws.setdefault(layer, []).append({"type": reg.type, "name": reg.name, "inputs": inputs})
@@ -362,7 +385,9 @@ def leaks(stack: Stack, written: Written) -> list[str]:
             for rel, text in written.files.items():
                 if needle in text:
                     written.files[rel] = text = text.replace(needle, LEAK_MASK)
-                    found.append(f"secret {path} appears in plain text in {rel} (masked): a plain input or output holds it")
+                    found.append(
+                        f"secret {path} appears in plain text in {rel} (masked): a plain input or output holds it"
+                    )
     return found
 
 
@@ -374,7 +399,7 @@ class Report:
 
 
 def run_checks(stack: Stack) -> Report:
-    from policy import rules
+    from klutch.policy import rules
 
     from .manifests import check as check_manifest
     from .manifests import manifests
@@ -386,8 +411,9 @@ def run_checks(stack: Stack) -> Report:
 
 
 # ------------------------------------------------------------------------------- one stack
-def render(project: Project, directory: Path, stack_name: str, out: Path, *, check: bool,
-           cache: dict[str, Stack] | None = None) -> int:
+def render(
+    project: Project, directory: Path, stack_name: str, out: Path, *, check: bool, cache: dict[str, Stack] | None = None
+) -> int:
     """Render one stack into `out`; 0 when it evaluated (and, with check, passed)."""
     _check_out(out)
     try:
@@ -407,8 +433,13 @@ def render(project: Project, directory: Path, stack_name: str, out: Path, *, che
         "layers": written.counts,
         "totals": {c: sum(n[c] for n in written.counts.values()) for c in CATEGORIES},
         "warnings": stack.ev.warnings(),
-        **({"check": {"errors": errors, "advisories": report.advisories}} if check else
-           {"errors": errors} if errors else {}),
+        **(
+            {"check": {"errors": errors, "advisories": report.advisories}}
+            if check
+            else {"errors": errors}
+            if errors
+            else {}
+        ),
     }
     written.add("summary.yaml", dump(summary))
     _write(out, written)
@@ -420,7 +451,10 @@ def render(project: Project, directory: Path, stack_name: str, out: Path, *, che
     for a in report.advisories:
         print(f"warning: {a}", file=sys.stderr)
     if errors:
-        print(f"error: {project.name}/{stack_name}: {len(errors)} finding{'s' if len(errors) != 1 else ''}:", file=sys.stderr)
+        print(
+            f"error: {project.name}/{stack_name}: {len(errors)} finding{'s' if len(errors) != 1 else ''}:",
+            file=sys.stderr,
+        )
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
         return 1
@@ -446,14 +480,20 @@ def _write(out: Path, written: Written) -> None:
 
 # ------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m components.render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m klutch.offline.render", description=__doc__.split("\n\n")[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--stack", help="the stack to render (Pulumi.<stack>.yaml in the project directory)")
-    what.add_argument("--all", action="store_true", help="render every committed stack of every project into OUT/<project>/<stack>")
+    what.add_argument(
+        "--all", action="store_true", help="render every committed stack of every project into OUT/<project>/<stack>"
+    )
     what.add_argument("--list", action="store_true", help="print the committed stacks as JSON (for CI matrices)")
-    parser.add_argument("--project-dir", default=".", help="the Pulumi project directory (default: .; the tenant project: tenant)")
+    parser.add_argument(
+        "--project-dir", default=".", help="the Pulumi project directory (default: .; the tenant project: tenant)"
+    )
     parser.add_argument("--out", type=Path, help="output directory")
-    parser.add_argument("--check", action="store_true", help="validate manifests and run the policy rules; non-zero exit on findings")
+    parser.add_argument(
+        "--check", action="store_true", help="validate manifests and run the policy rules; non-zero exit on findings"
+    )
     args = parser.parse_args(argv)
 
     if args.list:
@@ -467,7 +507,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stacks = committed_stacks()
             results = [render(p, d, s, args.out / p.name / s, check=args.check, cache=cache) for p, d, s in stacks]
             failed = sum(1 for r in results if r)
-            print(f"{len(stacks) - failed}/{len(stacks)} stacks {'checked' if args.check else 'rendered'} without findings")
+            print(
+                f"{len(stacks) - failed}/{len(stacks)} stacks {'checked' if args.check else 'rendered'} without findings"
+            )
             return 1 if failed or not stacks else 0
         directory = Path(args.project_dir)
         return render(project_at(directory), directory, args.stack, args.out, check=args.check)

@@ -1,1 +1,0 @@
-"""The klutch policy pack (pulumi-policy, Python). Rules in `policy.rules`; the pack in `__main__.py`."""
