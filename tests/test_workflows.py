@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 SETUP_ACTION = ROOT / ".github" / "actions" / "pulumi-setup" / "action.yml"
 SKIP_UNLESS_CLOUD = "vars.PULUMI_AWS_ROLE_ARN != '' && vars.PULUMI_BACKEND_URL != ''"
-RENDER_CHECK = "python -m klutch.offline.render --all --check"
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -45,21 +44,27 @@ def setup() -> dict[str, Any]:
     return load(SETUP_ACTION)
 
 
-def test_pull_request_checks_run_lint_tests_and_the_offline_render(pr):
+@pytest.fixture(scope="module")
+def checks() -> dict[str, Any]:
+    return load(WORKFLOWS / "checks.yml")
+
+
+def test_one_reusable_check_job_gates_both_workflows(pr, push, checks):
     assert pr["on"] == {"pull_request": {"branches": ["main"]}}
-    checks = pr["jobs"]["checks"]
-    assert "if" not in checks  # runs for every PR, forks included
-    commands = runs(checks)
+    assert checks["on"]["workflow_call"]["outputs"]["stacks"]["value"] == "${{ jobs.checks.outputs.stacks }}"
+    for workflow in (pr, push):
+        assert workflow["jobs"]["checks"] == {"uses": "./.github/workflows/checks.yml"}  # forks included: no `if`
+    commands = runs(checks["jobs"]["checks"])
     for command in (
         "pip install -r requirements-dev.txt",
-        "ruff check .",
-        "python -m pytest",
-        RENDER_CHECK,
-        "python -m klutch.offline.render --list",
+        "ruff check . && .venv/bin/ruff format --check .",
+        ".venv/bin/python -m pytest",
+        "klutch-render --all --check --out render",
+        "klutch-render --list",
     ):
         assert command in commands
-    assert commands.index("python -m pytest") < commands.index(RENDER_CHECK)
-    assert checks["outputs"]["stacks"] == "${{ steps.stacks.outputs.stacks }}"
+    assert runs(checks["jobs"]["e2e"]).strip() == "bash e2e/run"
+    assert checks["jobs"]["checks"]["outputs"]["stacks"] == "${{ steps.stacks.outputs.stacks }}"
 
 
 def test_pull_request_preview_per_stack_with_the_policy_pack_and_a_pr_comment(pr):
@@ -93,14 +98,13 @@ def test_setup_assumes_an_aws_role_by_oidc_and_installs_the_policy_pack(setup):
     assert aws["with"]["role-to-assume"] == "${{ inputs.role-arn }}"
     assert not {"aws-access-key-id", "aws-secret-access-key"} & set(aws["with"])
     shell = "\n".join(s.get("run", "") for s in steps)
-    assert "policy/venv/bin/pip install -q -r policy/requirements.txt" in shell
+    assert "python -m venv .venv && .venv/bin/pip install -q -r requirements.txt" in shell
     assert 'pulumi config set --stack "$STACK" --secret --path' in shell and "::add-mask::" in shell
 
 
 def test_push_deploys_dev_then_prod_behind_an_environment(push):
     assert push["on"] == {"push": {"branches": ["main"]}}
     jobs = push["jobs"]
-    assert RENDER_CHECK in runs(jobs["checks"])
     assert (jobs["up-dev"]["needs"], jobs["up-prod"]["needs"]) == ("checks", "up-dev")
     assert (jobs["up-dev"]["environment"], jobs["up-prod"]["environment"]) == ("dev", "prod")
     for job, stack in (("up-dev", "dev"), ("up-prod", "prod")):
@@ -127,11 +131,13 @@ def test_actions_are_pinned_and_the_cli_matches_the_sdk(path):
         assert version == sdk
 
 
-def test_ci_script_runs_the_offline_render_then_the_readme_command_last():
+def test_ci_script_runs_the_readme_commands_after_the_offline_checks():
     ci = (ROOT / ".ci" / "run").read_text()
-    command = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
+    readme = (ROOT / "README.md").read_text()
+    tests = "python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest"
     lines = [line for line in ci.splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] == "set -euo pipefail"
     assert "rm -rf .venv" in lines  # a fresh venv on every run
-    assert ci.index(".venv/bin/python -m klutch.offline.render --all --check --out") < ci.index(command)
-    assert lines[-1] == command  # pytest's closing line is the run's last word
+    assert tests in readme and "bash e2e/run" in readme
+    assert lines.index(".venv/bin/klutch-render --all --check --out \"$render_out\"") < lines.index(tests)
+    assert lines[-2:] == [tests, "bash e2e/run"]  # the e2e's pytest line is the run's last word

@@ -1,0 +1,118 @@
+"""The real Pulumi CLI, run offline: plugins from the toolchain's bin directory, a file backend, no downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSPHRASE = "klutch-e2e-passphrase"
+COMMAND_TIMEOUT = 1500
+
+
+def offline_env(bin_dir: Path, home: Path, backend: Path) -> dict[str, str]:
+    """The environment every CLI call gets: what an air-gapped operator sets, plus a private PULUMI_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG", "AWS_"))}
+    env.update(
+        {
+            "PATH": f"{bin_dir}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "PULUMI_HOME": str(home),
+            "PULUMI_BACKEND_URL": backend.as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_DISABLE_REGISTRY_RESOLVE": "true",
+            "PULUMI_SKIP_CONFIRMATIONS": "true",
+            "PULUMI_DIY_BACKEND_NO_LEGACY_WARNING": "true",
+            "KUBECONFIG": str(home / "no-ambient-kubeconfig"),  # nothing may fall back to an ambient cluster
+        }
+    )
+    return env
+
+
+def project_copy(source: Path, dest: Path) -> Path:
+    """A throw-away copy of a Pulumi project (its stack files are written there, never in the checkout).
+
+    The shared virtualenv is linked in, so the copy runs the checkout's `klutch` package."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Pulumi.yaml", "__main__.py", "requirements.txt"):
+        shutil.copy(source / name, dest / name)
+    venv = yaml_virtualenv(source / "Pulumi.yaml")
+    link = dest / venv
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to((source / venv).resolve())
+    return dest
+
+
+def yaml_virtualenv(project_file: Path) -> str:
+    import yaml
+
+    return yaml.safe_load(project_file.read_text())["runtime"]["options"]["virtualenv"]
+
+
+@dataclass
+class Pulumi:
+    """`pulumi` in one project directory against one stack of a file backend."""
+
+    cwd: Path
+    env: dict[str, str]
+    stack: str
+
+    def run(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = COMMAND_TIMEOUT
+    ) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.cwd,
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(
+                f"pulumi {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
+            )
+        return done
+
+    def init(self) -> None:
+        subprocess.run(
+            ["pulumi", "stack", "init", self.stack, "--non-interactive"],
+            cwd=self.cwd,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def config(self, key: str, value: str, *, secret: bool = False, path: bool = False) -> None:
+        flags = [*(["--secret"] if secret else []), *(["--path"] if path else [])]
+        self.run("config", "set", *flags, key, "--", value)
+
+    def config_json(self, values: dict[str, Any]) -> None:
+        """Objects as JSON strings, as `pulumi config set` stores structured keys in stack files."""
+        for key, value in values.items():
+            self.run("config", "set", key, json.dumps(value) if not isinstance(value, str) else value)
+
+    def up(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("up", "--yes", "--skip-preview", *extra, check=check)
+
+    def preview(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run("preview", *extra, check=check)
+
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.run("stack", "export").stdout)
+
+    def resources(self) -> list[dict[str, Any]]:
+        return self.state()["deployment"].get("resources", [])

@@ -1,0 +1,159 @@
+"""The central stack under the real engine: `pulumi preview` and `up` against a local cluster, read back.
+
+One module-scoped cluster per controller; the stack is deployed once and each test reads what it needs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from klutch import catalog
+from tests.e2e.cli import Pulumi
+from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.servers import ChartRepository
+from tests.e2e.stacks import SERVICES, configure, existing_cluster_config, rendered_objects
+
+pytestmark = pytest.mark.e2e
+RELEASE = catalog.DEFAULT_RELEASE
+
+
+class Deployed:
+    """A central stack after preview + up, with what the assertions read."""
+
+    def __init__(self, pulumi: Pulumi, plane: ControlPlane, rendered: list[dict[str, Any]], preview: str) -> None:
+        self.pulumi, self.plane, self.rendered, self.preview_output = pulumi, plane, rendered, preview
+        self.outputs = pulumi.outputs()
+
+
+def deploy(
+    controller: str,
+    stack: str,
+    central: ControlPlane,
+    chart_repo: ChartRepository,
+    workspace: dict[str, Path],
+    bin_dir: Path,
+    tmp: Path,
+) -> Deployed:
+    pulumi = central_project(workspace, bin_dir, stack)
+    configure(pulumi, central, existing_cluster_config(central, chart_repo, RELEASE, controller))
+    preview = pulumi.preview().stdout
+    rendered = rendered_objects(pulumi, tmp / "render")
+    pulumi.up()
+    return Deployed(pulumi, central, rendered, preview)
+
+
+@pytest.fixture(scope="module", params=["envoy-gateway", "ingress-nginx"])
+def deployed(
+    request: pytest.FixtureRequest,
+    chart_repo: ChartRepository,
+    workspace: dict[str, Path],
+    bin_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployed]:
+    controller = request.param
+    with central_cluster(controller, tmp_path_factory, bin_dir) as plane:
+        yield deploy(
+            controller,
+            controller.split("-")[0],
+            plane,
+            chart_repo,
+            workspace,
+            bin_dir,
+            tmp_path_factory.mktemp(controller),
+        )
+
+
+def live(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
+    group_version = obj["apiVersion"]
+    resource = f"{obj['kind'].lower()}.{group_version.split('/')[0]}" if "/" in group_version else obj["kind"]
+    return plane.get(resource, obj["metadata"]["name"], obj["metadata"].get("namespace"))
+
+
+def test_preview_plans_every_rendered_object(deployed: Deployed):
+    assert "error" not in deployed.preview_output.lower().split("resources:")[0]
+    assert len(deployed.rendered) > 20
+    for obj in deployed.rendered:
+        assert obj["metadata"]["name"] in deployed.preview_output or obj["kind"] in deployed.preview_output
+
+
+def test_every_rendered_object_exists_with_the_rendered_spec(deployed: Deployed):
+    for obj in deployed.rendered:
+        found = live(deployed.plane, obj)
+        where = f"{obj['kind']} {obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
+        labels = obj["metadata"].get("labels") or {}
+        assert labels.items() <= (found["metadata"].get("labels") or {}).items(), where
+        if obj["kind"] == "Secret":
+            keys = set(obj.get("stringData") or {}) | set(obj.get("data") or {})
+            assert keys == set(found.get("data") or {}), where
+        if obj["kind"] == "Deployment":
+            want = obj["spec"]["template"]["spec"]["containers"]
+            got = found["spec"]["template"]["spec"]["containers"]
+            assert [(c["name"], c["image"], c.get("args")) for c in want] == [
+                (c["name"], c["image"], c.get("args")) for c in got
+            ], where
+
+
+def test_kube_bind_crds_are_established(deployed: Deployed):
+    crds = [
+        c
+        for c in deployed.plane.items("customresourcedefinitions")
+        if c["spec"]["group"] == catalog.RELEASES[RELEASE].kube_bind_group
+    ]
+    assert {c["spec"]["names"]["kind"] for c in crds} >= {
+        "APIServiceBinding",
+        "APIServiceExportRequest",
+        "APIServiceNamespace",
+        "ClusterBinding",
+    }
+    for crd in crds:
+        conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+        assert conditions["Established"] == "True", crd["metadata"]["name"]
+
+
+def test_provider_configs_were_created_after_the_provider_was_healthy(deployed: Deployed):
+    healthy_at = datetime.fromisoformat(deployed.plane.doubles.healthy_at["providers/provider-anynines"])
+    configs = deployed.plane.items("providerconfigs.dataservices.anynines.com")
+    assert sorted(c["metadata"]["name"] for c in configs) == sorted(
+        f"{svc}-{kind}" for svc in SERVICES for kind in ("service-broker", "backup-manager")
+    )
+    for config in configs:
+        assert datetime.fromisoformat(config["metadata"]["creationTimestamp"]) >= healthy_at
+    for kind in ("provider", "configuration"):
+        [pkg] = deployed.plane.items(f"{kind}s.pkg.crossplane.io")
+        assert {c["type"]: c["status"] for c in pkg["status"]["conditions"]}["Healthy"] == "True"
+
+
+def test_backend_is_available(deployed: Deployed):
+    release = catalog.RELEASES[RELEASE]
+    deployment = deployed.plane.get("deployment", release.backend_name, release.backend_namespace)
+    conditions = {c["type"]: c["status"] for c in deployment["status"]["conditions"]}
+    assert conditions["Available"] == "True"
+    secret = deployed.plane.get("secret", "k8sca", release.backend_namespace)
+    assert base64.b64decode(secret["data"]["ca"]).decode() == deployed.plane.ca_pem
+
+
+def test_outputs_hold_what_the_tenant_project_reads(deployed: Deployed):
+    from klutch.config import tenant
+
+    outputs = deployed.outputs
+    assert set(tenant.CENTRAL_OUTPUTS) - {"tlsCaPem"} <= set(outputs)
+    assert outputs["backendUrl"] == "https://klutch.e2e.test"
+    assert outputs["exportUrl"] == "https://klutch.e2e.test/export"
+    assert outputs["clusterEndpoint"] == deployed.plane.server
+    assert outputs["klutchRelease"] == RELEASE
+    assert outputs["enabledDataServices"] == sorted(SERVICES) or set(outputs["enabledDataServices"]) == set(SERVICES)
+    assert outputs["loadBalancerHostname"].endswith(".lb.klutch-e2e.test")
+    assert json.loads(json.dumps(outputs["bindingApis"]))
+
+
+def test_preview_and_refresh_after_up_show_no_changes(deployed: Deployed):
+    deployed.pulumi.preview("--expect-no-changes")
+    deployed.pulumi.run("refresh", "--yes", "--expect-no-changes")
