@@ -78,8 +78,8 @@ def test_function_name_is_the_repository_name(package, name):
 
 
 def test_readme_data_service_table_matches_the_catalog():
-    readme = (harness.ROOT / "README.md").read_text()
-    section = readme.split("<!-- section: config-crossplane -->", 1)[1].split("<!-- /section: config-crossplane -->")[0]
+    reference = (harness.ROOT / "docs" / "configuration.md").read_text()
+    section = reference.split("## `dataServices`", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (a9s [^|]+) \| `([a-z0-9]+)` \| `([a-z0-9]+)` \|", section, re.MULTILINE)
     seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
     assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in seed.data_services]
