@@ -90,7 +90,7 @@ def parse(
     secret_keys: tuple[str, ...] | None = None,
     raw: dict[str, Any] | None = None,
     stack: str = "test",
-):
+) -> central_config.CentralConfig:
     raw = merged(overrides) if raw is None else raw
     return central_config.parse(raw, set(BASE_SECRET_KEYS if secret_keys is None else secret_keys), stack=stack)
 

@@ -10,6 +10,7 @@ import pytest
 from pulumi.runtime import rpc
 
 from klutch import catalog
+from klutch.central import crossplane
 from klutch.config.reader import ConfigError
 from klutch.offline import manifests
 from klutch.offline.mockengine import Evaluation, Registration, mock_kubeconfig
@@ -502,7 +503,8 @@ def test_missing_endpoint_block_is_one_problem():
     services = harness.services("mongodb")
     del services["mongodb"]["serviceBroker"]
     assert _problems({"dataServices": services}) == [
-        f"{NS}:dataServices.mongodb.serviceBroker = <unset>: required: an object with url, username and password (secret)"
+        f"{NS}:dataServices.mongodb.serviceBroker = <unset>: "
+        "required: an object with url, username and password (secret)"
     ]
 
 
@@ -527,3 +529,27 @@ def test_unsupported_crossplane_versions(version):
 @pytest.mark.parametrize(("version", "parsed"), [("1.15.0", "1.15.0"), ("1.20.11", "1.20.11"), ("v1.19.2", "1.19.2")])
 def test_supported_crossplane_versions(version, parsed):
     assert harness.parse({"crossplaneVersion": version}).crossplane_version == parsed
+
+
+# ------------------------------------------------------------------------------ pure builders (no engine)
+def test_provider_config_spec_without_the_engine():
+    spec = crossplane.provider_config_spec("http://pg-broker.example.com:3000", "pg-broker-creds", None)
+    namespace = catalog.CHARTS["crossplane"].namespace
+    assert spec == {
+        "url": "http://pg-broker.example.com:3000",
+        "providerCredentials": {
+            "source": "Secret",
+            "username": {"secretRef": {"namespace": namespace, "name": "pg-broker-creds", "key": "username"}},
+            "password": {"secretRef": {"namespace": namespace, "name": "pg-broker-creds", "key": "password"}},
+        },
+    }
+    assert crossplane.provider_config_spec("u", "s", "broker")["serviceType"] == "broker"
+
+
+def test_runtime_config_probes_the_provider_health_endpoint():
+    [container] = crossplane.runtime_config_spec()["deploymentTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["name"] == catalog.PACKAGE_RUNTIME_CONTAINER
+    assert container["readinessProbe"]["httpGet"] == {
+        "path": catalog.PROVIDER_HEALTH_PATH,
+        "port": catalog.PROVIDER_HEALTH_PORT,
+    }

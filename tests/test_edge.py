@@ -495,3 +495,24 @@ def test_all_problems_reported_together():
     assert "(4 problems)" in msg
     for key in ("exposure.controller", "exposure.acmeEmail", "backend.host", "oidc.issuerUrl"):
         assert f"klutch-central:{key} = " in msg
+
+
+# ------------------------------------------------------------------------------ controller strategies
+def test_every_configurable_controller_has_one_strategy():
+    assert set(edge.CONTROLLERS) == set(catalog.CONTROLLERS)
+    for key, strategy in edge.CONTROLLERS.items():
+        assert strategy.key == key
+        assert strategy.gateway_api == (key == "envoy-gateway")
+
+
+def test_gateway_listeners_without_the_engine():
+    http, https = edge.gateway_listeners(HOST)
+    assert (http["name"], http["protocol"], http["port"], http["hostname"]) == ("http", "HTTP", 80, HOST)
+    assert (https["name"], https["protocol"], https["port"], https["hostname"]) == ("https", "HTTPS", 443, HOST)
+    assert https["tls"]["certificateRefs"] == [{"group": "", "kind": "Secret", "name": edge.TLS_SECRET}]
+    assert all("hostname" not in listener for listener in edge.gateway_listeners(None))
+
+
+def test_cert_manager_values_enable_gateway_api_only_for_gateway_controllers():
+    assert edge.cert_manager_values(False) == {"crds": {"enabled": True, "keep": True}}
+    assert edge.cert_manager_values(True)["config"]["enableGatewayAPI"] is True

@@ -6,8 +6,11 @@ StackReference; the tenant program binds exactly what the central stack exports.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from klutch.central.outputs import TENANT_READS, CentralOutputs, tenant_output_names
 from klutch.config import tenant as tenant_config
 from klutch.offline import stackfile
 from klutch.offline.mockengine import evaluate
@@ -65,3 +68,49 @@ def test_tenant_cannot_bind_an_api_the_central_stack_does_not_export(central):
     with pytest.raises(ConfigError) as err:
         run_tenant(outputs, {"klutch-tenant:apis": '["mongodbinstances.anynines.com"]'})
     assert "mongodbinstances" in str(err.value) and "postgresqlinstances.anynines.com" in str(err.value)
+
+
+# ------------------------------------------------------------------------------ the output record
+ALL_OUTPUTS = [
+    "vpcId",
+    "publicSubnetIds",
+    "privateSubnetIds",
+    "clusterName",
+    "clusterEndpoint",
+    "clusterCaPem",
+    "kubeconfig",
+    "oidcProviderArn",
+    "crossplaneVersion",
+    "klutchRelease",
+    "enabledDataServices",
+    "providerConfigHealthCheck",
+    "backendHost",
+    "backendUrl",
+    "loadBalancerHostname",
+    "exportUrl",
+    "bindNonInteractiveUrl",
+    "konnectorImage",
+    "kubectlBindCommand",
+    "bindingApis",
+    "kubeBindCrdsUrl",
+    "tlsCaPem",
+]
+
+
+def test_the_record_names_every_stack_output_in_export_order():
+    names = [CentralOutputs.output_name(f.name) for f in dataclasses.fields(CentralOutputs)]
+    assert names == ALL_OUTPUTS
+
+
+def test_the_central_stack_exports_exactly_the_record_minus_what_it_lacks(central):
+    # dev: EKS with a configured host (no self-signed CA)
+    assert set(central.outputs) == set(ALL_OUTPUTS) - {"tlsCaPem"}
+    self_signed = harness.run({"backend": {"host": None}})
+    assert "tlsCaPem" in self_signed.outputs
+
+
+def test_the_tenant_reads_the_record_s_outputs():
+    assert tenant_output_names() == tuple(CentralOutputs.output_name(f) for f in TENANT_READS)
+    assert set(tenant_output_names()) <= set(ALL_OUTPUTS)
+    # the tenant configuration's list of what a tenant binds with names the same outputs
+    assert tenant_config.CENTRAL_OUTPUTS == tenant_output_names()

@@ -7,7 +7,6 @@ import dataclasses
 import json
 import re
 from functools import cache
-from types import SimpleNamespace
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -15,9 +14,10 @@ import pytest
 from pulumi.runtime import rpc
 
 from klutch import catalog
-from klutch.central import kubebind
-from klutch.central.edge import Edge, EdgeArgs
+from klutch.central import kubebind, names
+from klutch.central.edge import Edge
 from klutch.central.kubebind import KubeBind, KubeBindArgs
+from klutch.central.program import edge_args
 from klutch.config.central import ConfigError
 from klutch.offline import manifests
 from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, Registration, evaluate
@@ -180,18 +180,20 @@ def test_templates_can_wait_for_the_crossplane_namespace_object_only():
         namespace = k8s.core.v1.Namespace(
             "xp", metadata={"name": "crossplane-system"}, opts=pulumi.ResourceOptions(provider=provider)
         )
-        cluster = SimpleNamespace(
-            ca_pem=pulumi.Output.from_input(PLACEHOLDER_CA_PEM),
-            api_server_url=pulumi.Output.from_input("https://api.example.com"),
-        )
-        edge = Edge("edge", EdgeArgs(config=cfg, provider=provider))
+        edge = Edge("edge", edge_args(cfg, provider))
         KubeBind(
             "kube-bind",
             KubeBindArgs(
-                config=cfg,
                 provider=provider,
-                cluster=cluster,
-                edge=edge,
+                release=cfg.release,
+                data_services=[s.key for s in cfg.data_services],
+                protect=cfg.protect,
+                backend=cfg.backend,
+                oidc=cfg.oidc,
+                namespace=edge.namespace,
+                host=edge.host,
+                api_server_url=pulumi.Output.from_input("https://api.example.com"),
+                cluster_ca_pem=pulumi.Output.from_input(PLACEHOLDER_CA_PEM),
                 export_namespace=namespace.metadata.apply(lambda m: m.name),
             ),
         )
@@ -496,7 +498,8 @@ def test_oidc_issuer_must_be_https():
 
 def test_oidc_client_secret_required_and_secret():
     assert (
-        "oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret'"
+        "oidc.clientSecret = <unset>: required secret; "
+        "set it with `pulumi config set --secret --path 'oidc.clientSecret'"
         in problems({"oidc": {"clientSecret": None}})
     )
     msg = problems({}, secret_keys=("dataServices",))  # oidc stored in plain text
@@ -523,3 +526,46 @@ def test_a_changed_secret_rolls_the_backend_pod():
     assert checksum_of(ev_for({"oidc": {"clientSecret": "rotated-secret"}})) != base
     assert checksum_of(ev_for({"oidc": {"issuerUrl": "https://other-idp.example.com/realms/k"}})) != base
     assert checksum_of(ev_for({"backend": {"host": "other.example.com"}})) != base  # the callback URL
+
+
+# ------------------------------------------------------------------------------ pure builders (no engine)
+def test_backend_deployment_spec_without_the_engine():
+    spec = kubebind.backend_deployment_spec(RELEASE, ["--a", "--b"], "sum-1")
+    labels = {"app": RELEASE.backend_name}
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["selector"] == {"matchLabels": labels}
+    assert spec["template"]["metadata"] == {"labels": labels, "annotations": {kubebind.CHECKSUM_ANNOTATION: "sum-1"}}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == RELEASE.backend_name
+    assert pod["volumes"] == [
+        {"name": "ca", "secret": {"secretName": kubebind.CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
+    ]
+    [container] = pod["containers"]
+    assert container["image"] == RELEASE.backend_image and container["args"] == ["--a", "--b"]
+    assert {e["name"] for e in container["env"]} == set(kubebind.ENV_FROM_SECRETS)
+    port = RELEASE.backend_listen_port
+    assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/export", "port": port}
+    assert container["volumeMounts"] == [{"name": "ca", "mountPath": kubebind.CA_MOUNT, "readOnly": True}]
+
+
+def test_backend_service_spec_targets_the_listen_port():
+    spec = kubebind.backend_service_spec(RELEASE)
+    assert spec["type"] == "ClusterIP" and spec["selector"] == {"app": RELEASE.backend_name}
+    assert spec["ports"] == [
+        {
+            "name": RELEASE.backend_name,
+            "protocol": "TCP",
+            "port": catalog.BACKEND_SERVICE_PORT,
+            "targetPort": RELEASE.backend_listen_port,
+        }
+    ]
+
+
+def test_kubernetes_names_are_spelled_once():
+    assert names.api_group("gateway.networking.k8s.io/v1") == "gateway.networking.k8s.io"
+    assert names.api_version("klutch.anynines.com", "v1alpha1") == "klutch.anynines.com/v1alpha1"
+    assert names.qualified_resource("postgresqlinstances", "anynines.com") == "postgresqlinstances.anynines.com"
+    assert names.qualified_resource("secrets", "") == "secrets"
+    assert names.cluster_role_ref("x") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "x"}

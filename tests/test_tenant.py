@@ -22,7 +22,7 @@ from klutch.offline import manifests, stackfile
 from klutch.offline.mockengine import Evaluation, Registration, evaluate, mock_kubeconfig
 from klutch.tenant import binding
 from klutch.tenant import program as tenant_program
-from klutch.tenant.cluster import accepted, export_for
+from klutch.tenant.cluster import accepted, export_for, konnector_deployment_spec
 from tests.test_tenant_config import (
     CENTRAL_STACK,
     CLIENT_SECRET,
@@ -464,3 +464,18 @@ def central_value(key: str) -> Any:
         "klutchRelease": catalog.DEFAULT_RELEASE,
         "protect": "false",
     }.get(key, base_raw().get(key))
+
+
+def test_konnector_deployment_spec_without_the_engine():
+    spec = konnector_deployment_spec("konnector", "registry.example.com/konnector:v1")
+    assert spec["replicas"] == 2 and spec["selector"] == {"matchLabels": {"app": "konnector"}}
+    assert spec["template"]["metadata"] == {"labels": {"app": "konnector"}}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "konnector"
+    [container] = pod["containers"]
+    assert container["image"] == "registry.example.com/konnector:v1"
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]} == {
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
+    }
+    assert container["readinessProbe"] == {"httpGet": {"path": "/healthz", "port": 8080}}

@@ -31,6 +31,10 @@ NODE_POLICIES = {
     "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
 }
+NODE_ASSUME_ROLE_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 @dataclass(frozen=True)
@@ -83,17 +87,25 @@ class Cluster(pulumi.ComponentResource):
         )
 
     def _eks(self, name: str, args: ClusterArgs) -> tuple[pulumi.Output[str], list[pulumi.Resource]]:
-        cfg = args.config
-        tags = {**args.tags}
-        stateful = pulumi.ResourceOptions(parent=self, protect=args.protect)
+        """The EKS control plane and its managed node group: (kubeconfig, what the provider waits for)."""
+        key = self._secrets_key(name, args)
+        control_plane = self._control_plane(name, args, key)
+        role, attachments = self._node_role(name, args)
+        template = self._launch_template(name, args)
+        nodes = self._node_group(name, args, role, template, depends_on=[control_plane, *attachments])
+        self.oidc_provider_arn = control_plane.oidc_provider_arn
+        return control_plane.kubeconfig_json, [nodes]
 
+    def _secrets_key(self, name: str, args: ClusterArgs) -> aws.kms.Key:
+        """The KMS key (and its alias) that envelope-encrypts the cluster's Secrets."""
+        cfg = args.config
         key = aws.kms.Key(
             f"{name}-secrets",
             description=f"Envelope encryption of Kubernetes Secrets in EKS cluster {cfg.name}",
             enable_key_rotation=True,
             deletion_window_in_days=30,
-            tags=tags,
-            opts=stateful,
+            tags={**args.tags},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         aws.kms.Alias(
             f"{name}-secrets",
@@ -101,8 +113,11 @@ class Cluster(pulumi.ComponentResource):
             target_key_id=key.key_id,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        return key
 
-        control_plane = eks.Cluster(
+    def _control_plane(self, name: str, args: ClusterArgs, key: aws.kms.Key) -> eks.Cluster:
+        cfg = args.config
+        return eks.Cluster(
             f"{name}-eks",
             name=cfg.name,
             version=cfg.kubernetes_version,
@@ -110,18 +125,7 @@ class Cluster(pulumi.ComponentResource):
             private_subnet_ids=list(args.private_subnet_ids),
             public_subnet_ids=list(args.public_subnet_ids),
             authentication_mode=eks.AuthenticationMode.API,
-            access_entries={
-                f"admin-{i}": eks.AccessEntryArgs(
-                    principal_arn=arn,
-                    access_policies={
-                        "cluster-admin": eks.AccessPolicyAssociationArgs(
-                            policy_arn=ADMIN_POLICY_ARN,
-                            access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                        )
-                    },
-                )
-                for i, arn in enumerate(cfg.admin_principal_arns)
-            },
+            access_entries=admin_access_entries(cfg.admin_principal_arns),
             create_oidc_provider=True,
             endpoint_private_access=True,
             endpoint_public_access=cfg.endpoint_public_access,
@@ -131,21 +135,16 @@ class Cluster(pulumi.ComponentResource):
             skip_default_node_group=True,
             node_associate_public_ip_address=False,
             deletion_protection=cfg.deletion_protection,
-            tags=tags,
-            opts=stateful,
+            tags={**args.tags},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
 
+    def _node_role(self, name: str, args: ClusterArgs) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
+        """The nodes' IAM role with the worker, CNI and ECR read policies attached."""
         role = aws.iam.Role(
             f"{name}-nodes",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-            tags=tags,
+            assume_role_policy=json.dumps(NODE_ASSUME_ROLE_POLICY),
+            tags={**args.tags},
             opts=pulumi.ResourceOptions(parent=self),
         )
         attachments = [
@@ -154,7 +153,11 @@ class Cluster(pulumi.ComponentResource):
             )
             for k, arn in NODE_POLICIES.items()
         ]
-        template = aws.ec2.LaunchTemplate(
+        return role, attachments
+
+    def _launch_template(self, name: str, args: ClusterArgs) -> aws.ec2.LaunchTemplate:
+        cfg, tags = args.config, {**args.tags}
+        return aws.ec2.LaunchTemplate(
             f"{name}-nodes",
             description=f"Nodes of EKS cluster {cfg.name}: IMDSv2 only, encrypted gp3 root volume",
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
@@ -172,7 +175,17 @@ class Cluster(pulumi.ComponentResource):
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        nodes = aws.eks.NodeGroup(
+
+    def _node_group(
+        self,
+        name: str,
+        args: ClusterArgs,
+        role: aws.iam.Role,
+        template: aws.ec2.LaunchTemplate,
+        depends_on: list[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        cfg = args.config
+        return aws.eks.NodeGroup(
             f"{name}-nodes",
             cluster_name=cfg.name,
             node_group_name_prefix=f"{cfg.name}-nodes-",
@@ -188,14 +201,28 @@ class Cluster(pulumi.ComponentResource):
             launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
                 id=template.id, version=template.latest_version.apply(str)
             ),
-            tags=tags,
+            tags={**args.tags},
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[control_plane, *attachments],
+                depends_on=depends_on,
                 # the autoscaler may change the desired size; Pulumi must not fight it
                 ignore_changes=["scalingConfig.desiredSize"],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="60m", delete="30m"),
             ),
         )
-        self.oidc_provider_arn = control_plane.oidc_provider_arn
-        return control_plane.kubeconfig_json, [nodes]
+
+
+def admin_access_entries(principal_arns: Sequence[str]) -> dict[str, eks.AccessEntryArgs]:
+    """One cluster-admin access entry per principal, named `admin-<i>`."""
+    return {
+        f"admin-{i}": eks.AccessEntryArgs(
+            principal_arn=arn,
+            access_policies={
+                "cluster-admin": eks.AccessPolicyAssociationArgs(
+                    policy_arn=ADMIN_POLICY_ARN,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                )
+            },
+        )
+        for i, arn in enumerate(principal_arns)
+    }

@@ -5,7 +5,7 @@ central cluster and on every tenant cluster.
 as a child with only `parent` set — options given to the component (`retainOnDelete`) do not reach
 them (pulumi-kubernetes#3065). A resource transform does: it runs for every child. For each CRD it
 - adds `pulumi.com/waitFor: condition=Established`, so nothing that depends on the file is applied
-  before the API exists (the seed's "apply the file twice" becomes impossible);
+  before the API exists (the manual procedure's "apply the file twice" becomes impossible);
 - sets `retain_on_delete` (deleting a CRD deletes every object of its kind: every tenant binding)
   and, in protected stacks, `protect`.
 """

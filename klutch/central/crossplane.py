@@ -1,7 +1,7 @@
 """Layer 3: Crossplane, provider-anynines, the dataservices configuration and the data-service
-ProviderConfigs — the seed's "Deploy Crossplane and provider-anynines" and "Install ProviderConfig".
+ProviderConfigs — the manual procedure's "Deploy Crossplane and provider-anynines" and "Install ProviderConfig".
 
-Order (each step waits for the one before; Pulumi replaces the seed's `kubectl get … -w`):
+Order (each step waits for the one before; Pulumi replaces the manual procedure's `kubectl get … -w`):
 
     Namespace crossplane-system ─► Crossplane (Helm release, waits for its pods)
       ─► DeploymentRuntimeConfig provider-anynines ─► Provider provider-anynines (waitFor Healthy)
@@ -17,24 +17,33 @@ by, the edge (cert-manager, ingress/gateway) or kube-bind layers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from klutch import catalog
 from klutch.central import helm
-from klutch.config.central import CentralConfig, DataServiceConfig
+from klutch.central.names import api_group, qualified_resource
+from klutch.config.central import DataServiceConfig
 
 # Package pulls from public registries and the provider's first reconcile can take minutes.
 PACKAGE_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="10m")
 WAIT_FOR_HEALTHY = {"pulumi.com/waitFor": "condition=Healthy"}
+HEALTH_CHECK_COMMAND = "kubectl get " + qualified_resource(
+    catalog.PROVIDER_CONFIG_PLURAL, api_group(catalog.PROVIDER_CONFIG_API_VERSION)
+)
 
 
 @dataclass(frozen=True)
 class CrossplaneArgs:
-    config: CentralConfig
     provider: k8s.Provider
+    release: catalog.KlutchRelease  # packages, functions and ProviderConfig flavour of the Klutch release
+    crossplane_version: str
+    data_services: Sequence[DataServiceConfig]  # the enabled ones
+    protect: bool
 
 
 class Crossplane(pulumi.ComponentResource):
@@ -53,51 +62,50 @@ class Crossplane(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CrossplaneArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:crossplane:Crossplane", name, None, opts)
-        cfg, release = args.config, args.config.release
-        chart = catalog.CHARTS["crossplane"]
-        plain = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        self._name = name
+        self._plain = pulumi.ResourceOptions(parent=self, provider=args.provider)
         # Deleting these would orphan or delete tenants' data services.
-        guarded = pulumi.ResourceOptions.merge(plain, pulumi.ResourceOptions(protect=cfg.protect))
+        self._guarded = pulumi.ResourceOptions.merge(self._plain, pulumi.ResourceOptions(protect=args.protect))
 
-        self.namespace = helm.namespace(f"{name}-namespace", "crossplane", guarded)
+        self.namespace = helm.namespace(f"{name}-namespace", "crossplane", self._guarded)
         self.release = helm.release(
             name,
             "crossplane",
             {"args": list(catalog.CROSSPLANE_ARGS)},
-            guarded,
+            self._guarded,
             namespace=self.namespace,
-            version=cfg.crossplane_version,
+            version=args.crossplane_version,
         )
-        after_crossplane = pulumi.ResourceOptions(depends_on=[self.release])
+        self._packages(args.release)
+        self._provider_configs(args.data_services, args.release.provider_config_service_type)
 
+        self.version = pulumi.Output.from_input(args.crossplane_version)
+        self.health_check_command = HEALTH_CHECK_COMMAND
+        self.register_outputs(
+            {
+                "crossplaneVersion": self.version,
+                "providerPackage": args.release.provider_package,
+                "configurationPackage": args.release.configuration_package,
+                "providerConfigs": sorted(self.provider_configs),
+            }
+        )
+
+    def _after(self, base: pulumi.ResourceOptions, *depends_on: pulumi.Resource) -> pulumi.ResourceOptions:
+        """`base`, waiting for `depends_on`, with the package pull timeouts."""
+        return pulumi.ResourceOptions.merge(
+            base, pulumi.ResourceOptions(depends_on=list(depends_on), custom_timeouts=PACKAGE_TIMEOUTS)
+        )
+
+    def _packages(self, release: catalog.KlutchRelease) -> None:
+        """The provider (with its runtime config), the functions and the dataservices Configuration."""
+        name = self._name
         self.runtime_config = _package_object(
             f"{name}-runtime-config",
             catalog.CROSSPLANE_RUNTIME_CONFIG_API_VERSION,
             "DeploymentRuntimeConfig",
             catalog.PROVIDER_NAME,
-            {
-                "deploymentTemplate": {
-                    "spec": {
-                        "selector": {},
-                        "template": {
-                            "spec": {
-                                "containers": [
-                                    {
-                                        "name": catalog.PACKAGE_RUNTIME_CONTAINER,
-                                        "readinessProbe": {
-                                            "httpGet": {
-                                                "path": catalog.PROVIDER_HEALTH_PATH,
-                                                "port": catalog.PROVIDER_HEALTH_PORT,
-                                            }
-                                        },
-                                    }
-                                ]
-                            }
-                        },
-                    }
-                }
-            },
-            pulumi.ResourceOptions.merge(plain, after_crossplane),
+            runtime_config_spec(),
+            pulumi.ResourceOptions.merge(self._plain, pulumi.ResourceOptions(depends_on=[self.release])),
             wait=False,
         )
         self.provider = _package_object(
@@ -106,12 +114,7 @@ class Crossplane(pulumi.ComponentResource):
             "Provider",
             catalog.PROVIDER_NAME,
             {"package": release.provider_package, "runtimeConfigRef": {"name": catalog.PROVIDER_NAME}},
-            pulumi.ResourceOptions.merge(
-                guarded,
-                pulumi.ResourceOptions(
-                    depends_on=[self.release, self.runtime_config], custom_timeouts=PACKAGE_TIMEOUTS
-                ),
-            ),
+            self._after(self._guarded, self.release, self.runtime_config),
         )
         self.functions = {
             catalog.function_name(package): _package_object(
@@ -120,9 +123,7 @@ class Crossplane(pulumi.ComponentResource):
                 "Function",
                 catalog.function_name(package),
                 {"package": package},
-                pulumi.ResourceOptions.merge(
-                    plain, pulumi.ResourceOptions(depends_on=[self.release], custom_timeouts=PACKAGE_TIMEOUTS)
-                ),
+                self._after(self._plain, self.release),
             )
             for package in release.functions
         }
@@ -132,79 +133,69 @@ class Crossplane(pulumi.ComponentResource):
             "Configuration",
             catalog.CONFIGURATION_NAME,
             {"package": release.configuration_package},
-            pulumi.ResourceOptions.merge(
-                guarded,
-                pulumi.ResourceOptions(
-                    depends_on=[self.provider, *self.functions.values()], custom_timeouts=PACKAGE_TIMEOUTS
-                ),
-            ),
+            self._after(self._guarded, self.provider, *self.functions.values()),
         )
 
+    def _provider_configs(self, data_services: Sequence[DataServiceConfig], service_type: bool) -> None:
+        """Per data service and provider endpoint: the credentials Secret and the ProviderConfig."""
         self.secrets, self.provider_configs = {}, {}
-        for service in cfg.data_services:
+        for service in data_services:
             for endpoint in catalog.PROVIDER_ENDPOINTS:
-                secret, provider_config = self._endpoint(
-                    name, service, endpoint, guarded, chart.namespace, release.provider_config_service_type
-                )
+                secret, provider_config = self._endpoint(service, endpoint, service_type)
                 self.secrets[endpoint.secret_name(service.key)] = secret
                 self.provider_configs[endpoint.provider_config_name(service.key)] = provider_config
 
-        self.version = pulumi.Output.from_input(cfg.crossplane_version)
-        group = catalog.PROVIDER_CONFIG_API_VERSION.split("/", 1)[0]
-        self.health_check_command = f"kubectl get {catalog.PROVIDER_CONFIG_PLURAL}.{group}"
-        self.register_outputs(
-            {
-                "crossplaneVersion": self.version,
-                "providerPackage": release.provider_package,
-                "configurationPackage": release.configuration_package,
-                "providerConfigs": sorted(self.provider_configs),
-            }
-        )
-
     def _endpoint(
-        self,
-        name: str,
-        service: DataServiceConfig,
-        endpoint: catalog.ProviderEndpoint,
-        guarded: pulumi.ResourceOptions,
-        namespace: str,
-        service_type: bool,
+        self, service: DataServiceConfig, endpoint: catalog.ProviderEndpoint, service_type: bool
     ) -> tuple[k8s.core.v1.Secret, k8s.apiextensions.CustomResource]:
         """The credentials Secret and the ProviderConfig of one endpoint of one data service."""
         settings = service.endpoint(endpoint)
         secret_name = endpoint.secret_name(service.key)
         config_name = endpoint.provider_config_name(service.key)
         secret = k8s.core.v1.Secret(
-            f"{name}-{secret_name}",
+            f"{self._name}-{secret_name}",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=secret_name, namespace=self.namespace.metadata.name),
             type="Opaque",
             string_data={"username": settings.username.output(), "password": settings.password.output()},
-            opts=guarded,
+            opts=self._guarded,
         )
-        spec: dict = {
-            "url": settings.url,
-            "providerCredentials": {
-                "source": "Secret",
-                **{
-                    key: {"secretRef": {"namespace": namespace, "name": secret_name, "key": key}}
-                    for key in ("username", "password")
-                },
-            },
-        }
-        if service_type:
-            spec["serviceType"] = endpoint.service_type
         provider_config = k8s.apiextensions.CustomResource(
-            f"{name}-{config_name}",
+            f"{self._name}-{config_name}",
             api_version=catalog.PROVIDER_CONFIG_API_VERSION,
             kind="ProviderConfig",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=config_name),
-            spec=spec,
+            spec=provider_config_spec(settings.url, secret_name, endpoint.service_type if service_type else None),
             opts=pulumi.ResourceOptions.merge(
-                guarded,
-                pulumi.ResourceOptions(depends_on=[self.provider, secret]),
+                self._guarded, pulumi.ResourceOptions(depends_on=[self.provider, secret])
             ),
         )
         return secret, provider_config
+
+
+def runtime_config_spec() -> dict[str, Any]:
+    """The provider's DeploymentRuntimeConfig: a readiness probe on its health endpoint."""
+    probe = {"httpGet": {"path": catalog.PROVIDER_HEALTH_PATH, "port": catalog.PROVIDER_HEALTH_PORT}}
+    container = {"name": catalog.PACKAGE_RUNTIME_CONTAINER, "readinessProbe": probe}
+    return {"deploymentTemplate": {"spec": {"selector": {}, "template": {"spec": {"containers": [container]}}}}}
+
+
+def provider_config_spec(url: str, secret_name: str, service_type: str | None) -> dict[str, Any]:
+    """A ProviderConfig reading username and password from Secret `secret_name` in the Crossplane
+    namespace; `serviceType` only for releases whose ProviderConfig has it."""
+    namespace = catalog.CHARTS["crossplane"].namespace
+    spec: dict[str, Any] = {
+        "url": url,
+        "providerCredentials": {
+            "source": "Secret",
+            **{
+                key: {"secretRef": {"namespace": namespace, "name": secret_name, "key": key}}
+                for key in ("username", "password")
+            },
+        },
+    }
+    if service_type is not None:
+        spec["serviceType"] = service_type
+    return spec
 
 
 def _package_object(

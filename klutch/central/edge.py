@@ -4,14 +4,15 @@
   `envoy-gateway` (default: GatewayClass → EnvoyProxy with the AWS NLB annotations, a Gateway with
   HTTP and HTTPS listeners, an HTTPRoute to the backend Service and an HTTP→HTTPS redirect; cert-manager
   runs with Gateway API support and is installed after the chart that brings the Gateway API CRDs) or
-  `ingress-nginx` (the seed's choice: NLB annotations on the controller Service, an Ingress with
+  `ingress-nginx` (the manual procedure's choice: NLB annotations on the controller Service, an Ingress with
   `proxy-buffer-size: 16k` for big OIDC cookies).
 - The backend host: `backend.host` (optionally a Route53 CNAME to the controller's load balancer) with
   a Let's Encrypt certificate (ACME HTTP-01 through the controller); without a host, the load balancer's
   own hostname with a certificate from a self-signed CA made here (`ca_pem`), since public CAs refuse
   cloud-provider hostnames.
 - The Issuer's name is `ISSUER_NAME`, spelled once: the Issuer, the Ingress/Gateway annotation and the
-  self-signed Certificate all use it (the seed's `letsencrypt-prod` vs `letsencrypt` mismatch cannot happen).
+  self-signed Certificate all use it (the manual procedure's `letsencrypt-prod` vs `letsencrypt` mismatch
+  cannot happen).
 
 The backend Service it routes to (name and port) comes from the catalog; `KubeBind` creates it.
 """
@@ -19,7 +20,7 @@ The backend Service it routes to (name and port) comes from the catalog; `KubeBi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -28,11 +29,11 @@ import pulumi_tls as tls
 
 from klutch import catalog
 from klutch.central import helm
-from klutch.config.central import CentralConfig
+from klutch.central.names import api_group
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
 ISSUER_ANNOTATION = "cert-manager.io/issuer"
-TLS_SECRET = "anynines-backend-tls"  # the backend's certificate (seed name)
+TLS_SECRET = "anynines-backend-tls"  # the backend's certificate (name kept from the manual procedure)
 CA_SECRET = "klutch-backend-ca"  # self-signed mode: the CA key pair the CA Issuer signs with
 GATEWAY_CLASS = "klutch"
 GATEWAY = "kube-bind"
@@ -47,12 +48,15 @@ NGINX_FULLNAME = "ingress-nginx"  # fixes the controller Service's name: <fullna
 
 @dataclass(frozen=True)
 class EdgeArgs:
-    config: CentralConfig
     provider: k8s.Provider
-
-
-def _group(api_version: str) -> str:
-    return api_version.rsplit("/", 1)[0]
+    controller: str  # exposure.controller: envoy-gateway | ingress-nginx
+    backend_namespace: str  # created here: the backend, its Issuer, certificate and routes live in it
+    backend_name: str  # the backend Service the routes send to
+    host: str | None  # backend.host; None: the load balancer's own hostname, with a self-signed CA
+    route53_zone_id: str | None  # a CNAME host → load balancer in this zone
+    acme_server: str
+    acme_email: str | None
+    stack: str  # names the self-signed CA
 
 
 def load_balancer_address(status: Any) -> str:
@@ -64,6 +68,254 @@ def load_balancer_address(status: Any) -> str:
     raise ValueError(
         "the controller's load balancer Service has no address (does the cluster support LoadBalancer Services?)"
     )
+
+
+def cert_manager_values(gateway_api: bool) -> dict[str, Any]:
+    """cert-manager with its CRDs (kept on uninstall), with Gateway API support when the controller needs it."""
+    values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
+    if gateway_api:
+        values["config"] = {
+            "apiVersion": catalog.CERT_MANAGER_CONFIG_API,
+            "kind": "ControllerConfiguration",
+            "enableGatewayAPI": True,
+        }
+    return values
+
+
+def acme_issuer_spec(server: str, email: str | None, solver: dict[str, Any]) -> dict[str, Any]:
+    """An ACME Issuer answering HTTP-01 challenges through `solver`."""
+    return {
+        "acme": {
+            "server": server,
+            "email": email,
+            "privateKeySecretRef": {"name": f"{ISSUER_NAME}-acme-account"},
+            "solvers": [{"http01": solver}],
+        }
+    }
+
+
+class Controller(Protocol):
+    """What differs between the ingress/gateway controllers: one implementation each, `Edge` picks one."""
+
+    key: str  # the controller's chart (catalog)
+    gateway_api: bool  # it brings the Gateway API CRDs: cert-manager then runs with Gateway API support
+
+    def chart_values(self) -> dict[str, Any]: ...
+
+    def front(self, edge: Edge) -> pulumi.Resource:
+        """The objects in front of the backend's load balancer; returns the one to wait for before reading it."""
+        ...
+
+    def load_balancer_service(self) -> str:
+        """`<namespace>/<name>` of the controller's LoadBalancer Service."""
+        ...
+
+    def acme_solver(self) -> dict[str, Any]:
+        """The HTTP-01 solver of the ACME Issuer."""
+        ...
+
+    def routes(self, edge: Edge) -> pulumi.Resource:
+        """The objects that route the backend host to the backend Service; returns the main one."""
+        ...
+
+
+class EnvoyGateway:
+    """Envoy Gateway: GatewayClass → EnvoyProxy (AWS NLB annotations), a Gateway with HTTP and HTTPS
+    listeners, an HTTPRoute to the backend and an HTTP→HTTPS redirect."""
+
+    key = "envoy-gateway"
+    gateway_api = True
+
+    def __init__(self, args: EdgeArgs) -> None:
+        self._args = args
+
+    def chart_values(self) -> dict[str, Any]:
+        return {}
+
+    def load_balancer_service(self) -> str:
+        return f"{catalog.CHARTS[self.key].namespace}/{ENVOY_PROXY}"
+
+    def acme_solver(self) -> dict[str, Any]:
+        return {"gatewayHTTPRoute": {"parentRefs": [self._parent_ref("http")]}}
+
+    def _parent_ref(self, listener: str) -> dict[str, Any]:
+        return {
+            "group": api_group(catalog.GATEWAY_API),
+            "kind": "Gateway",
+            "name": GATEWAY,
+            "namespace": self._args.backend_namespace,
+            "sectionName": listener,
+        }
+
+    def front(self, edge: Edge) -> pulumi.Resource:
+        controller_ns = catalog.CHARTS[self.key].namespace
+        proxy = k8s.apiextensions.CustomResource(
+            f"{edge.prefix}-envoy-proxy",
+            api_version=catalog.ENVOY_GATEWAY_API,
+            kind="EnvoyProxy",
+            metadata={"name": ENVOY_PROXY, "namespace": controller_ns},
+            spec=envoy_proxy_spec(),
+            opts=edge.child_opts(depends_on=[edge.controller]),
+        )
+        gateway_class = k8s.apiextensions.CustomResource(
+            f"{edge.prefix}-gateway-class",
+            api_version=catalog.GATEWAY_API,
+            kind="GatewayClass",
+            metadata={"name": GATEWAY_CLASS},
+            spec={
+                "controllerName": catalog.ENVOY_GATEWAY_CONTROLLER,
+                "parametersRef": {
+                    "group": api_group(catalog.ENVOY_GATEWAY_API),
+                    "kind": "EnvoyProxy",
+                    "name": ENVOY_PROXY,
+                    "namespace": controller_ns,
+                },
+            },
+            opts=edge.child_opts(depends_on=[edge.controller, proxy]),
+        )
+        annotations = dict(WAIT_FOR_ADDRESS)
+        if not edge.self_signed:
+            annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's gateway-shim requests the certificate
+        return k8s.apiextensions.CustomResource(
+            f"{edge.prefix}-gateway",
+            api_version=catalog.GATEWAY_API,
+            kind="Gateway",
+            metadata={"name": GATEWAY, "namespace": edge.namespace, "annotations": annotations},
+            spec={"gatewayClassName": GATEWAY_CLASS, "listeners": gateway_listeners(self._args.host)},
+            opts=edge.child_opts(
+                depends_on=[edge.controller, gateway_class],
+                custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m"),
+            ),
+        )
+
+    def routes(self, edge: Edge) -> pulumi.Resource:
+        backend = self._args.backend_name
+        hostnames = {"hostnames": [self._args.host]} if self._args.host else {}
+        route = self._route(
+            edge,
+            "route",
+            backend,
+            "https",
+            hostnames,
+            [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": backend, "port": catalog.BACKEND_SERVICE_PORT}],
+                }
+            ],
+        )
+        # cert-manager's HTTP-01 challenge routes match an Exact path and so take precedence.
+        redirect = {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+        self._route(edge, "https-redirect", f"{backend}-https-redirect", "http", hostnames, [{"filters": [redirect]}])
+        return route
+
+    def _route(
+        self,
+        edge: Edge,
+        suffix: str,
+        name: str,
+        listener: str,
+        hostnames: dict[str, Any],
+        rules: list[dict[str, Any]],
+    ) -> k8s.apiextensions.CustomResource:
+        return k8s.apiextensions.CustomResource(
+            f"{edge.prefix}-{suffix}",
+            api_version=catalog.GATEWAY_API,
+            kind="HTTPRoute",
+            metadata={"name": name, "namespace": edge.namespace},
+            spec={"parentRefs": [self._parent_ref(listener)], **hostnames, "rules": rules},
+            opts=edge.child_opts(depends_on=[edge.controller]),
+        )
+
+
+def envoy_proxy_spec() -> dict[str, Any]:
+    """The EnvoyProxy: its data-plane Service is an AWS NLB named `ENVOY_PROXY`."""
+    service = {
+        "name": ENVOY_PROXY,
+        "type": "LoadBalancer",
+        "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
+    }
+    return {"provider": {"type": "Kubernetes", "kubernetes": {"envoyService": service}}}
+
+
+def gateway_listeners(host: str | None) -> list[dict[str, Any]]:
+    """The Gateway's HTTP and HTTPS listeners (for `host`, or any host); HTTPS terminates with the
+    backend's certificate."""
+    hostname = {"hostname": host} if host else {}
+    same = {"allowedRoutes": {"namespaces": {"from": "Same"}}}
+    tls_ = {"mode": "Terminate", "certificateRefs": [{"group": "", "kind": "Secret", "name": TLS_SECRET}]}
+    return [
+        {"name": "http", "protocol": "HTTP", "port": LISTENERS["http"], **hostname, **same},
+        {"name": "https", "protocol": "HTTPS", "port": LISTENERS["https"], **hostname, **same, "tls": tls_},
+    ]
+
+
+class IngressNginx:
+    """ingress-nginx: AWS NLB annotations on the controller Service, one Ingress with a proxy buffer
+    big enough for the backend's OIDC cookies."""
+
+    key = "ingress-nginx"
+    gateway_api = False
+
+    def __init__(self, args: EdgeArgs) -> None:
+        self._args = args
+
+    def chart_values(self) -> dict[str, Any]:
+        return {
+            "fullnameOverride": NGINX_FULLNAME,
+            "controller": {
+                "ingressClassResource": {"name": catalog.INGRESS_NGINX_CLASS, "enabled": True, "default": False},
+                "ingressClass": catalog.INGRESS_NGINX_CLASS,
+                "config": {"proxy-buffer-size": PROXY_BUFFER_SIZE},
+                "service": {
+                    "type": "LoadBalancer",
+                    "externalTrafficPolicy": "Local",
+                    "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
+                },
+            },
+        }
+
+    def front(self, edge: Edge) -> pulumi.Resource:
+        return edge.controller  # the chart's controller Service is the load balancer
+
+    def load_balancer_service(self) -> str:
+        return f"{catalog.CHARTS[self.key].namespace}/{NGINX_FULLNAME}-controller"
+
+    def acme_solver(self) -> dict[str, Any]:
+        return {"ingress": {"ingressClassName": catalog.INGRESS_NGINX_CLASS}}
+
+    def routes(self, edge: Edge) -> pulumi.Resource:
+        annotations = {"nginx.ingress.kubernetes.io/proxy-buffer-size": PROXY_BUFFER_SIZE}
+        if not edge.self_signed:
+            annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's ingress-shim requests the certificate
+        backend = self._args.backend_name
+        return k8s.networking.v1.Ingress(
+            f"{edge.prefix}-ingress",
+            metadata={"name": backend, "namespace": edge.namespace, "annotations": annotations},
+            spec=ingress_spec(edge.host, backend),
+            # the controller's admission webhook must be up before an Ingress is accepted
+            opts=edge.child_opts(depends_on=[edge.controller]),
+        )
+
+
+def ingress_spec(host: pulumi.Input[str], backend: str) -> dict[str, Any]:
+    """The backend's Ingress: TLS with the backend certificate, every path of `host` to Service `backend`."""
+    path = {
+        "path": "/",
+        "pathType": "Prefix",
+        "backend": {"service": {"name": backend, "port": {"number": catalog.BACKEND_SERVICE_PORT}}},
+    }
+    return {
+        "ingressClassName": catalog.INGRESS_NGINX_CLASS,
+        "tls": [{"hosts": [host], "secretName": TLS_SECRET}],
+        "rules": [{"host": host, "http": {"paths": [path]}}],
+    }
+
+
+CONTROLLERS: dict[str, type[EnvoyGateway] | type[IngressNginx]] = {
+    EnvoyGateway.key: EnvoyGateway,
+    IngressNginx.key: IngressNginx,
+}
 
 
 class Edge(pulumi.ComponentResource):
@@ -78,128 +330,31 @@ class Edge(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:edge:Edge", name, None, opts)
-        cfg = args.config
-        self._name, self._provider, self._cfg = name, args.provider, cfg
-        release = cfg.release
-        envoy = cfg.exposure.controller == "envoy-gateway"
+        self.prefix, self._provider, self._args = name, args.provider, args
+        controller: Controller = CONTROLLERS[args.controller](args)
         self.issuer_name = ISSUER_NAME
-        self.self_signed = cfg.backend.host is None
-
-        ns = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": release.backend_namespace}, opts=self._opts())
-        self.namespace = ns.metadata.apply(lambda m: m.name)
-
-        if envoy:
-            self.controller = self._chart("envoy-gateway", {})
-        else:
-            self.controller = self._chart(
-                "ingress-nginx",
-                {
-                    "fullnameOverride": NGINX_FULLNAME,
-                    "controller": {
-                        "ingressClassResource": {
-                            "name": catalog.INGRESS_NGINX_CLASS,
-                            "enabled": True,
-                            "default": False,
-                        },
-                        "ingressClass": catalog.INGRESS_NGINX_CLASS,
-                        "config": {"proxy-buffer-size": PROXY_BUFFER_SIZE},
-                        "service": {
-                            "type": "LoadBalancer",
-                            "externalTrafficPolicy": "Local",
-                            "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
-                        },
-                    },
-                },
-            )
-        cert_manager_values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
-        if envoy:
-            cert_manager_values["config"] = {
-                "apiVersion": catalog.CERT_MANAGER_CONFIG_API,
-                "kind": "ControllerConfiguration",
-                "enableGatewayAPI": True,
-            }
-        # With Gateway API support cert-manager must start after the Gateway API CRDs (the envoy chart) exist.
-        self.cert_manager = self._chart(
-            "cert-manager", cert_manager_values, depends_on=[self.controller] if envoy else []
-        )
-
-        gateway = self._gateway() if envoy else None
-        lb_service = (
-            catalog.CHARTS[cfg.exposure.controller].namespace
-            + "/"
-            + (ENVOY_PROXY if envoy else f"{NGINX_FULLNAME}-controller")
-        )
-        # Read the controller's LoadBalancer Service once it has an address. The id derives from an id
-        # that is unknown while the Gateway/Release is still to be created, so `pulumi preview` of a new
-        # stack skips the read instead of failing on a Service that does not exist yet.
-        waited_for = gateway or self.controller
-        service = k8s.core.v1.Service.get(
-            f"{name}-load-balancer",
-            waited_for.id.apply(lambda _: lb_service),
-            opts=self._opts(depends_on=[waited_for]),
-        )
-        self.load_balancer_hostname = service.status.apply(load_balancer_address)
-        self.host = pulumi.Output.from_input(cfg.backend.host) if cfg.backend.host else self.load_balancer_hostname
-
+        self.self_signed = args.host is None
         self.ca_pem = None
-        issuer_deps: list[pulumi.Resource] = [self.cert_manager]
-        if self.self_signed:
-            ca_secret = self._self_signed_ca()
-            issuer_spec: dict[str, Any] = {"ca": {"secretName": CA_SECRET}}
-            issuer_deps.append(ca_secret)
-        else:
-            solver = (
-                {"gatewayHTTPRoute": {"parentRefs": [self._parent_ref("http")]}}
-                if envoy
-                else {"ingress": {"ingressClassName": catalog.INGRESS_NGINX_CLASS}}
-            )
-            issuer_spec = {
-                "acme": {
-                    "server": cfg.exposure.acme_server,
-                    "email": cfg.exposure.acme_email,
-                    "privateKeySecretRef": {"name": f"{ISSUER_NAME}-acme-account"},
-                    "solvers": [{"http01": solver}],
-                }
-            }
-        self.issuer = k8s.apiextensions.CustomResource(
-            f"{name}-issuer",
-            api_version=catalog.CERT_MANAGER_API,
-            kind="Issuer",
-            metadata={"name": ISSUER_NAME, "namespace": self.namespace},
-            spec=issuer_spec,
-            opts=self._opts(depends_on=issuer_deps),
+
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace", metadata={"name": args.backend_namespace}, opts=self.child_opts()
         )
+        self.namespace = ns.metadata.apply(lambda m: m.name)
+        self.controller = self._chart(controller.key, controller.chart_values())
+        # With Gateway API support cert-manager must start after the Gateway API CRDs (the controller's chart) exist.
+        self.cert_manager = self._chart(
+            "cert-manager",
+            cert_manager_values(controller.gateway_api),
+            depends_on=[self.controller] if controller.gateway_api else [],
+        )
+        self.load_balancer_hostname = self._load_balancer(controller)
+        self.host = pulumi.Output.from_input(args.host) if args.host else self.load_balancer_hostname
+        self.issuer = self._issuer(controller)
         if self.self_signed:
-            # cert-manager's annotation shims need a hostname on the listener/Ingress; the load
-            # balancer's name is only known afterwards, so the certificate is requested explicitly.
-            k8s.apiextensions.CustomResource(
-                f"{name}-certificate",
-                api_version=catalog.CERT_MANAGER_API,
-                kind="Certificate",
-                metadata={"name": TLS_SECRET, "namespace": self.namespace},
-                spec={
-                    "secretName": TLS_SECRET,
-                    "dnsNames": [self.host],
-                    "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": _group(catalog.CERT_MANAGER_API)},
-                },
-                opts=self._opts(depends_on=[self.issuer]),
-            )
-
-        if envoy:
-            self._routes()
-        else:
-            self._ingress()
-
-        if cfg.backend.route53_zone_id:
-            self.dns_record = aws.route53.Record(
-                f"{name}-dns",
-                zone_id=cfg.backend.route53_zone_id,
-                name=cfg.backend.host,
-                type="CNAME",
-                ttl=300,
-                records=[self.load_balancer_hostname],
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            self._certificate()
+        self.route = controller.routes(self)
+        if args.route53_zone_id:
+            self.dns_record = self._dns_record(args.route53_zone_id)
 
         self.register_outputs(
             {
@@ -211,182 +366,77 @@ class Edge(pulumi.ComponentResource):
             }
         )
 
-    # ------------------------------------------------------------------ helpers
-    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+    def child_opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options of a Kubernetes child: this component's parent and the cluster's provider."""
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
 
     def _chart(
         self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None
     ) -> k8s.helm.v3.Release:
-        namespace = helm.namespace(f"{self._name}-{key}-namespace", key, self._opts())
+        namespace = helm.namespace(f"{self.prefix}-{key}-namespace", key, self.child_opts())
         return helm.release(
-            f"{self._name}-{key}", key, values, self._opts(depends_on=depends_on or []), namespace=namespace
+            f"{self.prefix}-{key}", key, values, self.child_opts(depends_on=depends_on or []), namespace=namespace
         )
 
-    def _parent_ref(self, listener: str) -> dict[str, Any]:
-        return {
-            "group": _group(catalog.GATEWAY_API),
-            "kind": "Gateway",
-            "name": GATEWAY,
-            "namespace": self._cfg.release.backend_namespace,
-            "sectionName": listener,
-        }
-
-    def _hostnames(self) -> dict[str, Any]:
-        return {"hostname": self._cfg.backend.host} if self._cfg.backend.host else {}
-
-    def _gateway(self) -> k8s.apiextensions.CustomResource:
-        name, controller_ns = self._name, catalog.CHARTS["envoy-gateway"].namespace
-        proxy = k8s.apiextensions.CustomResource(
-            f"{name}-envoy-proxy",
-            api_version=catalog.ENVOY_GATEWAY_API,
-            kind="EnvoyProxy",
-            metadata={"name": ENVOY_PROXY, "namespace": controller_ns},
-            spec={
-                "provider": {
-                    "type": "Kubernetes",
-                    "kubernetes": {
-                        "envoyService": {
-                            "name": ENVOY_PROXY,
-                            "type": "LoadBalancer",
-                            "annotations": dict(catalog.AWS_NLB_SERVICE_ANNOTATIONS),
-                        }
-                    },
-                }
-            },
-            opts=self._opts(depends_on=[self.controller]),
+    def _load_balancer(self, controller: Controller) -> pulumi.Output[str]:
+        """The hostname of the controller's LoadBalancer Service, read once it has an address."""
+        waited_for = controller.front(self)
+        lb_service = controller.load_balancer_service()
+        # The id derives from an id that is unknown while the Gateway/Release is still to be created, so
+        # `pulumi preview` of a new stack skips the read instead of failing on a Service that does not exist yet.
+        service = k8s.core.v1.Service.get(
+            f"{self.prefix}-load-balancer",
+            waited_for.id.apply(lambda _: lb_service),
+            opts=self.child_opts(depends_on=[waited_for]),
         )
-        gateway_class = k8s.apiextensions.CustomResource(
-            f"{name}-gateway-class",
-            api_version=catalog.GATEWAY_API,
-            kind="GatewayClass",
-            metadata={"name": GATEWAY_CLASS},
-            spec={
-                "controllerName": catalog.ENVOY_GATEWAY_CONTROLLER,
-                "parametersRef": {
-                    "group": _group(catalog.ENVOY_GATEWAY_API),
-                    "kind": "EnvoyProxy",
-                    "name": ENVOY_PROXY,
-                    "namespace": controller_ns,
-                },
-            },
-            opts=self._opts(depends_on=[self.controller, proxy]),
-        )
-        annotations = dict(WAIT_FOR_ADDRESS)
-        if not self.self_signed:
-            annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's gateway-shim requests the certificate
+        return service.status.apply(load_balancer_address)
+
+    def _issuer(self, controller: Controller) -> k8s.apiextensions.CustomResource:
+        """The backend's Issuer: a CA Issuer over the self-signed CA, or ACME (HTTP-01 through the controller)."""
+        depends_on: list[pulumi.Resource] = [self.cert_manager]
+        if self.self_signed:
+            depends_on.append(self._self_signed_ca())
+            spec: dict[str, Any] = {"ca": {"secretName": CA_SECRET}}
+        else:
+            spec = acme_issuer_spec(self._args.acme_server, self._args.acme_email, controller.acme_solver())
         return k8s.apiextensions.CustomResource(
-            f"{name}-gateway",
-            api_version=catalog.GATEWAY_API,
-            kind="Gateway",
-            metadata={"name": GATEWAY, "namespace": self.namespace, "annotations": annotations},
-            spec={
-                "gatewayClassName": GATEWAY_CLASS,
-                "listeners": [
-                    {
-                        "name": "http",
-                        "protocol": "HTTP",
-                        "port": LISTENERS["http"],
-                        **self._hostnames(),
-                        "allowedRoutes": {"namespaces": {"from": "Same"}},
-                    },
-                    {
-                        "name": "https",
-                        "protocol": "HTTPS",
-                        "port": LISTENERS["https"],
-                        **self._hostnames(),
-                        "allowedRoutes": {"namespaces": {"from": "Same"}},
-                        "tls": {
-                            "mode": "Terminate",
-                            "certificateRefs": [{"group": "", "kind": "Secret", "name": TLS_SECRET}],
-                        },
-                    },
-                ],
-            },
-            opts=self._opts(
-                depends_on=[self.controller, gateway_class],
-                custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m"),
-            ),
+            f"{self.prefix}-issuer",
+            api_version=catalog.CERT_MANAGER_API,
+            kind="Issuer",
+            metadata={"name": ISSUER_NAME, "namespace": self.namespace},
+            spec=spec,
+            opts=self.child_opts(depends_on=depends_on),
         )
 
-    def _routes(self) -> None:
-        release = self._cfg.release
-        hostnames = {"hostnames": [self._cfg.backend.host]} if self._cfg.backend.host else {}
-        namespace = self.namespace
-        self.route = k8s.apiextensions.CustomResource(
-            f"{self._name}-route",
-            api_version=catalog.GATEWAY_API,
-            kind="HTTPRoute",
-            metadata={"name": release.backend_name, "namespace": namespace},
-            spec={
-                "parentRefs": [self._parent_ref("https")],
-                **hostnames,
-                "rules": [
-                    {
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                        "backendRefs": [{"name": release.backend_name, "port": catalog.BACKEND_SERVICE_PORT}],
-                    }
-                ],
-            },
-            opts=self._opts(depends_on=[self.controller]),
-        )
+    def _certificate(self) -> None:
+        # cert-manager's annotation shims need a hostname on the listener/Ingress; the load
+        # balancer's name is only known afterwards, so the certificate is requested explicitly.
         k8s.apiextensions.CustomResource(
-            f"{self._name}-https-redirect",
-            api_version=catalog.GATEWAY_API,
-            kind="HTTPRoute",
-            metadata={"name": f"{release.backend_name}-https-redirect", "namespace": namespace},
+            f"{self.prefix}-certificate",
+            api_version=catalog.CERT_MANAGER_API,
+            kind="Certificate",
+            metadata={"name": TLS_SECRET, "namespace": self.namespace},
             spec={
-                "parentRefs": [self._parent_ref("http")],
-                **hostnames,
-                # cert-manager's HTTP-01 challenge routes match an Exact path and so take precedence.
-                "rules": [
-                    {
-                        "filters": [
-                            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
-                        ]
-                    }
-                ],
+                "secretName": TLS_SECRET,
+                "dnsNames": [self.host],
+                "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": api_group(catalog.CERT_MANAGER_API)},
             },
-            opts=self._opts(depends_on=[self.controller]),
+            opts=self.child_opts(depends_on=[self.issuer]),
         )
 
-    def _ingress(self) -> None:
-        release = self._cfg.release
-        annotations = {"nginx.ingress.kubernetes.io/proxy-buffer-size": PROXY_BUFFER_SIZE}
-        if not self.self_signed:
-            annotations[ISSUER_ANNOTATION] = ISSUER_NAME  # cert-manager's ingress-shim requests the certificate
-        self.route = k8s.networking.v1.Ingress(
-            f"{self._name}-ingress",
-            metadata={"name": release.backend_name, "namespace": self.namespace, "annotations": annotations},
-            spec={
-                "ingressClassName": catalog.INGRESS_NGINX_CLASS,
-                "tls": [{"hosts": [self.host], "secretName": TLS_SECRET}],
-                "rules": [
-                    {
-                        "host": self.host,
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": "/",
-                                    "pathType": "Prefix",
-                                    "backend": {
-                                        "service": {
-                                            "name": release.backend_name,
-                                            "port": {"number": catalog.BACKEND_SERVICE_PORT},
-                                        }
-                                    },
-                                }
-                            ]
-                        },
-                    }
-                ],
-            },
-            # the controller's admission webhook must be up before an Ingress is accepted
-            opts=self._opts(depends_on=[self.controller]),
+    def _dns_record(self, zone_id: str) -> aws.route53.Record:
+        return aws.route53.Record(
+            f"{self.prefix}-dns",
+            zone_id=zone_id,
+            name=self._args.host,
+            type="CNAME",
+            ttl=300,
+            records=[self.load_balancer_hostname],
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _self_signed_ca(self) -> k8s.core.v1.Secret:
-        name = self._name
+        name = self.prefix
         key = tls.PrivateKey(
             f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
         )
@@ -395,7 +445,7 @@ class Edge(pulumi.ComponentResource):
             private_key_pem=key.private_key_pem,
             is_ca_certificate=True,
             subject=tls.SelfSignedCertSubjectArgs(
-                common_name=f"klutch-central {self._cfg.stack} backend CA", organization="klutch-central"
+                common_name=f"klutch-central {self._args.stack} backend CA", organization="klutch-central"
             ),
             validity_period_hours=10 * 365 * 24,
             early_renewal_hours=365 * 24,  # a `pulumi up` in the CA's last year replaces it (tenants re-trust)
@@ -408,5 +458,5 @@ class Edge(pulumi.ComponentResource):
             metadata={"name": CA_SECRET, "namespace": self.namespace},
             type="kubernetes.io/tls",
             string_data={"tls.crt": cert.cert_pem, "tls.key": pulumi.Output.secret(key.private_key_pem)},
-            opts=self._opts(),
+            opts=self.child_opts(),
         )

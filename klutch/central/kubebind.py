@@ -2,8 +2,8 @@
 
 - The release's kube-bind CRDs (pinned URL from the catalog), retained on delete and protected in prod:
   deleting a CRD deletes every tenant's binding objects of that kind.
-- The binder ClusterRole (the seed's rules over the release's kube-bind API group — see DESIGN.md §3
-  for why the seed's `kube-bind.io` grants nothing).
+- The binder ClusterRole (the manual procedure's rules over the release's kube-bind API group — see DESIGN.md §3
+  for why the manual procedure's `kube-bind.io` grants nothing).
 - One APIServiceExportTemplate per exported API (catalog: every enabled data service plus service
   bindings, backups and restores) in the Crossplane namespace.
 - The backend in the edge's namespace: ServiceAccount, ClusterRoleBinding to cluster-admin (the backend
@@ -17,6 +17,7 @@ Nothing here waits on Crossplane: the backend serves `/export` whether or not th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,11 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from klutch import catalog
-from klutch.central.cluster import Cluster
 from klutch.central.crds import crd_file
-from klutch.central.edge import Edge
-from klutch.config.central import BackendConfig, CentralConfig
+from klutch.central.names import cluster_role_ref
+from klutch.config.central import BackendConfig, OidcConfig
 
-# The backend's Secrets and the environment variables its args read them through (seed names).
+# The backend's Secrets and the environment variables its args read them through (the manual procedure's names).
 COOKIE_SECRET = "cookie-config"
 CA_SECRET = "k8sca"
 OIDC_SECRET = "oidc-config"
@@ -68,10 +68,16 @@ def checksum(secret_data: dict[str, dict[str, pulumi.Input[str]]]) -> pulumi.Out
 
 @dataclass(frozen=True)
 class KubeBindArgs:
-    config: CentralConfig
     provider: k8s.Provider
-    cluster: Cluster
-    edge: Edge
+    release: catalog.KlutchRelease  # the kube-bind CRDs, API group, backend image and flags of the release
+    data_services: Sequence[str]  # the enabled data services' keys: their APIs are exported
+    protect: bool
+    backend: BackendConfig  # the backend's namespace prefix, pretty name and consumer scope
+    oidc: OidcConfig
+    namespace: pulumi.Input[str]  # the backend's namespace (the edge's, where its routes point)
+    host: pulumi.Output[str]  # the backend host tenants use (the edge's)
+    api_server_url: pulumi.Input[str]  # the central cluster's API server, as tenants reach it
+    cluster_ca_pem: pulumi.Input[str]  # the central cluster's CA certificate (PEM)
     # The namespace of the export templates (the Crossplane layer's `crossplane-system`), as an output of
     # that layer's Namespace object: the templates then wait for the namespace only, never for the
     # Crossplane release. None: the catalog's name, without a dependency (the Kubernetes provider
@@ -80,7 +86,8 @@ class KubeBindArgs:
 
 
 def backend_args(backend: BackendConfig, release: catalog.KlutchRelease, host: str, api_server_url: str) -> list[str]:
-    """The backend container's args: the seed's, plus flags the release's backend is known to have."""
+    """The backend container's args: those of the manual procedure, plus flags the release's backend is known
+    to have."""
     args = [
         f"--namespace-prefix={backend.namespace_prefix}",
         f"--pretty-name={backend.pretty_name}",
@@ -101,7 +108,7 @@ def backend_args(backend: BackendConfig, release: catalog.KlutchRelease, host: s
 
 
 def binder_rules(group: str) -> list[dict[str, Any]]:
-    """The seed's `kube-binder` rules, over the release's kube-bind API group."""
+    """The `kube-binder` rules of the manual procedure, over the release's kube-bind API group."""
     rw = ["create", "delete", "patch", "update", "get", "list", "watch"]
     read = ["get", "watch", "list"]
     status = ["get", "patch", "update"]
@@ -127,6 +134,74 @@ def template_spec(api: catalog.ExtraApi) -> dict[str, Any]:
     return spec
 
 
+def backend_container(release: catalog.KlutchRelease, args: pulumi.Input[list[str]]) -> dict[str, Any]:
+    """The backend container: env from the Secrets, probes on /export, the cluster CA mounted."""
+    port = release.backend_listen_port
+    return {
+        "name": release.backend_name,
+        "image": release.backend_image,
+        "args": args,
+        "env": [
+            {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for env, (secret, key) in ENV_FROM_SECRETS.items()
+        ],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "resources": {
+            "limits": {"cpu": "2", "memory": "2Gi"},
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+        },
+        # /export answers unauthenticated on every release
+        "readinessProbe": {"httpGet": {"path": "/export", "port": port}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": "/export", "port": port},
+            "initialDelaySeconds": 15,
+            "periodSeconds": 20,
+            "failureThreshold": 3,
+        },
+        "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
+    }
+
+
+def backend_deployment_spec(
+    release: catalog.KlutchRelease, args: pulumi.Input[list[str]], secrets_checksum: pulumi.Input[str]
+) -> dict[str, Any]:
+    """The backend Deployment's spec: one pod, recreated (not rolled) on change, and rolled whenever
+    the Secrets it reads at start change (`secrets_checksum`)."""
+    labels = {"app": release.backend_name}
+    return {
+        "replicas": 1,
+        "selector": {"matchLabels": labels},
+        "strategy": {"type": "Recreate"},
+        "template": {
+            # env from Secrets is read at start: a changed Secret must roll the pod
+            "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: secrets_checksum}},
+            "spec": {
+                "serviceAccountName": release.backend_name,
+                "containers": [backend_container(release, args)],
+                "volumes": [
+                    {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
+                ],
+            },
+        },
+    }
+
+
+def backend_service_spec(release: catalog.KlutchRelease) -> dict[str, Any]:
+    """The backend's ClusterIP Service (the edge's Gateway/Ingress fronts it)."""
+    return {
+        "type": "ClusterIP",
+        "selector": {"app": release.backend_name},
+        "ports": [
+            {
+                "name": release.backend_name,
+                "protocol": "TCP",
+                "port": catalog.BACKEND_SERVICE_PORT,
+                "targetPort": release.backend_listen_port,
+            }
+        ],
+    }
+
+
 class KubeBind(pulumi.ComponentResource):
     crds: k8s.yaml.v2.ConfigFile
     deployment: k8s.apps.v1.Deployment
@@ -138,14 +213,36 @@ class KubeBind(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: KubeBindArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:kubebind:KubeBind", name, None, opts)
-        cfg, release, edge = args.config, args.config.release, args.edge
         self._name, self._provider = name, args.provider
-        enabled = [s.key for s in cfg.data_services]
-        apis = catalog.exported_apis(release, enabled)
-        self.binding_apis = catalog.binding_apis(release, enabled)
+        release, host = args.release, args.host
+        self.binding_apis = catalog.binding_apis(release, list(args.data_services))
+        self._exports(args)
+        self._backend(args)
 
-        # ---- CRDs, RBAC, export templates
-        self.crds = crd_file(f"{name}-crds", release.kube_bind_crds_url, protect=cfg.protect, opts=self._opts())
+        # what tenants use
+        self.export_url = host.apply(lambda h: f"https://{h}/export")
+        self.bind_noninteractive_url = (
+            host.apply(lambda h: f"https://{h}/bind-noninteractive") if release.bind_noninteractive else None
+        )
+        self.kubectl_bind_command = self.export_url.apply(
+            lambda url: f"kubectl bind {url} --konnector-image={release.konnector_image}"
+        )
+        self.register_outputs(
+            {
+                "exportUrl": self.export_url,
+                "kubectlBindCommand": self.kubectl_bind_command,
+                "bindingApis": self.binding_apis,
+                **({"bindNonInteractiveUrl": self.bind_noninteractive_url} if self.bind_noninteractive_url else {}),
+            }
+        )
+
+    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
+
+    def _exports(self, args: KubeBindArgs) -> None:
+        """The kube-bind CRDs, the binder ClusterRole and one APIServiceExportTemplate per exported API."""
+        name, release = self._name, args.release
+        self.crds = crd_file(f"{name}-crds", release.kube_bind_crds_url, protect=args.protect, opts=self._opts())
         self.binder_role = k8s.rbac.v1.ClusterRole(
             f"{name}-binder",
             metadata={"name": release.binder_cluster_role},
@@ -162,91 +259,23 @@ class KubeBind(pulumi.ComponentResource):
                 spec=template_spec(api),
                 opts=self._opts(depends_on=[self.crds]),
             )
-            for api in apis
+            for api in catalog.exported_apis(release, list(args.data_services))
         ]
 
-        # ---- the backend
-        namespace = edge.namespace
+    def _backend(self, args: KubeBindArgs) -> None:
+        """The backend: its identity, its Secrets, the Deployment and the Service."""
+        name, release, namespace = self._name, args.release, args.namespace
         labels = {"app": release.backend_name}
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-backend", metadata={"name": release.backend_name, "namespace": namespace}, opts=self._opts()
-        )
-        k8s.rbac.v1.ClusterRoleBinding(
-            f"{name}-backend",
-            metadata={"name": release.backend_name},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ADMIN_ROLE},
-            subjects=[{"kind": "ServiceAccount", "name": release.backend_name, "namespace": namespace}],
-            opts=self._opts(),
-        )
-        keys = {
-            key: random.RandomBytes(
-                f"{name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
-            )
-            for key in ("signing-key", "encryption-key")
-        }
-        secret_data: dict[str, dict[str, pulumi.Input[str]]] = {
-            COOKIE_SECRET: {k: pulumi.Output.secret(v.base64) for k, v in keys.items()},
-            # the backend reads a PEM file; cluster.ca_pem is the decoded certificate-authority-data
-            CA_SECRET: {"ca": args.cluster.ca_pem},
-            OIDC_SECRET: {
-                "oidc-issuer-client-id": cfg.oidc.client_id,
-                "oidc-issuer-client-secret": cfg.oidc.client_secret.output(),
-                "oidc-issuer-url": cfg.oidc.issuer_url,
-                "oidc-callback-url": edge.host.apply(lambda h: f"https://{h}/callback"),
-            },
-        }
+        account = self._identity(release.backend_name, namespace)
+        secret_data = self._secret_data(args)
         secrets = [self._secret(secret, namespace, data) for secret, data in secret_data.items()]
-        container_args = pulumi.Output.all(edge.host, args.cluster.api_server_url).apply(
-            lambda v: backend_args(cfg.backend, release, v[0], v[1])
+        container_args = pulumi.Output.all(args.host, args.api_server_url).apply(
+            lambda v: backend_args(args.backend, release, v[0], v[1])
         )
-        port = release.backend_listen_port
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-backend",
             metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "strategy": {"type": "Recreate"},
-                "template": {
-                    # env from Secrets is read at start: a changed Secret must roll the pod
-                    "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: checksum(secret_data)}},
-                    "spec": {
-                        "serviceAccountName": release.backend_name,
-                        "containers": [
-                            {
-                                "name": release.backend_name,
-                                "image": release.backend_image,
-                                "args": container_args,
-                                "env": [
-                                    {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-                                    for env, (secret, key) in ENV_FROM_SECRETS.items()
-                                ],
-                                "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
-                                "resources": {
-                                    "limits": {"cpu": "2", "memory": "2Gi"},
-                                    "requests": {"cpu": "100m", "memory": "256Mi"},
-                                },
-                                # /export answers unauthenticated on every release
-                                "readinessProbe": {
-                                    "httpGet": {"path": "/export", "port": port},
-                                    "initialDelaySeconds": 5,
-                                    "periodSeconds": 10,
-                                },
-                                "livenessProbe": {
-                                    "httpGet": {"path": "/export", "port": port},
-                                    "initialDelaySeconds": 15,
-                                    "periodSeconds": 20,
-                                    "failureThreshold": 3,
-                                },
-                                "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
-                        ],
-                    },
-                },
-            },
+            spec=backend_deployment_spec(release, container_args, checksum(secret_data)),
             # the pod reads the Secrets at start and needs the OIDC issuer reachable to become ready
             opts=self._opts(
                 depends_on=[account, *secrets], custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")
@@ -255,40 +284,43 @@ class KubeBind(pulumi.ComponentResource):
         self.service = k8s.core.v1.Service(
             f"{name}-backend",
             metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
-            spec={
-                "type": "ClusterIP",
-                "selector": labels,
-                "ports": [
-                    {
-                        "name": release.backend_name,
-                        "protocol": "TCP",
-                        "port": catalog.BACKEND_SERVICE_PORT,
-                        "targetPort": port,
-                    }
-                ],
-            },
+            spec=backend_service_spec(release),
             opts=self._opts(),
         )
 
-        # ---- what tenants use
-        self.export_url = edge.host.apply(lambda h: f"https://{h}/export")
-        self.bind_noninteractive_url = (
-            edge.host.apply(lambda h: f"https://{h}/bind-noninteractive") if release.bind_noninteractive else None
+    def _identity(self, backend: str, namespace: pulumi.Input[str]) -> k8s.core.v1.ServiceAccount:
+        """The backend's ServiceAccount, bound to cluster-admin."""
+        account = k8s.core.v1.ServiceAccount(
+            f"{self._name}-backend", metadata={"name": backend, "namespace": namespace}, opts=self._opts()
         )
-        self.kubectl_bind_command = self.export_url.apply(
-            lambda url: f"kubectl bind {url} --konnector-image={release.konnector_image}"
+        k8s.rbac.v1.ClusterRoleBinding(
+            f"{self._name}-backend",
+            metadata={"name": backend},
+            role_ref=cluster_role_ref(ADMIN_ROLE),
+            subjects=[{"kind": "ServiceAccount", "name": backend, "namespace": namespace}],
+            opts=self._opts(),
         )
-        self.register_outputs(
-            {
-                "exportUrl": self.export_url,
-                "kubectlBindCommand": self.kubectl_bind_command,
-                "bindingApis": self.binding_apis,
-                **({"bindNonInteractiveUrl": self.bind_noninteractive_url} if self.bind_noninteractive_url else {}),
-            }
-        )
+        return account
 
-    def _opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
+    def _secret_data(self, args: KubeBindArgs) -> dict[str, dict[str, pulumi.Input[str]]]:
+        """The data of the backend's Secrets: generated cookie keys, the cluster CA, the OIDC client."""
+        keys = {
+            key: random.RandomBytes(
+                f"{self._name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
+            )
+            for key in ("signing-key", "encryption-key")
+        }
+        return {
+            COOKIE_SECRET: {k: pulumi.Output.secret(v.base64) for k, v in keys.items()},
+            # the backend reads a PEM file; the cluster's CA is the decoded certificate-authority-data
+            CA_SECRET: {"ca": args.cluster_ca_pem},
+            OIDC_SECRET: {
+                "oidc-issuer-client-id": args.oidc.client_id,
+                "oidc-issuer-client-secret": args.oidc.client_secret.output(),
+                "oidc-issuer-url": args.oidc.issuer_url,
+                "oidc-callback-url": args.host.apply(lambda h: f"https://{h}/callback"),
+            },
+        }
 
     def _secret(
         self, name: str, namespace: pulumi.Input[str], data: dict[str, pulumi.Input[str]]

@@ -5,78 +5,127 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
+import pulumi_kubernetes as k8s
 
 from klutch.central.cluster import Cluster, ClusterArgs
 from klutch.central.crossplane import Crossplane, CrossplaneArgs
 from klutch.central.edge import Edge, EdgeArgs
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
+from klutch.central.outputs import CentralOutputs
 from klutch.config import central as config_module
+from klutch.config.central import CentralConfig
 
 
 def main() -> None:
     cfg = config_module.load()  # raises ConfigError (all problems at once) before any resource exists
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
-    tags = {"klutch.anynines.com/stack": cfg.stack, "klutch.anynines.com/environment": cfg.environment, **cfg.tags}
+    tags = stack_tags(cfg)
+    network = Network("network", NetworkArgs(cfg.network, cfg.cluster.name, tags)) if cfg.is_eks else None
+    cluster = Cluster("cluster", cluster_args(cfg, tags, network))
+    crossplane = Crossplane("crossplane", crossplane_args(cfg, cluster.provider))
+    edge = Edge("edge", edge_args(cfg, cluster.provider))
+    # the export templates live in crossplane-system: they wait for that Namespace, never for Crossplane
+    export_namespace = crossplane.namespace.metadata.apply(lambda m: m.name)
+    kube_bind = KubeBind("kube-bind", kube_bind_args(cfg, cluster, edge, export_namespace))
+    stack_outputs(cfg, network, cluster, crossplane, edge, kube_bind).export()
 
-    network = None
-    if cfg.is_eks:
-        network = Network("network", NetworkArgs(config=cfg.network, cluster_name=cfg.cluster.name, tags=tags))
-        pulumi.export("vpcId", network.vpc_id)
-        pulumi.export("publicSubnetIds", network.public_subnet_ids)
-        pulumi.export("privateSubnetIds", network.private_subnet_ids)
 
-    cluster = Cluster(
-        "cluster",
-        ClusterArgs(
-            config=cfg.cluster,
-            protect=cfg.protect,
-            tags=tags,
-            vpc_id=network.vpc_id if network else None,
-            public_subnet_ids=network.public_subnet_ids if network else (),
-            private_subnet_ids=network.private_subnet_ids if network else (),
-        ),
+def stack_tags(cfg: CentralConfig) -> dict[str, str]:
+    """The AWS tags of every resource: the stack and environment, then the configured tags."""
+    return {"klutch.anynines.com/stack": cfg.stack, "klutch.anynines.com/environment": cfg.environment, **cfg.tags}
+
+
+def cluster_args(cfg: CentralConfig, tags: Mapping[str, str], network: Network | None) -> ClusterArgs:
+    return ClusterArgs(
+        config=cfg.cluster,
+        protect=cfg.protect,
+        tags=tags,
+        vpc_id=network.vpc_id if network else None,
+        public_subnet_ids=network.public_subnet_ids if network else (),
+        private_subnet_ids=network.private_subnet_ids if network else (),
     )
-    pulumi.export("clusterName", cluster.name)
-    pulumi.export("clusterEndpoint", cluster.api_server_url)
-    pulumi.export("clusterCaPem", cluster.ca_pem)
-    pulumi.export("kubeconfig", cluster.kubeconfig)
-    if cluster.oidc_provider_arn is not None:
-        pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 
-    # ---- Crossplane, provider-anynines, dataservices, ProviderConfigs (issue #3) ----
-    crossplane = Crossplane("crossplane", CrossplaneArgs(config=cfg, provider=cluster.provider))
-    pulumi.export("crossplaneVersion", crossplane.version)
-    pulumi.export("klutchRelease", cfg.release.name)
-    pulumi.export("enabledDataServices", [s.key for s in cfg.data_services])
-    pulumi.export("providerConfigHealthCheck", crossplane.health_check_command)
-    # ---- end crossplane ----
 
-    # ---- edge and kube-bind (issue #4) ----
-    edge = Edge("edge", EdgeArgs(config=cfg, provider=cluster.provider))
-    kube_bind = KubeBind(
-        "kube-bind",
-        KubeBindArgs(
-            config=cfg,
-            provider=cluster.provider,
-            cluster=cluster,
-            edge=edge,
-            # the export templates live in crossplane-system: they wait for that Namespace, never for Crossplane
-            export_namespace=crossplane.namespace.metadata.apply(lambda m: m.name),
-        ),
+def crossplane_args(cfg: CentralConfig, provider: k8s.Provider) -> CrossplaneArgs:
+    return CrossplaneArgs(
+        provider=provider,
+        release=cfg.release,
+        crossplane_version=cfg.crossplane_version,
+        data_services=cfg.data_services,
+        protect=cfg.protect,
     )
-    pulumi.export("backendHost", edge.host)
-    pulumi.export("backendUrl", edge.host.apply(lambda h: f"https://{h}"))
-    pulumi.export("loadBalancerHostname", edge.load_balancer_hostname)
-    pulumi.export("exportUrl", kube_bind.export_url)
-    if kube_bind.bind_noninteractive_url is not None:
-        pulumi.export("bindNonInteractiveUrl", kube_bind.bind_noninteractive_url)
-    pulumi.export("konnectorImage", cfg.release.konnector_image)
-    pulumi.export("kubectlBindCommand", kube_bind.kubectl_bind_command)
-    pulumi.export("bindingApis", kube_bind.binding_apis)
-    pulumi.export("kubeBindCrdsUrl", cfg.release.kube_bind_crds_url)
-    if edge.ca_pem is not None:
-        pulumi.export("tlsCaPem", edge.ca_pem)
-    # ---- end edge and kube-bind ----
+
+
+def edge_args(cfg: CentralConfig, provider: k8s.Provider) -> EdgeArgs:
+    return EdgeArgs(
+        provider=provider,
+        controller=cfg.exposure.controller,
+        backend_namespace=cfg.release.backend_namespace,
+        backend_name=cfg.release.backend_name,
+        host=cfg.backend.host,
+        route53_zone_id=cfg.backend.route53_zone_id,
+        acme_server=cfg.exposure.acme_server,
+        acme_email=cfg.exposure.acme_email,
+        stack=cfg.stack,
+    )
+
+
+def kube_bind_args(
+    cfg: CentralConfig, cluster: Cluster, edge: Edge, export_namespace: pulumi.Input[str]
+) -> KubeBindArgs:
+    return KubeBindArgs(
+        # from the cluster
+        provider=cluster.provider,
+        api_server_url=cluster.api_server_url,
+        cluster_ca_pem=cluster.ca_pem,
+        # from the edge
+        namespace=edge.namespace,
+        host=edge.host,
+        # from the configuration
+        data_services=[s.key for s in cfg.data_services],
+        release=cfg.release,
+        protect=cfg.protect,
+        backend=cfg.backend,
+        oidc=cfg.oidc,
+        # from the Crossplane layer
+        export_namespace=export_namespace,
+    )
+
+
+def stack_outputs(
+    cfg: CentralConfig,
+    network: Network | None,
+    cluster: Cluster,
+    crossplane: Crossplane,
+    edge: Edge,
+    kube_bind: KubeBind,
+) -> CentralOutputs:
+    return CentralOutputs(
+        vpc_id=network.vpc_id if network else None,
+        public_subnet_ids=network.public_subnet_ids if network else None,
+        private_subnet_ids=network.private_subnet_ids if network else None,
+        cluster_name=cluster.name,
+        cluster_endpoint=cluster.api_server_url,
+        cluster_ca_pem=cluster.ca_pem,
+        kubeconfig=cluster.kubeconfig,
+        oidc_provider_arn=cluster.oidc_provider_arn,
+        crossplane_version=crossplane.version,
+        klutch_release=cfg.release.name,
+        enabled_data_services=[s.key for s in cfg.data_services],
+        provider_config_health_check=crossplane.health_check_command,
+        backend_host=edge.host,
+        backend_url=edge.host.apply(lambda h: f"https://{h}"),
+        load_balancer_hostname=edge.load_balancer_hostname,
+        export_url=kube_bind.export_url,
+        bind_noninteractive_url=kube_bind.bind_noninteractive_url,
+        konnector_image=cfg.release.konnector_image,
+        kubectl_bind_command=kube_bind.kubectl_bind_command,
+        binding_apis=kube_bind.binding_apis,
+        kube_bind_crds_url=cfg.release.kube_bind_crds_url,
+        tls_ca_pem=edge.ca_pem,
+    )

@@ -1,6 +1,6 @@
 """The non-interactive kube-bind client: client-credentials token → POST /bind-noninteractive → binding.
 
-What the seed's closed `helper bootstrap-env` does over HTTP (public equivalent: a9s-cli-v2
+What the manual procedure's closed `helper bootstrap-env` does over HTTP (public equivalent: a9s-cli-v2
 `klutch/bind_noninteractive.go`), written with the standard library only (`urllib`, `ssl`), so
 that the Pulumi dynamic provider process needs nothing beyond the program's own dependencies:
 
@@ -34,9 +34,10 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
-from klutch.config.kubeconfig import KubeconfigError, parse_kubeconfig
+from klutch.central.names import qualified_resource
+from klutch.config.kubeconfig import KubeconfigError, KubeconfigFacts, parse_kubeconfig
 
 USER_AGENT = "klutch-tenant-bind/1"
 _AUTH_CHECKS = (
@@ -86,7 +87,7 @@ class Export:
 
     @property
     def name(self) -> str:
-        return f"{self.resource}.{self.group}" if self.group else self.resource
+        return qualified_resource(self.resource, self.group)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,7 +104,7 @@ class Export:
 class Binding:
     """A parsed BindingResponse."""
 
-    kubeconfig: str = field(repr=False)  # the provider-side kubeconfig (the seed's provider.kfg.yaml)
+    kubeconfig: str = field(repr=False)  # the provider-side kubeconfig (the manual procedure's provider.kfg.yaml)
     namespace: str  # the tenant's namespace on the central cluster
     server: str
     exports: tuple[Export, ...]
@@ -112,7 +113,7 @@ class Binding:
         """The export of each requested API, in request order; BindError if the backend left one out."""
         by_key = {(e.group, e.resource): e for e in self.exports}
         wanted = [(a.get("group", ""), a["resource"]) for a in apis]
-        missing = [f"{r}.{g}" if g else r for g, r in wanted if (g, r) not in by_key]
+        missing = [qualified_resource(r, g) for g, r in wanted if (g, r) not in by_key]
         if missing:
             returned = ", ".join(e.name for e in self.exports) or "none"
             raise BindError(
@@ -135,7 +136,12 @@ def bind(
     """Token, bind request, parsed response. Raises BindError."""
     apis = [{"group": a.get("group", ""), "resource": a["resource"]} for a in apis]
     token = fetch_token(credentials, ca_pem=ca_pem, policy=policy)
-    return request_binding(url, token, cluster_id, apis, ca_pem=ca_pem, policy=policy, client_id=credentials.client_id)
+    body = json.dumps({"clusterID": cluster_id, "apis": apis}).encode()
+    what = f"bind request to {url}"
+    request = _post(url, body, content_type="application/json", authorization=f"Bearer {token}")
+    status, answer = _exchange(request, what, ca_pem, policy)
+    _check_bind_answer(what, status, answer, credentials.client_id)
+    return parse_response(answer, url)
 
 
 def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: Policy = Policy()) -> str:
@@ -143,26 +149,26 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
     form = {"grant_type": "client_credentials"}
     if credentials.scope:
         form["scope"] = credentials.scope
-    basic = base64.b64encode(
-        f"{urllib.parse.quote(credentials.client_id, safe='')}:{urllib.parse.quote(credentials.client_secret, safe='')}".encode()
-    ).decode()
+    user, password = (urllib.parse.quote(v, safe="") for v in (credentials.client_id, credentials.client_secret))
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     what = f"token request to {credentials.token_url}"
     status, body = _exchange(
-        lambda: urllib.request.Request(
+        _post(
             credentials.token_url,
-            data=urllib.parse.urlencode(form).encode(),
-            method="POST",
-            headers={
-                "Authorization": f"Basic {basic}",
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
+            urllib.parse.urlencode(form).encode(),
+            content_type="application/x-www-form-urlencoded",
+            authorization=f"Basic {basic}",
         ),
         what,
         ca_pem,
         policy,
     )
+    _check_token_answer(what, status, body, credentials.client_id)
+    return _access_token(what, body)
+
+
+def _check_token_answer(what: str, status: int, body: bytes, client_id: str) -> None:
+    """BindError for a token request the IdP refused or failed, saying what to check."""
     if status in (400, 401, 403):
         error = _oauth_error(body)
         hint = (
@@ -172,11 +178,14 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
             "of the realm the central backend trusts"
         )
         raise BindError(
-            f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client "
-            f"'{credentials.client_id}': {hint}"
+            f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client '{client_id}': {hint}"
         )
     if not 200 <= status < 300:
         raise BindError(f"{what} failed (HTTP {status}): {_excerpt(body)}; check oidc.tokenUrl")
+
+
+def _access_token(what: str, body: bytes) -> str:
+    """The access token of a token response."""
     try:
         doc = json.loads(body)
         token = doc["access_token"]
@@ -189,35 +198,8 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
     return token
 
 
-def request_binding(
-    url: str,
-    token: str,
-    cluster_id: str,
-    apis: list[dict[str, str]],
-    *,
-    ca_pem: str | None = None,
-    policy: Policy = Policy(),
-    client_id: str = "",
-) -> Binding:
-    """POST the bind request with the bearer token; the parsed BindingResponse."""
-    body = json.dumps({"clusterID": cluster_id, "apis": apis}).encode()
-    what = f"bind request to {url}"
-    status, answer = _exchange(
-        lambda: urllib.request.Request(
-            url,
-            data=body,
-            method="POST",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-        ),
-        what,
-        ca_pem,
-        policy,
-    )
+def _check_bind_answer(what: str, status: int, answer: bytes, client_id: str) -> None:
+    """BindError for a bind request the backend did not answer with a binding, saying what to check."""
     if status in (401, 403):
         who = f" for client '{client_id}'" if client_id else ""
         raise BindError(
@@ -230,7 +212,6 @@ def request_binding(
         )
     if not 200 <= status < 300:
         raise BindError(f"{what} failed (HTTP {status}): {_excerpt(answer)}")
-    return parse_response(answer, url)
 
 
 def parse_response(body: bytes, url: str = "the backend") -> Binding:
@@ -248,7 +229,16 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
         raise malformed(f"not JSON ({_excerpt(body)})") from None
     if not isinstance(doc, dict):
         raise malformed("not a JSON object")
-    encoded = doc.get("kubeconfig")
+    kubeconfig, facts = _kubeconfig(doc.get("kubeconfig"), malformed)
+    requests = doc.get("requests")
+    if not isinstance(requests, list):
+        raise malformed("no requests list")
+    exports = [export for i, request in enumerate(requests) for export in _exports(i, request, malformed)]
+    return Binding(kubeconfig=kubeconfig, namespace=facts.namespace, server=facts.server, exports=tuple(exports))
+
+
+def _kubeconfig(encoded: Any, malformed: Callable[[str], BindError]) -> tuple[str, KubeconfigFacts]:
+    """The response's kubeconfig (base64 of the bytes), which must name the tenant's namespace."""
     if not isinstance(encoded, str) or not encoded:
         raise malformed("no kubeconfig")
     try:
@@ -263,52 +253,72 @@ def parse_response(body: bytes, url: str = "the backend") -> Binding:
             f"the kubeconfig's current context '{facts.context}' has no namespace (the tenant's "
             "namespace on the central cluster)"
         )
-    requests = doc.get("requests")
-    if not isinstance(requests, list):
-        raise malformed("no requests list")
-    exports: list[Export] = []
-    for i, request in enumerate(requests):
-        spec = request.get("spec") if isinstance(request, dict) else None
-        resources = spec.get("resources") if isinstance(spec, dict) else None
-        if not isinstance(resources, list) or not resources:
-            raise malformed(f"requests[{i}] has no spec.resources")
-        metadata = request.get("metadata")
-        name = metadata.get("name") if isinstance(metadata, dict) else None
-        parameters = spec.get("parameters")
-        for j, res in enumerate(resources):
-            claims = (res.get("permissionClaims") or []) if isinstance(res, dict) else None
-            if (
-                not isinstance(res, dict)
-                or not isinstance(res.get("resource"), str)
-                or not res["resource"]
-                or not isinstance(res.get("group", ""), str)
-                or not isinstance(res.get("versions") or [], list)
-                or not isinstance(claims, list)
-                or not all(isinstance(c, dict) for c in claims)
-            ):
-                raise malformed(
-                    f"requests[{i}].spec.resources[{j}] is not a resource with group, resource, "
-                    "versions and permissionClaims"
-                )
-            exports.append(
-                Export(
-                    group=res.get("group", ""),
-                    resource=res["resource"],
-                    versions=tuple(res.get("versions") or ()),
-                    permission_claims=tuple(claims),
-                    parameters=parameters if isinstance(parameters, dict) else None,
-                    request=name if isinstance(name, str) else "",
-                )
+    return kubeconfig, facts
+
+
+def _exports(i: int, request: Any, malformed: Callable[[str], BindError]) -> list[Export]:
+    """The exports of `requests[i]`, one per resource of its spec."""
+    spec = request.get("spec") if isinstance(request, dict) else None
+    resources = spec.get("resources") if isinstance(spec, dict) else None
+    if not isinstance(resources, list) or not resources:
+        raise malformed(f"requests[{i}] has no spec.resources")
+    metadata = request.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    parameters = spec.get("parameters")
+    exports = []
+    for j, res in enumerate(resources):
+        claims = (res.get("permissionClaims") or []) if isinstance(res, dict) else None
+        if (
+            not isinstance(res, dict)
+            or not isinstance(res.get("resource"), str)
+            or not res["resource"]
+            or not isinstance(res.get("group", ""), str)
+            or not isinstance(res.get("versions") or [], list)
+            or not isinstance(claims, list)
+            or not all(isinstance(c, dict) for c in claims)
+        ):
+            raise malformed(
+                f"requests[{i}].spec.resources[{j}] is not a resource with group, resource, "
+                "versions and permissionClaims"
             )
-    return Binding(kubeconfig=kubeconfig, namespace=facts.namespace, server=facts.server, exports=tuple(exports))
+        exports.append(
+            Export(
+                group=res.get("group", ""),
+                resource=res["resource"],
+                versions=tuple(res.get("versions") or ()),
+                permission_claims=tuple(claims),
+                parameters=parameters if isinstance(parameters, dict) else None,
+                request=name if isinstance(name, str) else "",
+            )
+        )
+    return exports
 
 
 # ------------------------------------------------------------------------------- HTTP
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect would turn the POST into a GET and may carry credentials elsewhere: report it instead."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> None:
         return None
+
+
+def _post(url: str, data: bytes, *, content_type: str, authorization: str) -> Callable[[], urllib.request.Request]:
+    """A maker of the same POST request (JSON answer expected), one fresh Request per attempt."""
+    headers = {
+        "Authorization": authorization,
+        "Content-Type": content_type,
+        "Accept": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    return lambda: urllib.request.Request(url, data=data, method="POST", headers=headers)
 
 
 def _context(ca_pem: str | None) -> ssl.SSLContext:

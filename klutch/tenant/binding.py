@@ -44,6 +44,15 @@ class BindingArgs:
     ca_pem: str | None  # the central backend's self-signed CA (tlsCaPem), if any
 
 
+@dataclass(frozen=True)
+class BindingOutputs:
+    """What the two sides of a binding read from it."""
+
+    kubeconfig: pulumi.Input[str]  # the provider-side kubeconfig (secret)
+    namespace: pulumi.Input[str]  # the tenant's namespace on the central cluster
+    exports: pulumi.Output[list[dict[str, Any]]]  # one per bound API: versions, permission claims, parameters
+
+
 class BindingProvider(ResourceProvider):
     """CRUD of a binding. `policy` (timeouts, retries) is injectable for tests."""
 

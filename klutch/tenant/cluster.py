@@ -1,17 +1,17 @@
-"""The tenant side and the central side of a binding (what the seed's `all.yaml` and helper did by hand).
+"""The tenant side and the central side of a binding (what the manual procedure's `all.yaml` and helper did by hand).
 
 `TenantCluster` (on the consumer cluster, explicit provider from the tenant kubeconfig or EKS):
 namespace `klutch-bind` → Secret `kubeconfig` (key `kubeconfig`, the provider-side kubeconfig) →
 the konnector (ServiceAccount, ClusterRole/Binding, Deployment); the kube-bind CRDs from the central
 stack's `kubeBindCrdsUrl`, each waited for until `Established`, before any `APIServiceBinding`
 (one per API, named `<resource>.<group>`, cluster-scoped in released CRDs, referencing the Secret,
-with the backend's permission claims accepted). The seed's "apply the file twice" cannot happen:
+with the backend's permission claims accepted). The manual procedure's "apply the file twice" cannot happen:
 the bindings depend on the CRDs.
 
 `CentralSide` (on the central cluster, provider from the returned kubeconfig, in the tenant's
 namespace there): one `APIServiceExportRequest` per API — the backend's request for that API,
 carrying its versions, permission claims and parameters — and one `APIServiceNamespace` per
-configured namespace (the seed's `helper create-ns`), waited for until the backend has assigned
+configured namespace (the manual procedure's `helper create-ns`), waited for until the backend has assigned
 the central-side namespace, which `namespace_map` exports.
 """
 
@@ -26,9 +26,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from klutch import catalog
 from klutch.central.crds import WAIT_FOR, crd_file
-from klutch.config.tenant import Api, CentralFacts, TenantConfig
-from klutch.tenant.binding import Binding
+from klutch.central.names import api_version, cluster_role_ref
+from klutch.config.tenant import Api, TenantClusterConfig
+from klutch.tenant.binding import BindingOutputs
 
 KUBECONFIG_KEY = "kubeconfig"  # the only key the APIServiceBinding CRD accepts in kubeconfigSecretRef
 
@@ -104,10 +106,35 @@ def eks_kubeconfig(cluster_name: str, endpoint: str, ca_data: str, region: str |
 # ------------------------------------------------------------------------------- tenant side
 @dataclass(frozen=True)
 class TenantClusterArgs:
-    config: TenantConfig
-    central: CentralFacts
+    cluster: TenantClusterConfig  # how to reach the consumer cluster: a kubeconfig or an EKS cluster name
+    release: catalog.KlutchRelease  # the konnector's and the kube-bind API's names of the release
+    protect: bool
+    crds_url: str  # the central stack's kubeBindCrdsUrl
+    konnector_image: str
     apis: Sequence[Api]
-    binding: Binding
+    binding: BindingOutputs  # its kubeconfig (the Secret's content) and exports (the claims to accept)
+
+
+def konnector_deployment_spec(name: str, image: str) -> dict[str, Any]:
+    """The konnector Deployment's spec as klutchio's bind/deploy/konnector ships it: two replicas that
+    know their pod name and namespace."""
+    labels = {"app": name}
+
+    def field_env(env: str, path: str) -> dict[str, Any]:
+        return {"name": env, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    container = {
+        "name": name,
+        "image": image,
+        "env": [field_env("POD_NAME", "metadata.name"), field_env("POD_NAMESPACE", "metadata.namespace")],
+        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
+    }
+    return {
+        "replicas": 2,
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {"serviceAccountName": name, "containers": [container]}},
+    }
 
 
 class TenantCluster(pulumi.ComponentResource):
@@ -115,52 +142,63 @@ class TenantCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TenantClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:tenant:TenantCluster", name, None, opts)
-        cfg, release = args.config, args.config.release
+        self._name, self._args = name, args
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=self._kubeconfig(name, cfg), opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-k8s", kubeconfig=self._kubeconfig(name, args.cluster), opts=pulumi.ResourceOptions(parent=self)
         )
-        on_tenant = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        ns_name = release.konnector_namespace
-        secret_name = release.konnector_kubeconfig_secret
-        konnector = release.konnector_name
-        labels = {"app": konnector}
+        self._on_tenant = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        after_ns, secret = self._kubeconfig_secret()
+        crds = crd_file(f"{name}-kube-bind-crds", args.crds_url, protect=args.protect, opts=self._on_tenant)
+        self._bindings(depends_on=[crds, secret])
+        self._konnector(after_ns, depends_on=[secret, crds])
+        self.register_outputs({"boundApis": [api.name for api in args.apis]})
 
-        namespace = k8s.core.v1.Namespace(f"{name}-namespace", metadata={"name": ns_name}, opts=on_tenant)
-        after_ns = pulumi.ResourceOptions.merge(on_tenant, pulumi.ResourceOptions(depends_on=[namespace]))
+    def _kubeconfig_secret(self) -> tuple[pulumi.ResourceOptions, k8s.core.v1.Secret]:
+        """The konnector's namespace and the Secret with the binding's kubeconfig in it; (options of what
+        lives in the namespace, the Secret)."""
+        namespace = k8s.core.v1.Namespace(
+            f"{self._name}-namespace", metadata={"name": self._args.release.konnector_namespace}, opts=self._on_tenant
+        )
+        after_ns = pulumi.ResourceOptions.merge(self._on_tenant, pulumi.ResourceOptions(depends_on=[namespace]))
         secret = k8s.core.v1.Secret(
-            f"{name}-kubeconfig",
-            metadata={"name": secret_name, "namespace": namespace.metadata.name},
+            f"{self._name}-kubeconfig",
+            metadata={"name": self._args.release.konnector_kubeconfig_secret, "namespace": namespace.metadata.name},
             type="Opaque",
-            string_data={KUBECONFIG_KEY: args.binding.kubeconfig},  # a secret Output
+            string_data={KUBECONFIG_KEY: self._args.binding.kubeconfig},  # a secret Output
             opts=after_ns,
         )
+        return after_ns, secret
 
-        crds = crd_file(f"{name}-kube-bind-crds", args.central.crds_url, protect=cfg.protect, opts=on_tenant)
-
-        api_version = f"{release.kube_bind_group}/{release.kube_bind_version}"
+    def _bindings(self, depends_on: list[pulumi.Resource]) -> None:
+        """One APIServiceBinding per API, after the CRDs and the kubeconfig Secret, with the claims accepted."""
+        release = self._args.release
+        ns_name, secret_name = release.konnector_namespace, release.konnector_kubeconfig_secret
         after_crds = pulumi.ResourceOptions.merge(
-            on_tenant, pulumi.ResourceOptions(depends_on=[crds, secret], protect=cfg.protect)
+            self._on_tenant, pulumi.ResourceOptions(depends_on=depends_on, protect=self._args.protect)
         )
-        for api in args.apis:
+        for api in self._args.apis:
             metadata: dict[str, Any] = {"name": api.name}
             if release.api_service_binding_namespaced:
                 metadata["namespace"] = ns_name
             k8s.apiextensions.CustomResource(
-                f"{name}-binding-{api.name}",
-                api_version=api_version,
+                f"{self._name}-binding-{api.name}",
+                api_version=api_version(release.kube_bind_group, release.kube_bind_version),
                 kind="APIServiceBinding",
                 metadata=metadata,
                 spec={
                     "kubeconfigSecretRef": {"name": secret_name, "namespace": ns_name, "key": KUBECONFIG_KEY},
-                    "permissionClaims": args.binding.exports.apply(
+                    "permissionClaims": self._args.binding.exports.apply(
                         lambda exports, api=api: accepted(export_for(exports, api).get("permissionClaims") or [])
                     ),
                 },
                 opts=after_crds,
             )
 
-        # The konnector as klutchio's bind/deploy/konnector ships it. Its role is cluster-wide on
-        # purpose: it installs the CRDs of every bound API and syncs objects of any bound group.
+    def _konnector(self, after_ns: pulumi.ResourceOptions, depends_on: list[pulumi.Resource]) -> None:
+        """The konnector as klutchio's bind/deploy/konnector ships it. Its role is cluster-wide on
+        purpose: it installs the CRDs of every bound API and syncs objects of any bound group."""
+        name, release = self._name, self._args.release
+        konnector, ns_name = release.konnector_name, release.konnector_namespace
         account = k8s.core.v1.ServiceAccount(
             f"{name}-konnector-sa", metadata={"name": konnector, "namespace": ns_name}, opts=after_ns
         )
@@ -168,57 +206,32 @@ class TenantCluster(pulumi.ComponentResource):
             f"{name}-konnector-role",
             metadata={"name": release.konnector_cluster_role},
             rules=[{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
-            opts=on_tenant,
+            opts=self._on_tenant,
         )
         role_binding = k8s.rbac.v1.ClusterRoleBinding(
             f"{name}-konnector-rolebinding",
             metadata={"name": release.konnector_cluster_role},
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role.metadata.name},
+            role_ref=cluster_role_ref(role.metadata.name),
             subjects=[{"kind": "ServiceAccount", "name": account.metadata.name, "namespace": ns_name}],
-            opts=on_tenant,
+            opts=self._on_tenant,
         )
         k8s.apps.v1.Deployment(
             f"{name}-konnector",
-            metadata={"name": konnector, "namespace": ns_name, "labels": labels},
-            spec={
-                "replicas": 2,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": konnector,
-                        "containers": [
-                            {
-                                "name": konnector,
-                                "image": args.central.konnector_image,
-                                "env": [
-                                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                                    {
-                                        "name": "POD_NAMESPACE",
-                                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-                                    },
-                                ],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
-                            }
-                        ],
-                    },
-                },
-            },
+            metadata={"name": konnector, "namespace": ns_name, "labels": {"app": konnector}},
+            spec=konnector_deployment_spec(konnector, self._args.konnector_image),
             opts=pulumi.ResourceOptions.merge(
-                on_tenant,
+                self._on_tenant,
                 pulumi.ResourceOptions(
-                    depends_on=[secret, crds, account, role_binding],
+                    depends_on=[*depends_on, account, role_binding],
                     custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
                 ),
             ),
         )
-        self.register_outputs({"boundApis": [api.name for api in args.apis]})
 
-    def _kubeconfig(self, name: str, cfg: TenantConfig) -> pulumi.Output[str]:
-        if cfg.cluster.kubeconfig is not None:
-            return cfg.cluster.kubeconfig.output()
-        cluster_name = cfg.cluster.eks_cluster_name or ""
+    def _kubeconfig(self, name: str, cluster: TenantClusterConfig) -> pulumi.Output[str]:
+        if cluster.kubeconfig is not None:
+            return cluster.kubeconfig.output()
+        cluster_name = cluster.eks_cluster_name or ""
         eks = aws.eks.Cluster.get(f"{name}-eks", cluster_name, opts=pulumi.ResourceOptions(parent=self))
         region = aws.config.region
         return pulumi.Output.secret(
@@ -236,9 +249,11 @@ def _ca_data(authority: Any) -> str:
 # ------------------------------------------------------------------------------- central side
 @dataclass(frozen=True)
 class CentralSideArgs:
-    config: TenantConfig
+    release: catalog.KlutchRelease  # the kube-bind API group and version of the release
+    protect: bool
+    namespaces: Sequence[str]  # consumer namespaces to pre-create on the central side
     apis: Sequence[Api]
-    binding: Binding
+    binding: BindingOutputs
 
 
 class CentralSide(pulumi.ComponentResource):
@@ -247,49 +262,57 @@ class CentralSide(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CentralSideArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:tenant:CentralSide", name, None, opts)
-        cfg, release, binding = args.config, args.config.release, args.binding
         # Everything here lives in the tenant's namespace on the central cluster, with its credentials.
         self.provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=binding.kubeconfig,
-            namespace=binding.namespace,
+            kubeconfig=args.binding.kubeconfig,
+            namespace=args.binding.namespace,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        on_central = pulumi.ResourceOptions(parent=self, provider=self.provider)
-        api_version = f"{release.kube_bind_group}/{release.kube_bind_version}"
+        self._name, self._args = name, args
+        self._on_central = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self._api_version = api_version(args.release.kube_bind_group, args.release.kube_bind_version)
+        self._export_requests()
+        self.namespace_map = self._namespaces()
+        self.register_outputs({"namespaceMap": self.namespace_map})
 
-        for api in args.apis:
+    def _export_requests(self) -> None:
+        """One APIServiceExportRequest per API: the backend's request for it, as the binding returned it."""
+        for api in self._args.apis:
             k8s.apiextensions.CustomResource(
-                f"{name}-export-{api.name}",
-                api_version=api_version,
+                f"{self._name}-export-{api.name}",
+                api_version=self._api_version,
                 kind="APIServiceExportRequest",
-                metadata={"name": api.name, "namespace": binding.namespace},
-                spec=binding.exports.apply(lambda exports, api=api: _export_request_spec(export_for(exports, api))),
+                metadata={"name": api.name, "namespace": self._args.binding.namespace},
+                spec=self._args.binding.exports.apply(
+                    lambda exports, api=api: _export_request_spec(export_for(exports, api))
+                ),
                 # spec.resources and spec.parameters are immutable: a change is a new request
                 opts=pulumi.ResourceOptions.merge(
-                    on_central, pulumi.ResourceOptions(replace_on_changes=["spec"], delete_before_replace=True)
+                    self._on_central, pulumi.ResourceOptions(replace_on_changes=["spec"], delete_before_replace=True)
                 ),
             )
 
+    def _namespaces(self) -> pulumi.Output[dict[str, str]]:
+        """One APIServiceNamespace per configured namespace; the central namespace the backend assigned to each."""
         mapped: dict[str, pulumi.Output[str]] = {}
-        for ns in cfg.namespaces:
+        for ns in self._args.namespaces:
             request = CustomResourceWithStatus(
-                f"{name}-namespace-{ns}",
-                api_version=api_version,
+                f"{self._name}-namespace-{ns}",
+                api_version=self._api_version,
                 kind="APIServiceNamespace",
                 # named after the consumer namespace; the backend answers with the central one
                 metadata={
                     "name": ns,
-                    "namespace": binding.namespace,
+                    "namespace": self._args.binding.namespace,
                     "annotations": {WAIT_FOR: "jsonpath={.status.namespace}"},
                 },
                 spec={},
                 # deleting it deletes the central namespace and the data-service instances in it
-                opts=pulumi.ResourceOptions.merge(on_central, pulumi.ResourceOptions(protect=cfg.protect)),
+                opts=pulumi.ResourceOptions.merge(self._on_central, pulumi.ResourceOptions(protect=self._args.protect)),
             )
             mapped[ns] = request.status.apply(lambda s: (s or {}).get("namespace"))
-        self.namespace_map = pulumi.Output.all(**mapped) if mapped else pulumi.Output.from_input({})
-        self.register_outputs({"namespaceMap": self.namespace_map})
+        return pulumi.Output.all(**mapped) if mapped else pulumi.Output.from_input({})
 
 
 def _export_request_spec(export: dict[str, Any]) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import pulumi
 
+from klutch.central.outputs import tenant_output_names
 from klutch.config import tenant as tenant_config
 from klutch.config.tenant import Api, CentralFacts, TenantConfig
-from klutch.tenant.binding import Binding, BindingArgs
+from klutch.tenant.binding import Binding, BindingArgs, BindingOutputs
 from klutch.tenant.cluster import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
 
 
@@ -33,16 +34,16 @@ def main() -> None:
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
     central = pulumi.StackReference(cfg.central_stack)
-    outputs = pulumi.Output.all(**{n: central.get_output(n) for n in tenant_config.CENTRAL_OUTPUTS})
+    outputs = pulumi.Output.all(**{n: central.get_output(n) for n in tenant_output_names()})
     # Checks the central outputs and the configured apis (ConfigError naming the valid ones) before
     # anything else is declared.
     resolved = outputs.apply(lambda o: tenant_config.resolve_central(cfg, o))
-    built = resolved.apply(lambda r: build(cfg, *r))
+    built = resolved.apply(lambda found: build(cfg, *found))
 
     def export(name: str, attr: str) -> None:
         pulumi.export(name, built.apply(lambda b: getattr(b, attr)))
 
-    export("providerKubeconfig", "provider_kubeconfig")  # secret: the seed's provider.kfg.yaml
+    export("providerKubeconfig", "provider_kubeconfig")  # secret: the manual procedure's provider.kfg.yaml
     export("centralNamespace", "central_namespace")
     export("boundApis", "bound_apis")
     export("namespaceMap", "namespace_map")
@@ -57,9 +58,24 @@ def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Bu
             cluster_id=cfg.cluster_id, apis=apis, bind_url=central.bind_url, oidc=cfg.oidc, ca_pem=central.ca_pem
         ),
     )
+    bound = BindingOutputs(binding.kubeconfig, binding.namespace, binding.exports)
     if cfg.cluster.configured:
-        TenantCluster("tenant", TenantClusterArgs(config=cfg, central=central, apis=apis, binding=binding))
-    central_side = CentralSide("central", CentralSideArgs(config=cfg, apis=apis, binding=binding))
+        TenantCluster(
+            "tenant",
+            TenantClusterArgs(
+                cluster=cfg.cluster,
+                release=cfg.release,
+                protect=cfg.protect,
+                crds_url=central.crds_url,
+                konnector_image=central.konnector_image,
+                apis=apis,
+                binding=bound,
+            ),
+        )
+    central_side = CentralSide(
+        "central",
+        CentralSideArgs(release=cfg.release, protect=cfg.protect, namespaces=cfg.namespaces, apis=apis, binding=bound),
+    )
     return Built(
         provider_kubeconfig=binding.kubeconfig,
         central_namespace=binding.namespace,
@@ -71,7 +87,7 @@ def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Bu
 
 
 def fallback_command(cfg: TenantConfig, central: CentralFacts) -> str:
-    """`kubectl bind` for operators who bind by browser (the seed's interactive path)."""
+    """`kubectl bind` for operators who bind by browser (the manual procedure's interactive path)."""
     if central.kubectl_bind_command and not cfg.konnector_image:
         return central.kubectl_bind_command
     return f"kubectl bind {central.export_url} --konnector-image={central.konnector_image}"
