@@ -7,17 +7,17 @@ A second Klutch release is one more `KlutchRelease` entry in `RELEASES`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 
 # --------------------------------------------------------------------------- data services
 @dataclass(frozen=True)
 class DataService:
-    """An a9s data service of the seed's table: its config value and its claim API."""
+    """An a9s data service: its config value and its claim API."""
 
-    key: str  # the config / ProviderConfig value (seed table "Data-service Value")
-    title: str  # the seed table's "Data Service" column
+    key: str  # the config and ProviderConfig value
+    title: str  # the data service's product name
     group: str = "anynines.com"
 
     @property
@@ -32,11 +32,25 @@ class ExtraApi:
 
     resource: str
     group: str = "anynines.com"
-    # Permission claims (group, resource, version, selector owner) as the seed's template has them.
+    # Permission claims (group, resource, version, selector owner) as the servicebinding export template has them.
     permission_claims: tuple[tuple[str, str, str, str], ...] = ()
 
 
 # --------------------------------------------------------------------------- releases
+@dataclass(frozen=True)
+class Backend:
+    """A kube-bind backend image and what the program must do differently for it."""
+
+    kind: str  # `backend.kind` in config
+    image: str
+    export_template_api_version: str  # group/version of the APIServiceExportTemplates it reads
+    template_crd_url: str | None  # the APIServiceExportTemplate CRD, when not in the release's CRD files
+    probe_path: str  # readiness and liveness (answers unauthenticated)
+    bind_noninteractive: bool  # serves POST /bind-noninteractive
+    # Flags known to exist in this image beyond the common ones (an unknown flag stops the binary).
+    optional_flags: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class KlutchRelease:
     """Everything that differs between Klutch releases."""
@@ -45,28 +59,30 @@ class KlutchRelease:
     description: str
     provider_package: str
     configuration_package: str
-    backend_image: str
     konnector_image: str
-    kube_bind_crds_url: str
+    # The kube-bind CRD files every backend needs, pinned to an immutable source (never a branch).
+    kube_bind_crd_urls: tuple[str, ...]
     kube_bind_group: str  # API group of the kube-bind CRDs the release ships
     binder_cluster_role: str
-    export_template_api_version: str  # group/version of APIServiceExportTemplate the backend reads
     konnector_namespace: str
-    crossplane_min: tuple[int, int]  # inclusive
+    crossplane_min: tuple[int, ...]  # inclusive (major, minor[, patch])
     crossplane_max: tuple[int, int]  # inclusive (major, minor)
     data_services: tuple[str, ...]  # keys of DATA_SERVICES this release serves
+    backends: Mapping[str, Backend]
+    default_backend: str = "anynines"
     provider_config_service_type: bool = False  # ProviderConfig.spec.serviceType required
+    # ProviderConfig.spec.healthCheckEndpoint per serviceType (empty: the provider's default).
+    health_check_endpoints: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     functions: tuple[str, ...] = ()  # Crossplane Function packages the compositions need
-    bind_noninteractive: bool = True  # backend serves POST /bind-noninteractive
-    # Backend flags known to exist in this release's image (an unknown flag stops the binary).
-    backend_optional_flags: frozenset[str] = frozenset()
+    # A data service's key in an older release -> its key in this one (a9s Redis became a9s KeyValue).
+    renamed_services: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     extra_apis: tuple[str, ...] = ("servicebindings", "backups", "restores")
-    # The backend's Kubernetes names (seed: namespace `bind`, everything else `anynines-backend`).
+    # The backend's Kubernetes names (namespace `bind`, everything else `anynines-backend`).
     backend_namespace: str = "bind"
     backend_name: str = "anynines-backend"
     backend_listen_port: int = 9443  # plain HTTP; TLS ends at the ingress/gateway
 
-    # Tenant side (issue #5): the kube-bind API version of APIServiceBinding, APIServiceNamespace and
+    # Tenant side: the kube-bind API version of APIServiceBinding, APIServiceNamespace and
     # APIServiceExportRequest; APIServiceBinding is cluster-scoped in every released CRD set (it
     # became namespaced only on klutchio's unreleased main).
     kube_bind_version: str = "v1alpha1"
@@ -76,6 +92,13 @@ class KlutchRelease:
     konnector_name: str = "konnector"  # Deployment, ServiceAccount and `app` label
     konnector_cluster_role: str = "klutch-bind-konnector"  # ClusterRole and ClusterRoleBinding
     konnector_kubeconfig_secret: str = "kubeconfig"  # Secret name; its key is always `kubeconfig`
+
+    def backend(self, kind: str | None = None) -> Backend:
+        return self.backends[kind or self.default_backend]
+
+    def crd_urls(self, backend: Backend) -> tuple[str, ...]:
+        """The central cluster's kube-bind CRD files: the release's, plus the backend's template CRD."""
+        return self.kube_bind_crd_urls + ((backend.template_crd_url,) if backend.template_crd_url else ())
 
 
 DATA_SERVICES: Mapping[str, DataService] = MappingProxyType(
@@ -113,7 +136,21 @@ EXTRA_APIS: Mapping[str, ExtraApi] = MappingProxyType(
 )
 
 _SEED_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
+_V15_SERVICES = ("keyvalue", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
 _ECR = "public.ecr.aws/w5n9a2g2"
+# klutchio's v1.5.0 tag; its root kustomization names these files on a moving branch, pinned here.
+_KLUTCHIO_V150 = "https://raw.githubusercontent.com/anynines/klutchio/164af973b034ed0a7284a51a33c4a9a3fe794ef5"
+_V150_CRDS = tuple(
+    f"{_KLUTCHIO_V150}/bind/deploy/crd/klutch.anynines.com_{plural}.yaml"
+    for plural in (
+        "apiservicebindings",
+        "apiserviceexportrequests",
+        "apiserviceexports",
+        "apiservicenamespaces",
+        "clusterbindings",
+    )
+)
+_OIDC_AUTHORIZE_URL = "--oidc-authorize-url"
 
 RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
     {
@@ -121,21 +158,74 @@ RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
         for r in (
             KlutchRelease(
                 name="v1.0.0",
-                description="klutchio v1.0.0: the seed's procedure (provider-anynines v1.2.0, kubebind-backend v1.3.0)",
+                description="klutchio v1.0.0 (provider-anynines v1.2.0, kubebind-backend v1.3.0), the 2024 procedure",
                 provider_package=f"{_ECR}/anynines/provider-anynines:v1.2.0",
                 configuration_package=f"{_ECR}/anynines/dataservices:v1.2.0",
-                backend_image=f"{_ECR}/anynines/kubebind-backend:v1.3.0",
                 konnector_image=f"{_ECR}/anynines/konnector:v1.3.0",
-                kube_bind_crds_url=(
-                    "https://anynines-artifacts.s3.eu-central-1.amazonaws.com/central-management/v1.3.0/crds.yaml"
+                kube_bind_crd_urls=(
+                    "https://anynines-artifacts.s3.eu-central-1.amazonaws.com/central-management/v1.3.0/crds.yaml",
                 ),
                 kube_bind_group="klutch.anynines.com",
                 binder_cluster_role="kube-binder",
-                export_template_api_version="bind.anynines.com/v1alpha1",
                 konnector_namespace="klutch-bind",
                 crossplane_min=(1, 15),
                 crossplane_max=(1, 20),
                 data_services=_SEED_SERVICES,
+                backends=MappingProxyType(
+                    {
+                        "anynines": Backend(
+                            "anynines",
+                            f"{_ECR}/anynines/kubebind-backend:v1.3.0",
+                            "bind.anynines.com/v1alpha1",
+                            template_crd_url=None,
+                            probe_path="/export",
+                            bind_noninteractive=True,
+                        ),
+                    }
+                ),
+            ),
+            KlutchRelease(
+                name="v1.5.0",
+                description="klutchio v1.5.0 (provider-anynines and dataservices v1.5.0, "
+                "function-patch-and-transform v0.9.2)",
+                provider_package=f"{_ECR}/klutch/provider-anynines:v1.5.0",
+                configuration_package=f"{_ECR}/klutch/dataservices:v1.5.0",
+                konnector_image=f"{_ECR}/klutch/konnector:v1.5.0",
+                kube_bind_crd_urls=_V150_CRDS,
+                kube_bind_group="klutch.anynines.com",
+                binder_cluster_role="klutch-binder",
+                konnector_namespace="klutch-bind",
+                crossplane_min=(1, 17, 1),  # the dataservices package requires >=v1.17.1
+                crossplane_max=(1, 20),
+                data_services=_V15_SERVICES,
+                backends=MappingProxyType(
+                    {
+                        "anynines": Backend(
+                            "anynines",
+                            f"{_ECR}/anynines/kubebind-backend:v1.6.0",
+                            "bind.anynines.com/v1alpha1",
+                            template_crd_url=f"{_KLUTCHIO_V150}/release/bases/install/kube-bind-crds.yaml",
+                            probe_path="/healthz",
+                            bind_noninteractive=True,
+                        ),
+                        "open-source": Backend(
+                            "open-source",
+                            f"{_ECR}/klutch/example-backend:v1.5.0",
+                            "example-backend.klutch.anynines.com/v1alpha1",
+                            template_crd_url=f"{_KLUTCHIO_V150}/bind/contrib/deploy/crd/"
+                            "example-backend.klutch.anynines.com_apiserviceexporttemplates.yaml",
+                            probe_path="/export",
+                            bind_noninteractive=False,
+                            optional_flags=frozenset({_OIDC_AUTHORIZE_URL}),
+                        ),
+                    }
+                ),
+                provider_config_service_type=True,
+                health_check_endpoints=MappingProxyType(
+                    {"servicebroker": "/osb_ext/v1/healthy", "backupmanager": "/v2/healthy"}
+                ),
+                functions=("xpkg.upbound.io/crossplane-contrib/function-patch-and-transform:v0.9.2",),
+                renamed_services=MappingProxyType({"redis": "keyvalue"}),
             ),
         )
     }
@@ -145,14 +235,14 @@ DEFAULT_RELEASE = "v1.0.0"
 
 
 # --------------------------------------------------------------------------- Crossplane packages
-# Names and API versions shared by every release (the seed's manifests; klutchio's release bundles).
-CROSSPLANE_ARGS = ("--enable-ssa-claims",)  # Server-Side Apply for claims (seed prerequisite)
+# Names and API versions shared by every release (klutchio's manifests and release bundles).
+CROSSPLANE_ARGS = ("--enable-ssa-claims",)  # Server-Side Apply for claims (a Klutch prerequisite)
 CROSSPLANE_PKG_API_VERSION = "pkg.crossplane.io/v1"  # Provider, Configuration, Function
 CROSSPLANE_RUNTIME_CONFIG_API_VERSION = "pkg.crossplane.io/v1beta1"  # DeploymentRuntimeConfig (only version)
 PROVIDER_NAME = "provider-anynines"  # the Provider and its DeploymentRuntimeConfig
 CONFIGURATION_NAME = "anynines-dataservices"  # klutchio release bundles' name for the dataservices package
 PACKAGE_RUNTIME_CONTAINER = "package-runtime"  # Crossplane's name for a provider's container
-PROVIDER_HEALTH_PATH = "/healthz"  # provider-anynines readiness endpoint (seed)
+PROVIDER_HEALTH_PATH = "/healthz"  # provider-anynines readiness endpoint
 PROVIDER_HEALTH_PORT = 8081
 PROVIDER_CONFIG_API_VERSION = "dataservices.anynines.com/v1"  # cluster-scoped, CRD from the provider package
 PROVIDER_CONFIG_PLURAL = "providerconfigs"
@@ -275,7 +365,7 @@ GATEWAY_API = "gateway.networking.k8s.io/v1"
 ENVOY_GATEWAY_API = "gateway.envoyproxy.io/v1alpha1"  # EnvoyProxy
 ENVOY_GATEWAY_CONTROLLER = "gateway.envoyproxy.io/gatewayclass-controller"  # chart default controllerName
 INGRESS_NGINX_CLASS = "nginx"  # chart default controller.ingressClassResource.name
-BACKEND_SERVICE_PORT = 443  # the backend Service's port (seed: 443 -> 9443)
+BACKEND_SERVICE_PORT = 443  # the backend Service's port (443 -> the listen port)
 
 # Service annotations for an internet-facing AWS Network Load Balancer made by the in-tree AWS
 # cloud provider (EKS runs it; no AWS Load Balancer Controller needed) — ingress-nginx's AWS preset.

@@ -28,7 +28,7 @@ def test_base_config_parses_to_typed_objects():
     assert cfg.cluster.instance_type == "t3a.xlarge"
     assert (cfg.cluster.nodes.min, cfg.cluster.nodes.desired, cfg.cluster.nodes.max) == (3, 3, 6)
     assert cfg.cluster.public_access_cidrs == ("0.0.0.0/0",)
-    assert cfg.release is catalog.RELEASES["v1.0.0"]
+    assert cfg.release == catalog.RELEASES["v1.0.0"]
     assert cfg.crossplane_version == "1.20.11"
     assert [s.key for s in cfg.data_services] == ["postgresql"]
     assert cfg.data_services[0].service_broker.password == Secret(harness.BROKER_PASSWORD)
@@ -150,8 +150,8 @@ def test_missing_oidc_client_secret_is_required():
     del raw["oidc"]["clientSecret"]
     message = problems_of(raw=raw)
     assert (
-        "klutch-central:oidc.clientSecret = <unset>: required secret; set it with `pulumi config set --secret --path 'oidc.clientSecret' <value>`"
-        in message
+        "klutch-central:oidc.clientSecret = <unset>: required secret; set it with "
+        "`pulumi config set --secret --path 'oidc.clientSecret' <value>`" in message
     )
 
 
@@ -243,8 +243,8 @@ def test_existing_mode_kubeconfig_must_embed_the_ca():
     raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": _json.dumps(doc)}, drop=("network",))
     message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert (
-        "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: its cluster must embed certificate-authority-data"
-        in message
+        "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: "
+        "its cluster must embed certificate-authority-data" in message
     )
 
 
@@ -272,3 +272,112 @@ def test_credentials_inside_a_secret_object_are_never_echoed():
         "klutch-central:dataServices.postgresql.backupManager.url = 'https://[redacted]@backup.example.com': "
         "must not carry credentials"
     ) in message
+
+
+# ------------------------------------------------------------------------------- unknown keys, shown values
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            {"network": {"natGateway": "single"}},
+            "klutch-central:network.natGateway = 'single': unknown key; did you mean 'natGateways'? "
+            "valid keys: 'availabilityZones', 'azCount', 'cidr', 'natGateways'",
+        ),
+        (
+            {"cluster": {"nodes": {"mni": 3}}},
+            "klutch-central:cluster.nodes.mni = 3: unknown key; did you mean 'min'? "
+            "valid keys: 'desired', 'max', 'min'",
+        ),
+        (
+            {"cluster": {"instancetype": "t3a.xlarge"}},
+            "klutch-central:cluster.instancetype = 't3a.xlarge': unknown key; did you mean 'instanceType'?",
+        ),
+        (
+            {"network": {"zzz": 1}},
+            "klutch-central:network.zzz = 1: unknown key; valid keys: 'availabilityZones', 'azCount', 'cidr', "
+            "'natGateways'",
+        ),
+        (
+            {"clustre": {"mode": "eks"}},
+            'klutch-central:clustre = {"mode": "eks"}: unknown key; did you mean \'cluster\'? valid keys: '
+            "'backend', 'cluster', 'crossplaneVersion', 'dataServices', 'environment', 'exposure', 'klutchRelease', "
+            "'kubeconfig', ",
+        ),
+    ],
+    ids=["nested", "deeper", "case", "no-close-match", "top-level"],
+)
+def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
+    message = problems_of(overrides)
+    assert any(ln.strip()[2:].startswith(line) for ln in message.splitlines()), message
+    if "clustre" in overrides:  # top level: every key the program reads, and where they are documented
+        top = next(ln for ln in message.splitlines() if "clustre" in ln)
+        assert "'network', 'oidc', 'protect', 'tags'" in top
+        assert top.endswith("(see the README's configuration reference)")
+
+
+def test_a_bad_acme_email_is_one_problem():
+    message = problems_of({"exposure": {"acmeEmail": "not-an-email"}})
+    assert message.startswith("invalid configuration for stack 'test' (1 problem):")
+    assert "klutch-central:exposure.acmeEmail = 'not-an-email': must be an e-mail address" in message
+    assert "needs exposure.acmeEmail" not in message
+
+
+def test_an_unset_acme_email_with_a_host_is_still_required():
+    assert "klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail" in problems_of(
+        {"exposure": {"acmeEmail": None}}
+    )
+
+
+def test_an_object_key_that_is_not_an_object_is_one_problem():
+    raw = harness.merged()
+    raw["oidc"] = ["issuerUrl", "clientSecret"]
+    message = problems_of(raw=raw)
+    assert message == (
+        "invalid configuration for stack 'test' (1 problem):\n"
+        '  - klutch-central:oidc = ["issuerUrl", "clientSecret"]: must be an object'
+    )
+
+
+def test_long_values_are_shortened_the_same_way_everywhere():
+    from klutch.config import tenant as tenant_config
+    from klutch.config.reader import SHOW_LIMIT, show
+
+    long = "x" * 300
+    assert show(long) == f"'{'x' * (SHOW_LIMIT - 21)}... (302 characters)" and len(show(long)) < SHOW_LIMIT + 10
+    assert show(["a"] * 100).endswith("... (500 characters)")
+    message = problems_of({"network": {"natGateways": long}})
+    assert f"klutch-central:network.natGateways = {show(long)}: must be one of" in message
+    cfg = tenant_config.parse(
+        {
+            "centralStack": "o/klutch-central/dev",
+            "clusterId": "a",
+            "oidc": {"tokenUrl": "https://i.example.com/t", "clientId": "c", "clientSecret": "s"},
+            "eksClusterName": "e",
+        },
+        {"oidc"},
+        stack="t",
+    )
+    with pytest.raises(ConfigError) as e:
+        tenant_config.resolve_central(cfg, {"exportUrl": f"http://{long}"})
+    assert f"its output 'exportUrl' = {show('http://' + long)} is not an https URL" in str(e.value)
+
+
+# ------------------------------------------------------------------------------- property trees
+def test_one_walker_unwraps_finds_and_masks_secrets():
+    from pulumi.runtime import rpc
+
+    from klutch.config.reader import contains_secret, dotted_get, dotted_set, dotted_walk, unwrap_secrets, walk_secrets
+
+    def secret(v):
+        return {rpc._special_sig_key: rpc._special_secret_sig, "value": v}
+
+    tree = {"a": [1, {"b": secret({"c": "s3cr3t", "d": [secret("x")]})}], "e": "plain"}
+    assert unwrap_secrets(tree) == {"a": [1, {"b": {"c": "s3cr3t", "d": ["x"]}}], "e": "plain"}
+    assert contains_secret(tree) and contains_secret(secret([])) and not contains_secret({"a": [1, "b"]})
+    masked = walk_secrets(tree, lambda v, s: "***" if s else v)
+    assert masked == {"a": [1, {"b": {"c": "***", "d": ["***"]}}], "e": "plain"}
+    assert dotted_get(tree, "a.1.b.c") == "s3cr3t" and dotted_get(tree, "a.5.b", "none") == "none"
+    assert dotted_walk(tree, "a.1.b.d") == ([secret("x")], True) and dotted_walk(tree, "e") == ("plain", False)
+    target: dict = {"x": None, "l": [1]}
+    assert dotted_set(target, "x.y.z", 1) and target["x"] == {"y": {"z": 1}}
+    assert not dotted_set(target, "l.y", 1) and target["l"] == [1]

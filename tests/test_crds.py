@@ -52,11 +52,11 @@ def test_transform_leaves_other_kinds_alone():
 
 
 def central(protect: bool) -> Registration:
-    return harness.run({"protect": protect}).one("kubernetes:yaml/v2:ConfigFile", "kube-bind-crds")
+    return harness.run({"protect": protect}).one("kubernetes:yaml/v2:ConfigGroup", "kube-bind-crds")
 
 
 def tenant(protect: bool) -> Registration:
-    return run_tenant({"protect": protect}).one("kubernetes:yaml/v2:ConfigFile", "tenant-kube-bind-crds")
+    return run_tenant({"protect": protect}).one("kubernetes:yaml/v2:ConfigGroup", "tenant-kube-bind-crds")
 
 
 @pytest.mark.parametrize("where", [central, tenant], ids=["central", "tenant"])

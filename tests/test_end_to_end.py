@@ -10,10 +10,10 @@ import dataclasses
 
 import pytest
 
-from klutch.central.outputs import TENANT_READS, CentralOutputs, tenant_output_names
 from klutch.config import tenant as tenant_config
 from klutch.offline import stackfile
 from klutch.offline.mockengine import evaluate
+from klutch.outputs import TENANT_READS, CentralOutputs, tenant_output_names
 from klutch.tenant import binding
 from klutch.tenant import program as tenant_program
 from tests import harness
@@ -57,7 +57,7 @@ def test_tenant_binds_with_the_central_stacks_real_outputs(central):
     assert ("anynines.com", "postgresqlinstances") in requested
     konnector = tenant.k8s("Deployment", "konnector", "klutch-bind")
     assert konnector.get("spec.template.spec.containers.0.image") == central.output("konnectorImage")
-    assert tenant.one("kubernetes:yaml/v2:ConfigFile").get("file") == central.output("kubeBindCrdsUrl")
+    assert tenant.one("kubernetes:yaml/v2:ConfigGroup").get("files") == central.output("kubeBindCrdUrls")
     assert tenant.output("kubectlBindCommand") == central.output("kubectlBindCommand")
 
 
@@ -92,7 +92,7 @@ ALL_OUTPUTS = [
     "konnectorImage",
     "kubectlBindCommand",
     "bindingApis",
-    "kubeBindCrdsUrl",
+    "kubeBindCrdUrls",
     "tlsCaPem",
 ]
 

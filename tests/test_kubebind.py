@@ -27,7 +27,8 @@ HOST = harness.base_raw()["backend"]["host"]
 RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
 NS = RELEASE.backend_namespace
 SEED_SERVICES = RELEASE.data_services
-TEMPLATE = f"kubernetes:{RELEASE.export_template_api_version}:APIServiceExportTemplate"
+SERVER = RELEASE.backend()
+TEMPLATE = f"kubernetes:{SERVER.export_template_api_version}:APIServiceExportTemplate"
 
 
 @cache
@@ -63,16 +64,16 @@ def container(ev: Evaluation) -> dict:
 # ------------------------------------------------------------------------------ CRDs
 def test_crds_from_the_pinned_release_url_retained_and_protected_in_prod():
     ev = ev_for()
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile")
-    assert crds.get("file") == RELEASE.kube_bind_crds_url
-    assert crds.get("file").startswith("https://") and "/v1.3.0/" in crds.get("file")  # pinned, never "latest"
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup")
+    assert crds.get("files") == list(RELEASE.kube_bind_crd_urls)
+    assert crds.get("files")[0].startswith("https://") and "/v1.3.0/" in crds.get("files")[0]  # pinned
     assert crds.retain_on_delete is True
     assert crds.protect is False  # dev
     assert crds.parent == component(ev).urn
     assert crds.provider_urn == ev.one("pulumi:providers:kubernetes", "cluster-k8s").urn
     prod = ev_for({"protect": True})
-    assert prod.one("kubernetes:yaml/v2:ConfigFile").protect is True
-    assert prod.one("kubernetes:yaml/v2:ConfigFile").retain_on_delete is True
+    assert prod.one("kubernetes:yaml/v2:ConfigGroup").protect is True
+    assert prod.one("kubernetes:yaml/v2:ConfigGroup").retain_on_delete is True
 
 
 # ------------------------------------------------------------------------------ RBAC
@@ -120,7 +121,7 @@ def test_one_template_per_exported_api(services):
     expected = [f"{s}instances" for s in services] + ["servicebindings", "backups", "restores"]
     assert sorted(templates) == sorted(expected)
     assert len(templates) == len(services) + 3
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile")
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup")
     for name, t in templates.items():
         assert t.get("apiVersion") == "bind.anynines.com/v1alpha1"
         assert t.get("kind") == "APIServiceExportTemplate"
@@ -186,6 +187,8 @@ def test_templates_can_wait_for_the_crossplane_namespace_object_only():
             KubeBindArgs(
                 provider=provider,
                 release=cfg.release,
+                server=cfg.server,
+                crd_urls=cfg.release.crd_urls(cfg.server),
                 data_services=[s.key for s in cfg.data_services],
                 protect=cfg.protect,
                 backend=cfg.backend,
@@ -262,7 +265,7 @@ def test_deployment_spec():
     assert dep.get("spec.template.metadata.labels") == labels
     c = container(ev)
     assert c["name"] == RELEASE.backend_name
-    assert c["image"] == "public.ecr.aws/w5n9a2g2/anynines/kubebind-backend:v1.3.0" == RELEASE.backend_image
+    assert c["image"] == "public.ecr.aws/w5n9a2g2/anynines/kubebind-backend:v1.3.0" == SERVER.image
     assert c["resources"] == {"limits": {"cpu": "2", "memory": "2Gi"}, "requests": {"cpu": "100m", "memory": "256Mi"}}
     assert c["ports"] == [{"name": "http", "containerPort": 9443, "protocol": "TCP"}]
     for probe in ("readinessProbe", "livenessProbe"):
@@ -301,10 +304,10 @@ def test_external_address_follows_cluster_api_server_url():
 
 def test_oidc_authorize_url_only_for_releases_that_have_the_flag():
     backend = harness.parse().backend
-    plain = kubebind.backend_args(backend, RELEASE, HOST, "https://api")
+    plain = kubebind.backend_args(backend, RELEASE, SERVER, HOST, "https://api")
     assert not any(a.startswith("--oidc-authorize-url") for a in plain)
-    newer = dataclasses.replace(RELEASE, backend_optional_flags=frozenset({"--oidc-authorize-url"}))
-    args = kubebind.backend_args(backend, newer, HOST, "https://api")
+    newer = dataclasses.replace(SERVER, optional_flags=frozenset({"--oidc-authorize-url"}))
+    args = kubebind.backend_args(backend, RELEASE, newer, HOST, "https://api")
     assert args[-1] == f"--oidc-authorize-url=https://{HOST}/authorize"
     assert args[:-1] == plain
 
@@ -392,7 +395,7 @@ def test_tenant_outputs():
         {"group": "anynines.com", "resource": r}
         for r in ("postgresqlinstances", "servicebindings", "backups", "restores")
     ]
-    assert ev.output("kubeBindCrdsUrl") == RELEASE.kube_bind_crds_url
+    assert ev.output("kubeBindCrdUrls") == list(RELEASE.kube_bind_crd_urls)
     assert ev.output("loadBalancerHostname") == MOCK_LB_HOSTNAME
     for name in ("backendHost", "exportUrl", "kubectlBindCommand", "bindingApis", "konnectorImage"):
         assert not ev.output_is_secret(name)
@@ -460,7 +463,7 @@ def test_manifest_check_catches_a_broken_deployment():
 # ------------------------------------------------------------------------------ stack files and config
 def test_prod_stack_protects_crds_uses_production_acme_and_route53():
     ev = harness.run_stack_file("prod")
-    assert ev.one("kubernetes:yaml/v2:ConfigFile").protect is True
+    assert ev.one("kubernetes:yaml/v2:ConfigGroup").protect is True
     assert ev.one("kubernetes:cert-manager.io/v1:Issuer").get("spec.acme.server") == catalog.ACME_SERVERS["letsencrypt"]
     assert ev.one("aws:route53/record:Record").get("name") == "klutch.example.com"
     assert {t.get("metadata.name") for t in ev.by_type(TEMPLATE)} == {
@@ -474,7 +477,7 @@ def test_prod_stack_protects_crds_uses_production_acme_and_route53():
 
 def test_dev_stack_uses_staging_acme_and_no_protection():
     ev = harness.run_stack_file("dev")
-    assert ev.one("kubernetes:yaml/v2:ConfigFile").protect is False
+    assert ev.one("kubernetes:yaml/v2:ConfigGroup").protect is False
     assert (
         ev.one("kubernetes:cert-manager.io/v1:Issuer").get("spec.acme.server")
         == catalog.ACME_SERVERS["letsencrypt-staging"]
@@ -530,7 +533,7 @@ def test_a_changed_secret_rolls_the_backend_pod():
 
 # ------------------------------------------------------------------------------ pure builders (no engine)
 def test_backend_deployment_spec_without_the_engine():
-    spec = kubebind.backend_deployment_spec(RELEASE, ["--a", "--b"], "sum-1")
+    spec = kubebind.backend_deployment_spec(RELEASE, SERVER, ["--a", "--b"], "sum-1")
     labels = {"app": RELEASE.backend_name}
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
     assert spec["selector"] == {"matchLabels": labels}
@@ -541,7 +544,7 @@ def test_backend_deployment_spec_without_the_engine():
         {"name": "ca", "secret": {"secretName": kubebind.CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
     ]
     [container] = pod["containers"]
-    assert container["image"] == RELEASE.backend_image and container["args"] == ["--a", "--b"]
+    assert container["image"] == SERVER.image and container["args"] == ["--a", "--b"]
     assert {e["name"] for e in container["env"]} == set(kubebind.ENV_FROM_SECRETS)
     port = RELEASE.backend_listen_port
     assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]

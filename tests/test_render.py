@@ -189,7 +189,7 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
                 timeout=chart.timeout_seconds,
                 opts=with_provider(p, parent=self, protect=True),
             )
-            k8s.yaml.v2.ConfigFile("kube-bind-crds", file=RELEASE.kube_bind_crds_url, opts=child)
+            k8s.yaml.v2.ConfigGroup("kube-bind-crds", files=list(RELEASE.kube_bind_crd_urls), opts=child)
             self.register_outputs({})
 
     add_to_program(monkeypatch, Extras)
@@ -230,7 +230,10 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
     assert helm["inputs"]["timeout"] == 600
 
     component = load_yaml(tmp_path / "extras/components/kube-bind-crds.yaml")
-    assert component == {"type": "kubernetes:yaml/v2:ConfigFile", "inputs": {"file": RELEASE.kube_bind_crds_url}}
+    assert component == {
+        "type": "kubernetes:yaml/v2:ConfigGroup",
+        "inputs": {"files": list(RELEASE.kube_bind_crd_urls)},
+    }
     for text in written.values():
         assert "not-a-pulumi-secret-4411" not in text and "s3cr3t-value-9d1e" not in text
 
@@ -273,9 +276,12 @@ def test_broken_objects_policy_violations_and_leaks_fail_with_every_finding(tmp_
     expected = [
         "secret oidc.clientSecret appears in plain text in stack/kubernetes/bind/configmap-leak.yaml (masked)",
         "schema: ConfigMap bind/Bad_Name: metadata.name 'Bad_Name' is not a valid DNS-1123 name",
-        "[mandatory] pinned-versions: Deployment bind/web: spec.template.spec.containers.0 (w): image 'nginx:latest' uses the moving tag 'latest'",
-        "[mandatory] no-loadbalancer-services: Service bind/exposed: is a LoadBalancer Service outside the controller's namespace",
-        "[mandatory] explicit-kubernetes-provider: ConfigMap bind/no-provider: uses the default Kubernetes provider (none given)",
+        "[mandatory] pinned-versions: Deployment bind/web: spec.template.spec.containers.0 (w): "
+        "image 'nginx:latest' uses the moving tag 'latest'",
+        "[mandatory] no-loadbalancer-services: Service bind/exposed: "
+        "is a LoadBalancer Service outside the controller's namespace",
+        "[mandatory] explicit-kubernetes-provider: ConfigMap bind/no-provider: "
+        "uses the default Kubernetes provider (none given)",
     ]
     for want in expected:
         assert any(e.startswith(want) or want in e for e in errors), (want, errors)
@@ -318,7 +324,9 @@ def test_bad_config_exits_with_the_config_error_message(tmp_path, capsys):
 def test_unknown_stack_and_project(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     code, _, stderr = run(["--stack", "nope", "--out", str(tmp_path / "o")], capsys)
-    assert code == 1 and "no stack file" in stderr and "committed stacks of klutch-central: dev, prod" in stderr
+    have = ", ".join(render.stack_files(ROOT))
+    assert code == 1 and "no stack file" in stderr and f"stack files of klutch-central: {have}" in stderr
+    assert "dev" in have and "prod" in have
     (tmp_path / "Pulumi.yaml").write_text("name: something-else\nruntime: python\n")
     code, _, stderr = run(["--project-dir", str(tmp_path), "--stack", "dev", "--out", str(tmp_path / "o")], capsys)
     assert code == 1 and "unknown project 'something-else'; known: klutch-central, klutch-tenant" in stderr
@@ -384,7 +392,8 @@ def test_tenant_stack_naming_an_uncommitted_central_stack_fails(fake_tenant, tmp
         ["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys
     )
     assert code == 1
-    assert "centralStack = 'organization/klutch-central/qa': no committed central stack file Pulumi.qa.yaml" in stderr
+    assert "klutch-tenant:centralStack = 'organization/klutch-central/qa': no central stack file " in stderr
+    assert "Pulumi.qa.yaml" in stderr
     (fake_tenant / "Pulumi.example.yaml").write_text("config:\n  klutch-tenant:centralStack: organization/other/dev\n")
     code, _, stderr = run(
         ["--project-dir", str(fake_tenant), "--stack", "example", "--out", str(tmp_path / "o")], capsys

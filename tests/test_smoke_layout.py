@@ -13,11 +13,12 @@ PACKAGE = ROOT / "klutch"
 # Which sub-package may import which: product code never imports the offline tooling.
 ALLOWED = {
     "catalog": set(),
-    "config": {"catalog"},
+    "outputs": set(),  # the central stack's outputs: the contract both programs share
+    "config": {"catalog", "outputs"},
     "policy": {"catalog"},
-    "central": {"catalog", "config"},
-    "tenant": {"catalog", "config", "central"},
-    "offline": {"catalog", "config", "central", "tenant", "policy"},
+    "central": {"catalog", "config", "outputs"},
+    "tenant": {"catalog", "config", "central", "outputs"},
+    "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
 }
 
 

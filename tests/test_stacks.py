@@ -8,14 +8,22 @@ import pytest
 import yaml
 
 from klutch.config import central as central_config
-from klutch.offline import stackfile
+from klutch.offline import render, stackfile
 from tests import harness
 
-STACKS = sorted(p.name.split(".")[1] for p in harness.ROOT.glob("Pulumi.*.yaml"))
+# The shipped central stacks (git-tracked; a user's own stack files never enter the suite). The
+# existing-cluster example Pulumi.kind.yaml is always evaluated, tracked yet or not.
+STACKS = sorted({s for p, _, s in render.committed_stacks(harness.ROOT) if p == render.CENTRAL} | {"kind"})
 
 
-def test_the_committed_stacks_are_dev_and_prod():
-    assert STACKS == ["dev", "prod"]
+def mode(name: str) -> str:
+    doc = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]
+    return (doc.get("klutch-central:cluster") or {}).get("mode", "eks")
+
+
+def test_the_shipped_stacks_are_dev_kind_and_prod():
+    assert {"dev", "prod", "kind"} <= set(STACKS) <= set(render.CENTRAL.shipped)
+    assert [mode(s) for s in ("dev", "kind", "prod")] == ["eks", "existing", "eks"]
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -25,9 +33,13 @@ def stack(request):
 
 def test_stack_evaluates_with_outputs(stack):
     name, ev = stack
-    for output in ("vpcId", "clusterName", "clusterEndpoint", "clusterCaPem", "kubeconfig"):
+    for output in ("clusterName", "clusterEndpoint", "clusterCaPem", "kubeconfig", "exportUrl"):
         assert output in ev.outputs, f"{name}: {output}"
-    assert ev.output("clusterName") == f"klutch-{name}"
+    if mode(name) == "eks":
+        assert "vpcId" in ev.outputs and ev.output("clusterName") == f"klutch-{name}"
+    else:  # existing: no network; the name is the kubeconfig's context (the offline placeholder's)
+        assert "vpcId" not in ev.outputs and not ev.by_prefix("aws:") and not ev.by_prefix("eks:")
+        assert ev.output("clusterName") == stackfile.PLACEHOLDER_CONTEXT
 
 
 def test_dev_stack_defaults():
@@ -46,16 +58,37 @@ def test_prod_stack_defaults():
 
 
 @pytest.mark.parametrize("name", STACKS)
-def test_committed_stack_files_hold_no_secret_values(name):
-    text = (harness.ROOT / f"Pulumi.{name}.yaml").read_text()
-    doc = yaml.safe_load(text)["config"]
-    assert "secure:" not in text
-    for key in ("klutch-central:kubeconfig",):
-        assert key not in doc
-    assert "clientSecret" not in (doc.get("klutch-central:oidc") or {})
-    for svc in (doc.get("klutch-central:dataServices") or {}).values():
-        for endpoint in svc.values():
-            assert "password" not in endpoint
+def test_committed_stack_files_hold_no_plain_text_secret(name):
+    ours = stackfile.namespace_config(harness.ROOT / f"Pulumi.{name}.yaml", central_config.NAMESPACE)
+    assert stackfile.plain_text_secrets(ours, central_config.secret_paths) == []
+
+
+def test_encrypted_values_written_by_pulumi_config_set_secret_are_fine(tmp_path: Path):
+    """`pulumi config set --secret --path ...` writes `secure: v1:...` into the stack file: normal."""
+    doc = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["klutch-central:oidc"]["clientSecret"] = {"secure": "v1:AAAABBBBCCCC"}
+    doc["config"]["klutch-central:dataServices"]["postgresql"]["serviceBroker"]["password"] = {"secure": "v1:DDDD"}
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    ours = stackfile.namespace_config(path, central_config.NAMESPACE)
+    assert stackfile.plain_text_secrets(stackfile._strip_secure(ours), central_config.secret_paths) == []
+    config, secret_keys = stackfile.read(path, central_config.NAMESPACE, central_config.secret_paths)
+    assert secret_keys == ["klutch-central:dataServices", "klutch-central:oidc"]
+    assert "v1:" not in "".join(config.values())  # encrypted values are never read offline
+    central_config.parse(
+        {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("klutch-central:")},
+        {k.split(":", 1)[1] for k in secret_keys},
+        stack="dev",
+    )
+
+
+def test_a_plain_text_secret_in_a_stack_file_is_found(tmp_path: Path):
+    doc = yaml.safe_load((harness.ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["klutch-central:oidc"]["clientSecret"] = "hunter2-in-plain-text"
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    ours = stackfile.namespace_config(path, central_config.NAMESPACE)
+    assert stackfile.plain_text_secrets(ours, central_config.secret_paths) == ["oidc.clientSecret"]
 
 
 def test_placeholders_fill_only_missing_secrets(tmp_path: Path):
@@ -107,7 +140,5 @@ def test_every_manifest_of_every_committed_stack_is_valid(stack):
     name, ev = stack
     objs = manifests.manifests(ev)
     assert len(objs) > 20
-    version = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]["klutch-central:cluster"][
-        "kubernetesVersion"
-    ]
-    assert manifests.check_all(ev, version) == []
+    cluster = yaml.safe_load((harness.ROOT / f"Pulumi.{name}.yaml").read_text())["config"]["klutch-central:cluster"]
+    assert manifests.check_all(ev, cluster.get("kubernetesVersion", "1.33")) == []

@@ -159,8 +159,8 @@ def test_namespace_and_kubeconfig_secret(ev):
 
 
 def test_kube_bind_crds_come_from_the_central_stack_and_are_waited_for(ev):
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile", "tenant-kube-bind-crds")
-    assert crds.get("file") == RELEASE.kube_bind_crds_url
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup", "tenant-kube-bind-crds")
+    assert crds.get("files") == list(RELEASE.kube_bind_crd_urls)
     assert provider_of(ev, crds).name == "tenant-k8s"
     assert not crds.protect and crds.retain_on_delete  # CRDs are never deleted with the stack
 
@@ -189,7 +189,7 @@ def test_permission_claims_are_accepted(ev):
 
 
 def test_crds_are_established_before_any_binding_object(ev):
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile")
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup")
     secret = ev.k8s("Secret", "kubeconfig", "klutch-bind")
     for b in ev.kinds("APIServiceBinding"):
         assert ev.depends_on(b, crds), b.k8s_name
@@ -223,7 +223,7 @@ def test_namespace_then_secret_then_konnector(ev):
     ns = ev.k8s("Namespace", "klutch-bind")
     secret = ev.k8s("Secret", "kubeconfig", "klutch-bind")
     deploy = ev.k8s("Deployment", "konnector", "klutch-bind")
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile")
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup")
     assert ev.depends_on(deploy, secret) and ev.depends_on(secret, ns) and ev.depends_on(deploy, crds)
     assert ev.depends_on(ev.k8s("ServiceAccount", "konnector", "klutch-bind"), ns)
     assert not ev.depends_on(secret, deploy) and not ev.depends_on(ns, secret)
@@ -329,7 +329,7 @@ def test_configured_apis_bind_only_those():
 
 def test_protect_guards_what_would_delete_tenant_data():
     ev = run({"protect": True, "namespaces": ["apps"]})
-    crds = ev.one("kubernetes:yaml/v2:ConfigFile")
+    crds = ev.one("kubernetes:yaml/v2:ConfigGroup")
     assert crds.protect and crds.retain_on_delete
     assert all(b.protect for b in ev.kinds("APIServiceBinding"))
     assert ev.k8s("APIServiceNamespace", "apps").protect

@@ -43,7 +43,7 @@ def central_outputs(**overrides: Any) -> dict[str, Any]:
         "bindNonInteractiveUrl": "https://klutch.example.com/bind-noninteractive",
         "konnectorImage": catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image,
         "bindingApis": [{"group": "anynines.com", "resource": r} for r in EXPORTED],
-        "kubeBindCrdsUrl": catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crds_url,
+        "kubeBindCrdUrls": list(catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crd_urls),
         "kubectlBindCommand": "kubectl bind https://klutch.example.com/export "
         f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
         "kubeconfig": "the central admin kubeconfig (a secret the tenant never reads)",
@@ -163,7 +163,8 @@ def test_every_problem_is_reported_together():
         f"{NS}:centralStack = 'klutch-central/dev': must be the central stack's fully qualified name "
         "'<organization>/<project>/<stack>', e.g. 'my-org/klutch-central/prod' (self-managed backends: "
         "'organization/klutch-central/prod')",
-        f"{NS}:clusterId = '-x': must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or trailing '-')",
+        f"{NS}:clusterId = '-x': must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, "
+        "no leading or trailing '-')",
         f"{NS}:apis[1] = 'Not An Api': must be '<resource>.<group>' (e.g. 'postgresqlinstances.anynines.com'), "
         "a bare '<resource>', or {group, resource}",
         f"{NS}:oidc.tokenUrl = 'http://idp/token': must be an absolute https URL",
@@ -174,7 +175,9 @@ def test_every_problem_is_reported_together():
         "'registry.example.com/konnector:v1.3.0'",
         f"{NS}:namespaces[0] = 'Apps': must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or "
         "trailing '-')",
-        f"{NS}:colour = 'blue': unknown key (check the spelling; see the README's configuration reference)",
+        f"{NS}:colour = 'blue': unknown key; valid keys: 'apis', 'centralStack', 'clusterId', 'eksClusterName', "
+        "'klutchRelease', 'konnectorImage', 'kubeconfig', 'namespaces', 'oidc', 'protect' (see the README's "
+        "configuration reference)",
     ]
     assert str(e.value).startswith("invalid configuration for stack 'acme-dev' (9 problems):")
 
@@ -239,7 +242,7 @@ def test_duplicate_namespaces_and_unknown_release():
         parse({"namespaces": ["apps", "apps"], "klutchRelease": "v9.9.9"})
     assert problems(e) == [
         f'{NS}:namespaces = ["apps", "apps"]: must not repeat a namespace',
-        f"{NS}:klutchRelease = 'v9.9.9': must be one of 'v1.0.0'",
+        f"{NS}:klutchRelease = 'v9.9.9': must be one of 'v1.0.0', 'v1.5.0'",
     ]
 
 
@@ -249,7 +252,7 @@ def test_default_apis_are_everything_the_central_stack_exports():
     assert [a.name for a in apis] == [f"{r}.anynines.com" for r in EXPORTED]
     assert facts.bind_url == "https://klutch.example.com/bind-noninteractive"
     assert facts.export_url == "https://klutch.example.com/export"
-    assert facts.crds_url == catalog.RELEASES["v1.0.0"].kube_bind_crds_url
+    assert facts.crd_urls == catalog.RELEASES["v1.0.0"].kube_bind_crd_urls
     assert facts.konnector_image == catalog.RELEASES["v1.0.0"].konnector_image
     assert facts.ca_pem is None and facts.kubectl_bind_command.startswith("kubectl bind ")
 
@@ -266,7 +269,8 @@ def test_an_api_the_central_stack_does_not_export_names_the_valid_ones():
         tenant_config.resolve_central(cfg, central_outputs())
     valid = ", ".join(f"{r}.anynines.com" for r in EXPORTED)
     assert problems(e) == [
-        f"{NS}:apis[1] = 'redisinstances.anynines.com': is not exported by central stack '{CENTRAL_STACK}'; valid: {valid}",
+        f"{NS}:apis[1] = 'redisinstances.anynines.com': is not exported by central stack '{CENTRAL_STACK}'; "
+        f"valid: {valid}",
         f"{NS}:apis[2] = 'backups.example.org': is not exported by central stack '{CENTRAL_STACK}'; valid: {valid}",
     ]
 
@@ -294,7 +298,7 @@ def test_missing_and_malformed_outputs_are_all_reported():
     outputs = central_outputs(
         bindNonInteractiveUrl=None,
         exportUrl="http://klutch.example.com/export",
-        kubeBindCrdsUrl=None,
+        kubeBindCrdUrls=None,
         konnectorImage=None,
         tlsCaPem="not a pem",
         bindingApis=[{"group": "anynines.com"}],
@@ -304,10 +308,11 @@ def test_missing_and_malformed_outputs_are_all_reported():
     prefix = f"{NS}:centralStack = '{CENTRAL_STACK}': its output"
     assert problems(e) == [
         f"{prefix} 'exportUrl' = 'http://klutch.example.com/export' is not an https URL",
-        f"{prefix} 'bindNonInteractiveUrl' is missing: the central backend offers no non-interactive bind; bind this "
-        "tenant interactively with the central stack's kubectlBindCommand output",
-        f"{prefix} 'kubeBindCrdsUrl' is missing: the URL of the kube-bind CRDs the konnector needs",
-        f"{prefix} 'konnectorImage' = None is not a container image (or set {NS}:konnectorImage)",
+        f"{prefix} 'bindNonInteractiveUrl' is missing: the central backend offers no non-interactive bind "
+        "(backend.kind open-source); bind this tenant interactively: kubectl bind https://klutch.example.com/export "
+        f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
+        f"{prefix} 'kubeBindCrdUrls' = <unset> is not a list of http(s) URLs of the kube-bind CRD files",
+        f"{prefix} 'konnectorImage' = <unset> is not a container image (or set {NS}:konnectorImage)",
         f"{prefix} 'tlsCaPem' is not a PEM certificate",
         f'{prefix} \'bindingApis\' = [{{"group": "anynines.com"}}] is not a non-empty list of {{group, resource}}',
     ]
@@ -325,12 +330,11 @@ def test_empty_tls_ca_means_a_public_certificate():
     assert facts.ca_pem is None
 
 
-def test_readme_documents_the_keys_the_parser_accepts():
+def test_the_docs_document_the_keys_the_parser_accepts():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("<!-- section: tenant -->")[1].split("<!-- /section: tenant -->")[0]
-    table = section.split("### Configuration")[1].split("###")[0]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "tenant.md").read_text()
+    table = section.split("## Tenant stack configuration")[1].split("\n## ")[0]
     keys = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert keys == [
         "centralStack",
@@ -360,7 +364,8 @@ def test_readme_documents_the_keys_the_parser_accepts():
     assert {k.split(".")[0] for k in keys} - {"eksClusterName"} == set(raw)
     tenant_config.parse(raw, set(SECRET_KEYS), stack="s")
     policy = bindclient.Policy()
-    assert f"({policy.timeout:g} s per request)" in section and f"tried up to {policy.attempts} times" in section
+    prose = " ".join(section.split())  # the docs wrap their lines
+    assert f"({policy.timeout:g} s per request)" in prose and f"tried up to {policy.attempts} times" in prose
 
 
 def test_declared_project_keys_are_required_or_have_a_default():
@@ -372,3 +377,34 @@ def test_declared_project_keys_are_required_or_have_a_default():
     declared = yaml.safe_load((ROOT / "tenant" / "Pulumi.yaml").read_text())["config"]
     without_default = {k for k, v in declared.items() if "default" not in v}
     assert without_default == {"centralStack", "clusterId"}
+
+
+# ------------------------------------------------------------------------------- one round
+def test_config_and_central_problems_are_reported_together():
+    """load() holds the config's own problems back until the central stack's outputs are checked."""
+    raw = {**base_raw(), "clusterId": "ACME", "apis": ["redisinstances", "backups"]}
+    cfg = tenant_config.parse(raw, set(SECRET_KEYS), stack="acme-dev", defer=True)
+    assert [str(p) for p in cfg.deferred] == [
+        f"{NS}:clusterId = 'ACME': must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or "
+        "trailing '-')"
+    ]
+    with pytest.raises(ConfigError) as e:
+        tenant_config.resolve_central(cfg, central_outputs())
+    assert [p.key for p in e.value.problems] == [f"{NS}:clusterId", f"{NS}:apis[0]"]
+    assert str(e.value).startswith("invalid configuration for stack 'acme-dev' (2 problems):")
+    with pytest.raises(ConfigError) as e:  # an undeployed central stack: still every problem
+        tenant_config.resolve_central(cfg, {})
+    assert [p.key for p in e.value.problems] == [f"{NS}:clusterId", f"{NS}:centralStack"]
+
+
+def test_a_central_stack_that_cannot_be_read_fails_at_once():
+    with pytest.raises(ConfigError) as e:
+        tenant_config.parse(
+            {**base_raw(), "centralStack": "dev", "clusterId": "ACME"}, set(SECRET_KEYS), stack="s", defer=True
+        )
+    assert [p.key for p in e.value.problems] == [f"{NS}:centralStack", f"{NS}:clusterId"]
+
+
+def test_without_defer_parse_raises_every_problem():
+    with pytest.raises(ConfigError):
+        tenant_config.parse({**base_raw(), "clusterId": "ACME"}, set(SECRET_KEYS), stack="s")

@@ -139,5 +139,5 @@ def test_ci_script_runs_the_readme_commands_after_the_offline_checks():
     assert lines[0] == "set -euo pipefail"
     assert "rm -rf .venv" in lines  # a fresh venv on every run
     assert tests in readme and "bash e2e/run" in readme
-    assert lines.index(".venv/bin/klutch-render --all --check --out \"$render_out\"") < lines.index(tests)
+    assert lines.index('.venv/bin/klutch-render --all --check --out "$render_out"') < lines.index(tests)
     assert lines[-2:] == [tests, "bash e2e/run"]  # the e2e's pytest line is the run's last word

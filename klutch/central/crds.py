@@ -1,9 +1,11 @@
-"""Remote CRD manifests (the kube-bind `crds.yaml` of a release), applied the same safe way on the
+"""Remote CRD manifests (the kube-bind CRD files of a release), applied the same safe way on the
 central cluster and on every tenant cluster.
 
-`k8s.yaml.v2.ConfigFile` is a remote component: the provider fetches the URL and registers each CRD
-as a child with only `parent` set — options given to the component (`retainOnDelete`) do not reach
-them (pulumi-kubernetes#3065). A resource transform does: it runs for every child. For each CRD it
+One `k8s.yaml.v2.ConfigGroup` holds every file of a release: a CRD keeps its resource name when a
+release moves it to another file or URL, so an upgrade updates it in place. It is a remote component:
+the provider fetches the files and registers each CRD as a child with only `parent` set — options
+given to the component (`retainOnDelete`) do not reach them (pulumi-kubernetes#3065). A resource
+transform does: it runs for every child. For each CRD it
 - adds `pulumi.com/waitFor: condition=Established`, so nothing that depends on the file is applied
   before the API exists (the manual procedure's "apply the file twice" becomes impossible);
 - sets `retain_on_delete` (deleting a CRD deletes every object of its kind: every tenant binding)
@@ -11,6 +13,8 @@ them (pulumi-kubernetes#3065). A resource transform does: it runs for every chil
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,13 +39,13 @@ def crd_transform(protect: bool) -> pulumi.ResourceTransform:
     return transform
 
 
-def crd_file(
-    resource_name: str, url: pulumi.Input[str], *, protect: bool, opts: pulumi.ResourceOptions
-) -> k8s.yaml.v2.ConfigFile:
-    """The CRDs at `url` (pinned by the catalog), kept on delete, protected when `protect`."""
-    return k8s.yaml.v2.ConfigFile(
+def crd_files(
+    resource_name: str, urls: pulumi.Input[Sequence[str]], *, protect: bool, opts: pulumi.ResourceOptions
+) -> k8s.yaml.v2.ConfigGroup:
+    """The CRDs in the files at `urls` (pinned by the catalog), kept on delete, protected when `protect`."""
+    return k8s.yaml.v2.ConfigGroup(
         resource_name,
-        file=url,
+        files=urls,
         opts=pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(protect=protect, retain_on_delete=True, transforms=[crd_transform(protect)])
         ),

@@ -41,6 +41,7 @@ HEALTH_CHECK_COMMAND = "kubectl get " + qualified_resource(
 class CrossplaneArgs:
     provider: k8s.Provider
     release: catalog.KlutchRelease  # packages, functions and ProviderConfig flavour of the Klutch release
+    chart: catalog.Chart  # the Crossplane chart's source (the catalog's, or its mirror)
     crossplane_version: str
     data_services: Sequence[DataServiceConfig]  # the enabled ones
     protect: bool
@@ -71,6 +72,7 @@ class Crossplane(pulumi.ComponentResource):
         self.release = helm.release(
             name,
             "crossplane",
+            args.chart,
             {"args": list(catalog.CROSSPLANE_ARGS)},
             self._guarded,
             namespace=self.namespace,

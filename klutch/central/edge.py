@@ -19,6 +19,7 @@ The backend Service it routes to (name and port) comes from the catalog; `KubeBi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ NGINX_FULLNAME = "ingress-nginx"  # fixes the controller Service's name: <fullna
 class EdgeArgs:
     provider: k8s.Provider
     controller: str  # exposure.controller: envoy-gateway | ingress-nginx
+    charts: Mapping[str, catalog.Chart]  # cert-manager's and the controller's chart sources (catalog or mirror)
     backend_namespace: str  # created here: the backend, its Issuer, certificate and routes live in it
     backend_name: str  # the backend Service the routes send to
     host: str | None  # backend.host; None: the load balancer's own hostname, with a self-signed CA
@@ -374,9 +376,8 @@ class Edge(pulumi.ComponentResource):
         self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None
     ) -> k8s.helm.v3.Release:
         namespace = helm.namespace(f"{self.prefix}-{key}-namespace", key, self.child_opts())
-        return helm.release(
-            f"{self.prefix}-{key}", key, values, self.child_opts(depends_on=depends_on or []), namespace=namespace
-        )
+        opts = self.child_opts(depends_on=depends_on or [])
+        return helm.release(f"{self.prefix}-{key}", key, self._args.charts[key], values, opts, namespace=namespace)
 
     def _load_balancer(self, controller: Controller) -> pulumi.Output[str]:
         """The hostname of the controller's LoadBalancer Service, read once it has an address."""

@@ -18,16 +18,16 @@ from klutch import catalog
 def release(
     resource_name: str,
     key: str,
+    chart: catalog.Chart,
     values: dict[str, Any],
     opts: pulumi.ResourceOptions,
     *,
     namespace: k8s.core.v1.Namespace,
     version: str | None = None,
 ) -> k8s.helm.v3.Release:
-    """Install chart `catalog.CHARTS[key]` as release `key` into `namespace`: an explicit Namespace
-    object the caller owns (see `namespace()`), so `pulumi destroy` removes it and nothing is created
-    behind Pulumi's back."""
-    chart = catalog.CHARTS[key]
+    """Install `chart` (the catalog's chart `key`, or its mirror) as release `key` into `namespace`: an
+    explicit Namespace object the caller owns (see `namespace()`), so `pulumi destroy` removes it and
+    nothing is created behind Pulumi's back."""
     return k8s.helm.v3.Release(
         resource_name,
         name=key,

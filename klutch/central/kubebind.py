@@ -26,7 +26,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from klutch import catalog
-from klutch.central.crds import crd_file
+from klutch.central.crds import crd_files
 from klutch.central.names import cluster_role_ref
 from klutch.config.central import BackendConfig, OidcConfig
 
@@ -69,7 +69,9 @@ def checksum(secret_data: dict[str, dict[str, pulumi.Input[str]]]) -> pulumi.Out
 @dataclass(frozen=True)
 class KubeBindArgs:
     provider: k8s.Provider
-    release: catalog.KlutchRelease  # the kube-bind CRDs, API group, backend image and flags of the release
+    release: catalog.KlutchRelease  # the kube-bind API group, binder role and names of the release
+    server: catalog.Backend  # the chosen backend image: template group, probes, flags, non-interactive bind
+    crd_urls: Sequence[str]  # the kube-bind CRD files (the release's pinned files, or their mirrors)
     data_services: Sequence[str]  # the enabled data services' keys: their APIs are exported
     protect: bool
     backend: BackendConfig  # the backend's namespace prefix, pretty name and consumer scope
@@ -85,9 +87,11 @@ class KubeBindArgs:
     export_namespace: pulumi.Input[str] | None = None
 
 
-def backend_args(backend: BackendConfig, release: catalog.KlutchRelease, host: str, api_server_url: str) -> list[str]:
-    """The backend container's args: those of the manual procedure, plus flags the release's backend is known
-    to have."""
+def backend_args(
+    backend: BackendConfig, release: catalog.KlutchRelease, server: catalog.Backend, host: str, api_server_url: str
+) -> list[str]:
+    """The backend container's args: those of the manual procedure, plus flags the chosen backend image is
+    known to have."""
     args = [
         f"--namespace-prefix={backend.namespace_prefix}",
         f"--pretty-name={backend.pretty_name}",
@@ -102,7 +106,7 @@ def backend_args(backend: BackendConfig, release: catalog.KlutchRelease, host: s
         f"--external-address={api_server_url}",
         f"--external-ca-file={CA_FILE}",
     ]
-    if OIDC_AUTHORIZE_URL_FLAG in release.backend_optional_flags:
+    if OIDC_AUTHORIZE_URL_FLAG in server.optional_flags:
         args.append(f"{OIDC_AUTHORIZE_URL_FLAG}=https://{host}/authorize")
     return args
 
@@ -134,12 +138,16 @@ def template_spec(api: catalog.ExtraApi) -> dict[str, Any]:
     return spec
 
 
-def backend_container(release: catalog.KlutchRelease, args: pulumi.Input[list[str]]) -> dict[str, Any]:
-    """The backend container: env from the Secrets, probes on /export, the cluster CA mounted."""
+def backend_container(
+    release: catalog.KlutchRelease, server: catalog.Backend, args: pulumi.Input[list[str]]
+) -> dict[str, Any]:
+    """The backend container: env from the Secrets, probes on the image's unauthenticated path, the
+    cluster CA mounted."""
     port = release.backend_listen_port
+    probe = {"path": server.probe_path, "port": port}
     return {
         "name": release.backend_name,
-        "image": release.backend_image,
+        "image": server.image,
         "args": args,
         "env": [
             {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
@@ -150,10 +158,9 @@ def backend_container(release: catalog.KlutchRelease, args: pulumi.Input[list[st
             "limits": {"cpu": "2", "memory": "2Gi"},
             "requests": {"cpu": "100m", "memory": "256Mi"},
         },
-        # /export answers unauthenticated on every release
-        "readinessProbe": {"httpGet": {"path": "/export", "port": port}, "initialDelaySeconds": 5, "periodSeconds": 10},
+        "readinessProbe": {"httpGet": probe, "initialDelaySeconds": 5, "periodSeconds": 10},
         "livenessProbe": {
-            "httpGet": {"path": "/export", "port": port},
+            "httpGet": probe,
             "initialDelaySeconds": 15,
             "periodSeconds": 20,
             "failureThreshold": 3,
@@ -163,7 +170,10 @@ def backend_container(release: catalog.KlutchRelease, args: pulumi.Input[list[st
 
 
 def backend_deployment_spec(
-    release: catalog.KlutchRelease, args: pulumi.Input[list[str]], secrets_checksum: pulumi.Input[str]
+    release: catalog.KlutchRelease,
+    server: catalog.Backend,
+    args: pulumi.Input[list[str]],
+    secrets_checksum: pulumi.Input[str],
 ) -> dict[str, Any]:
     """The backend Deployment's spec: one pod, recreated (not rolled) on change, and rolled whenever
     the Secrets it reads at start change (`secrets_checksum`)."""
@@ -177,7 +187,7 @@ def backend_deployment_spec(
             "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: secrets_checksum}},
             "spec": {
                 "serviceAccountName": release.backend_name,
-                "containers": [backend_container(release, args)],
+                "containers": [backend_container(release, server, args)],
                 "volumes": [
                     {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
                 ],
@@ -203,7 +213,7 @@ def backend_service_spec(release: catalog.KlutchRelease) -> dict[str, Any]:
 
 
 class KubeBind(pulumi.ComponentResource):
-    crds: k8s.yaml.v2.ConfigFile
+    crds: k8s.yaml.v2.ConfigGroup
     deployment: k8s.apps.v1.Deployment
     service: k8s.core.v1.Service
     export_url: pulumi.Output[str]
@@ -222,7 +232,7 @@ class KubeBind(pulumi.ComponentResource):
         # what tenants use
         self.export_url = host.apply(lambda h: f"https://{h}/export")
         self.bind_noninteractive_url = (
-            host.apply(lambda h: f"https://{h}/bind-noninteractive") if release.bind_noninteractive else None
+            host.apply(lambda h: f"https://{h}/bind-noninteractive") if args.server.bind_noninteractive else None
         )
         self.kubectl_bind_command = self.export_url.apply(
             lambda url: f"kubectl bind {url} --konnector-image={release.konnector_image}"
@@ -242,7 +252,7 @@ class KubeBind(pulumi.ComponentResource):
     def _exports(self, args: KubeBindArgs) -> None:
         """The kube-bind CRDs, the binder ClusterRole and one APIServiceExportTemplate per exported API."""
         name, release = self._name, args.release
-        self.crds = crd_file(f"{name}-crds", release.kube_bind_crds_url, protect=args.protect, opts=self._opts())
+        self.crds = crd_files(f"{name}-crds", args.crd_urls, protect=args.protect, opts=self._opts())
         self.binder_role = k8s.rbac.v1.ClusterRole(
             f"{name}-binder",
             metadata={"name": release.binder_cluster_role},
@@ -253,7 +263,7 @@ class KubeBind(pulumi.ComponentResource):
         self.templates = [
             k8s.apiextensions.CustomResource(
                 f"{name}-export-{api.resource}",
-                api_version=release.export_template_api_version,
+                api_version=args.server.export_template_api_version,
                 kind="APIServiceExportTemplate",
                 metadata={"name": api.resource, "namespace": export_namespace},
                 spec=template_spec(api),
@@ -270,12 +280,12 @@ class KubeBind(pulumi.ComponentResource):
         secret_data = self._secret_data(args)
         secrets = [self._secret(secret, namespace, data) for secret, data in secret_data.items()]
         container_args = pulumi.Output.all(args.host, args.api_server_url).apply(
-            lambda v: backend_args(args.backend, release, v[0], v[1])
+            lambda v: backend_args(args.backend, release, args.server, v[0], v[1])
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-backend",
             metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
-            spec=backend_deployment_spec(release, container_args, checksum(secret_data)),
+            spec=backend_deployment_spec(release, args.server, container_args, checksum(secret_data)),
             # the pod reads the Secrets at start and needs the OIDC issuer reachable to become ready
             opts=self._opts(
                 depends_on=[account, *secrets], custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m")

@@ -15,9 +15,9 @@ from klutch.central.crossplane import Crossplane, CrossplaneArgs
 from klutch.central.edge import Edge, EdgeArgs
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
-from klutch.central.outputs import CentralOutputs
 from klutch.config import central as config_module
 from klutch.config.central import CentralConfig
+from klutch.outputs import CentralOutputs
 
 
 def main() -> None:
@@ -55,6 +55,7 @@ def crossplane_args(cfg: CentralConfig, provider: k8s.Provider) -> CrossplaneArg
     return CrossplaneArgs(
         provider=provider,
         release=cfg.release,
+        chart=cfg.mirrors.chart("crossplane"),
         crossplane_version=cfg.crossplane_version,
         data_services=cfg.data_services,
         protect=cfg.protect,
@@ -65,6 +66,7 @@ def edge_args(cfg: CentralConfig, provider: k8s.Provider) -> EdgeArgs:
     return EdgeArgs(
         provider=provider,
         controller=cfg.exposure.controller,
+        charts={key: cfg.mirrors.chart(key) for key in ("cert-manager", cfg.exposure.controller)},
         backend_namespace=cfg.release.backend_namespace,
         backend_name=cfg.release.backend_name,
         host=cfg.backend.host,
@@ -89,6 +91,8 @@ def kube_bind_args(
         # from the configuration
         data_services=[s.key for s in cfg.data_services],
         release=cfg.release,
+        server=cfg.server,
+        crd_urls=cfg.release.crd_urls(cfg.server),
         protect=cfg.protect,
         backend=cfg.backend,
         oidc=cfg.oidc,
@@ -126,6 +130,6 @@ def stack_outputs(
         konnector_image=cfg.release.konnector_image,
         kubectl_bind_command=kube_bind.kubectl_bind_command,
         binding_apis=kube_bind.binding_apis,
-        kube_bind_crds_url=cfg.release.kube_bind_crds_url,
+        kube_bind_crd_urls=list(cfg.release.kube_bind_crd_urls),
         tls_ca_pem=edge.ca_pem,
     )

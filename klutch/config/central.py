@@ -12,12 +12,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from klutch import catalog
+from klutch.config.mirrors import Mirrors, parse_mirrors, release_images
 from klutch.config.reader import (
     ConfigError,
-    Problem,
+    Reader,
     Secret,
     TopReader,
     check_cidr,
@@ -26,7 +28,9 @@ from klutch.config.reader import (
     check_email,
     check_kubeconfig,
     check_url,
+    decode_object,
     load_stack,
+    parse_top,
 )
 
 NAMESPACE = "klutch-central"
@@ -140,11 +144,17 @@ class CentralConfig:
     exposure: ExposureConfig
     backend: BackendConfig
     oidc: OidcConfig
+    mirrors: Mirrors = Mirrors()
     warnings: tuple[str, ...] = ()
 
     @property
     def is_eks(self) -> bool:
         return self.cluster.mode == "eks"
+
+    @property
+    def server(self) -> catalog.Backend:
+        """The chosen kube-bind backend image of the release (its mirror, when configured)."""
+        return self.release.backend()
 
 
 # ------------------------------------------------------------------------------- secrets
@@ -154,23 +164,12 @@ def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     The offline tools (tests, render) fill placeholders for these when a committed stack file
     leaves them out; `pulumi up` never does.
     """
-    import json
-
-    def obj(name: str) -> dict:
-        value = raw.get(name)
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return {}
-        return value if isinstance(value, dict) else {}
-
     paths = [("oidc", "oidc.clientSecret")]
-    for svc, body in obj("dataServices").items():
+    for svc, body in decode_object(raw.get("dataServices")).items():
         for kind in ENDPOINT_KINDS:
             if isinstance(body, dict) and isinstance(body.get(kind), dict):
                 paths.append(("dataServices", f"dataServices.{svc}.{kind}.password"))
-    if obj("cluster").get("mode") == "existing":
+    if decode_object(raw.get("cluster")).get("mode") == "existing":
         paths.append(("kubeconfig", "kubeconfig"))
     return paths
 
@@ -182,10 +181,10 @@ def load() -> CentralConfig:
 
 
 def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> CentralConfig:
-    problems: list[Problem] = []
-    warnings: list[str] = []
-    top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
+    return parse_top(NAMESPACE, raw, secret_keys, stack=stack, read=lambda top, warnings: _read(top, warnings, stack))
 
+
+def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
     environment = top.string("environment", "dev", choices=catalog.ENVIRONMENTS)
     protect = top.boolean("protect", environment == "prod")
     if environment == "prod" and not protect:
@@ -199,15 +198,15 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
 
     release_name = top.string("klutchRelease", catalog.DEFAULT_RELEASE, choices=sorted(catalog.RELEASES))
     release = catalog.RELEASES.get(release_name or "", catalog.RELEASES[catalog.DEFAULT_RELEASE])
+    mirrors = parse_mirrors(top.child("mirrors"), release_images(release), Path.cwd())
     crossplane_version = _crossplane_version(top, release)
     data_services = _data_services(top, release)
-    exposure = _exposure(top.child("exposure"), warnings)
-    backend = _backend(top.child("backend"), exposure, cluster.mode, warnings)
+    exposure_reader = top.child("exposure")
+    exposure = _exposure(exposure_reader, warnings)
+    # an acmeEmail that is set but invalid is reported once, as itself
+    email_set = exposure_reader.has("acmeEmail")
+    backend = _backend(top.child("backend"), exposure, cluster.mode, warnings, acme_email_set=email_set)
     oidc = _oidc(top.child("oidc"))
-
-    top.finish()
-    if problems:
-        raise ConfigError(stack, problems)
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -215,7 +214,8 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
         tags=tags,
         network=network,
         cluster=cluster,
-        release=release,
+        release=mirrors.release(release),
+        mirrors=mirrors,
         crossplane_version=crossplane_version,
         data_services=data_services,
         exposure=exposure,
@@ -236,7 +236,7 @@ def _tags(top: TopReader) -> Mapping[str, str]:
     return good
 
 
-def _network(r) -> NetworkConfig:
+def _network(r: Reader) -> NetworkConfig:
     cidr = r.string("cidr", "10.0.0.0/16", check=_check_vpc_cidr)
     zones = r.strings(
         "availabilityZones",
@@ -350,7 +350,7 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
             "[secret]",
             "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program",
         )
-        top._take("kubeconfig")
+        top.take("kubeconfig")
     return ClusterConfig(
         mode=mode,
         name=name,
@@ -368,7 +368,7 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
     )
 
 
-def _nodes(r) -> NodeScaling:
+def _nodes(r: Reader) -> NodeScaling:
     n = r.child("nodes")
     lo = n.integer("min", 3, minimum=3, maximum=100)
     desired = n.integer("desired", max(lo, 3), minimum=3, maximum=100)
@@ -381,7 +381,10 @@ def _nodes(r) -> NodeScaling:
 
 def _check_k8s_version(value: str) -> str | None:
     if not re.fullmatch(r"1\.\d{2}", value):
-        return f"must be 'MAJOR.MINOR' (e.g. '{catalog.DEFAULT_KUBERNETES_VERSION}'), one of {', '.join(catalog.KUBERNETES_VERSIONS)}"
+        return (
+            f"must be 'MAJOR.MINOR' (e.g. '{catalog.DEFAULT_KUBERNETES_VERSION}'), "
+            f"one of {', '.join(catalog.KUBERNETES_VERSIONS)}"
+        )
     if value not in catalog.KUBERNETES_VERSIONS:
         return f"unsupported; supported: {', '.join(catalog.KUBERNETES_VERSIONS)}"
     return None
@@ -397,7 +400,10 @@ def _check_instance_type(value: str) -> str | None:
 
 def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
     lo, hi = release.crossplane_min, release.crossplane_max
-    allowed = f"a Crossplane chart version X.Y.Z with {lo[0]}.{lo[1]} <= X.Y <= {hi[0]}.{hi[1]} (Klutch {release.name}; Crossplane 2 is not supported)"
+    allowed = (
+        f"a Crossplane chart version X.Y.Z with {lo[0]}.{lo[1]} <= X.Y <= {hi[0]}.{hi[1]} "
+        f"(Klutch {release.name}; Crossplane 2 is not supported)"
+    )
 
     def check(value: str) -> str | None:
         m = _SEMVER.match(value)
@@ -416,17 +422,17 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
     r = top.child("dataServices")
     valid = release.data_services
     out = []
-    for key in sorted(r._data):
+    for key in sorted(r.keys):
         if key not in valid:
             r.problem(key, "{...}", f"unknown data service for Klutch {release.name}; valid: {', '.join(valid)}")
-            r._take(key)
+            r.take(key)
             continue
         svc_reader = r.child(key)
         endpoints = {}
         for kind in ENDPOINT_KINDS:
             if not svc_reader.has(kind):
                 svc_reader.problem(kind, None, "required: an object with url, username and password (secret)")
-                svc_reader._take(kind)
+                svc_reader.take(kind)
                 continue
             e = svc_reader.child(kind)
             url = e.string("url", required=True, check=check_url(("http", "https")))
@@ -446,7 +452,7 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
     return tuple(out)
 
 
-def _exposure(r, warnings: list[str]) -> ExposureConfig:
+def _exposure(r: Reader, warnings: list[str]) -> ExposureConfig:
     controller = r.string("controller", "envoy-gateway", choices=catalog.CONTROLLERS)
     if controller == "ingress-nginx":
         warnings.append(
@@ -470,7 +476,9 @@ def _exposure(r, warnings: list[str]) -> ExposureConfig:
 _ACME_REFUSED_SUFFIXES = (".amazonaws.com",)
 
 
-def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]) -> BackendConfig:
+def _backend(
+    r: Reader, exposure: ExposureConfig, cluster_mode: str, warnings: list[str], *, acme_email_set: bool
+) -> BackendConfig:
     host = r.string("host", None, check=check_dns_name)
     zone = r.string(
         "route53ZoneId",
@@ -495,7 +503,7 @@ def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]
             "public ACME CAs refuse cloud-provider hostnames; use a DNS name you control, "
             "or leave backend.host unset to serve the load balancer's hostname with a self-signed CA",
         )
-    if host and not exposure.acme_email:
+    if host and not acme_email_set:
         r.problem("host", host, "needs exposure.acmeEmail: the ACME account e-mail for the host's certificate")
     if not host:
         warnings.append(
@@ -516,7 +524,7 @@ def _backend(r, exposure: ExposureConfig, cluster_mode: str, warnings: list[str]
     )
 
 
-def _oidc(r) -> OidcConfig:
+def _oidc(r: Reader) -> OidcConfig:
     issuer = r.string("issuerUrl", required=True, check=check_url(("https",)))
     client_id = r.string(
         "clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id"

@@ -9,17 +9,21 @@ Pulumi prints its message without a stack trace.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import pulumi
-from pulumi.runtime import config as _runtime_config
-from pulumi.runtime import rpc
+
+from klutch.config import compat
+
+T = TypeVar("T")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+$")
@@ -49,15 +53,94 @@ class Secret:
         return hash(self._value)
 
 
+# ------------------------------------------------------------------------------- property trees
+def _keep_leaf(value: Any, in_secret: bool) -> Any:
+    return value
+
+
+def _keep_node(node: Any, in_secret: bool) -> Any:
+    return node
+
+
+def walk_secrets(
+    value: Any,
+    leaf: Callable[[Any, bool], Any] = _keep_leaf,
+    node: Callable[[Any, bool], Any] = _keep_node,
+    *,
+    in_secret: bool = False,
+) -> Any:
+    """The one walker of deserialized Pulumi property values (secrets wrapped, at any depth).
+
+    Rebuilds `value` without the secret wrappers: every scalar becomes `leaf(scalar, in_secret)`,
+    every rebuilt dict or list `node(container, in_secret)`, where `in_secret` says whether it sat
+    inside a secret.
+    """
+    if compat.is_secret(value):
+        return walk_secrets(compat.unwrap_secret(value), leaf, node, in_secret=True)
+    if isinstance(value, dict):
+        return node({k: walk_secrets(v, leaf, node, in_secret=in_secret) for k, v in value.items()}, in_secret)
+    if isinstance(value, list):
+        return node([walk_secrets(v, leaf, node, in_secret=in_secret) for v in value], in_secret)
+    return leaf(value, in_secret)
+
+
 def unwrap_secrets(value: Any) -> Any:
     """A deserialized Pulumi property value with every wrapped secret replaced by its plain value."""
-    if rpc.is_rpc_secret(value):
-        return unwrap_secrets(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: unwrap_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [unwrap_secrets(v) for v in value]
-    return value
+    return walk_secrets(value)
+
+
+def contains_secret(value: Any) -> bool:
+    """True when `value` is, or holds anywhere inside, a Pulumi secret."""
+    seen: list[bool] = []
+
+    def note(v: Any, in_secret: bool) -> Any:
+        seen.append(in_secret)
+        return v
+
+    walk_secrets(value, note, note)
+    return any(seen)
+
+
+def _path(path: str | Sequence[str]) -> list[str]:
+    return [p for p in path.split(".") if p] if isinstance(path, str) else [str(p) for p in path]
+
+
+def dotted_walk(value: Any, path: str | Sequence[str]) -> tuple[Any, bool]:
+    """(the value at a dotted path — `spec.template.metadata`, list indexes as numbers — or None;
+    whether a secret was crossed on the way). Secrets on the way are unwrapped; the value found is not."""
+    crossed = False
+    for part in _path(path):
+        while compat.is_secret(value):
+            crossed = True
+            value = compat.unwrap_secret(value)
+        if isinstance(value, list):
+            value = value[int(part)] if part.isdigit() and int(part) < len(value) else None
+        elif isinstance(value, Mapping):
+            value = value.get(part)
+        else:
+            return None, crossed
+    return value, crossed
+
+
+def dotted_get(value: Any, path: str | Sequence[str], default: Any = None) -> Any:
+    """The plain value (secrets unwrapped) at a dotted path, `default` when there is none."""
+    found, _ = dotted_walk(value, path)
+    return default if found is None else unwrap_secrets(found)
+
+
+def dotted_set(value: dict[str, Any], path: str | Sequence[str], new: Any) -> bool:
+    """Set the value at a dotted path, creating missing objects; False (nothing set) when a value
+    on the way is not an object."""
+    parts = _path(path)
+    node: Any = value
+    for part in parts[:-1]:
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, dict):
+            return False
+    node[parts[-1]] = new
+    return True
 
 
 @dataclass(frozen=True)
@@ -67,7 +150,7 @@ class Problem:
     allowed: str
 
     def __str__(self) -> str:
-        return f"{self.key} = {_show(self.value)}: {self.allowed}"
+        return f"{self.key} = {show(self.value)}: {self.allowed}"
 
 
 class ConfigError(pulumi.RunError):
@@ -85,9 +168,11 @@ _SENSITIVE = re.compile(r"(password|secret|username|kubeconfig|token)$", re.IGNO
 # What a problem shows instead of a value that is not to be echoed (or a whole object).
 _MARKERS = ("{...}", "(set)", "[not shown]", "[secret]")
 _UNSET = "<unset>"
+SHOW_LIMIT = 80  # characters of a value a message shows
 
 
-def _show(value: Any) -> str:
+def show(value: Any, limit: int = SHOW_LIMIT) -> str:
+    """A value as every message shows it: quoted, credentials in URLs redacted, at most `limit` characters."""
     if value is _MISSING or value is None:
         return _UNSET
     if isinstance(value, Secret):
@@ -95,7 +180,10 @@ def _show(value: Any) -> str:
     if isinstance(value, str) and "@" in value and "://" in value:  # a URL with user:password@ is never echoed
         scheme, _, rest = value.partition("://")
         value = f"{scheme}://[redacted]@{rest.rpartition('@')[2]}"
-    return json.dumps(value) if not isinstance(value, str) else repr(value)
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit - 20]}... ({len(text)} characters)"
+    return text
 
 
 def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
@@ -104,30 +192,59 @@ def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
     Reads what the Pulumi language host passed (environment) and what a test or the offline
     renderer set with `set_all_config`, without the warnings `Config.get` prints for secrets.
     """
-    values: dict[str, Any] = {}
-    values.update(_runtime_config.get_config_env())
-    values.update(_runtime_config.CONFIG.get())
-    secret = set(_runtime_config.get_config_secret_keys_env()) | set(_runtime_config._SECRET_KEYS.get())
+    values = compat.config_values()
+    secret = compat.config_secret_keys()
     prefix = f"{namespace}:"
     raw = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
     return raw, {k[len(prefix) :] for k in secret if k.startswith(prefix)}
 
 
-def load_stack(namespace: str, parse: Callable[..., Any]) -> Any:
+def load_stack(namespace: str, parse: Callable[..., T]) -> T:
     """`parse(raw, secret_keys, stack=…)` of this stack's config in `namespace`."""
     raw, secret_keys = read_stack_config(namespace)
     return parse(raw, secret_keys, stack=pulumi.get_stack())
 
 
+def parse_top(
+    namespace: str,
+    raw: Mapping[str, Any],
+    secret_keys: Iterable[str],
+    *,
+    stack: str,
+    read: Callable[[TopReader, list[str]], T],
+    defer: Callable[[list[Problem]], bool] | None = None,
+) -> T:
+    """The frame of every program's `parse()`: `read(top, warnings)` reads each key and builds the
+    config; then unknown keys are reported and every problem is raised together in one ConfigError.
+
+    `defer(problems)` true: the problems are not raised but returned in the result's `deferred`
+    field, for a later check to raise together with its own (the tenant's central-stack check).
+    """
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    top = TopReader(raw, set(secret_keys), problems, namespace)
+    result = read(top, warnings)
+    top.finish()
+    if problems:
+        if defer is not None and defer(problems):
+            return dataclasses.replace(result, deferred=tuple(problems))  # type: ignore[type-var]
+        raise ConfigError(stack, problems)
+    return result
+
+
 class Reader:
     """Walks one object of config, collecting problems; unread keys are reported as unknown."""
 
-    def __init__(self, data: Mapping[str, Any], path: str, problems: list[Problem], secret: bool) -> None:
+    def __init__(
+        self, data: Mapping[str, Any], path: str, problems: list[Problem], secret: bool, *, quiet: bool = False
+    ) -> None:
         self._data = dict(data)
         self._path = path
         self._problems = problems
         self._secret = secret
+        self._quiet = quiet  # the object itself is malformed (already reported): nothing inside is
         self._read: set[str] = set()
+        self._known: set[str] = set()  # every key the parser asked about: the valid keys of this level
 
     # ---------------------------------------------------------------- plumbing
     def key(self, name: str) -> str:
@@ -143,19 +260,40 @@ class Reader:
             and value not in _MARKERS
         )
         shown = "[secret]" if masked else value
-        self._problems.append(Problem(self.key(name), shown, allowed))
+        if not self._quiet:
+            self._problems.append(Problem(self.key(name), shown, allowed))
 
     def _take(self, name: str) -> Any:
         self._read.add(name)
+        self._known.add(name)
         value = self._data.get(name, _MISSING)
         return _MISSING if value is None else value
 
+    def take(self, name: str) -> Any:
+        """Mark `name` as read (it is not reported as unknown); its value, None when unset."""
+        value = self._take(name)
+        return None if value is _MISSING else value
+
     def has(self, name: str) -> bool:
+        self._known.add(name)
         return self._data.get(name) is not None
+
+    @property
+    def keys(self) -> list[str]:
+        """The keys this object holds (set or not)."""
+        return list(self._data)
+
+    def unknown(self, name: str, also: str = "") -> str:
+        """What an unknown key message says: the closest valid key, and the valid keys of this level."""
+        valid = sorted(self._known)
+        lower = {v.lower(): v for v in valid}
+        close = difflib.get_close_matches(name.lower(), list(lower), n=1, cutoff=0.6)
+        hint = f"did you mean {lower[close[0]]!r}? " if close else ""
+        return f"unknown key; {hint}valid keys: {_list(valid)}{also}" if valid else f"unknown key{also}"
 
     def finish(self) -> None:
         for name in sorted(set(self._data) - self._read):
-            self.problem(name, self._data[name] if not self._secret else "[secret]", "unknown key")
+            self.problem(name, self._data[name] if not self._secret else "[secret]", self.unknown(name))
 
     # ---------------------------------------------------------------- typed getters
     def string(
@@ -243,7 +381,14 @@ class Reader:
         return value
 
     def child(self, name: str) -> Reader:
-        return Reader(self.mapping(name) or {}, self.key(name), self._problems, self._secret)
+        data, malformed = self._object(name)
+        return Reader(data, self.key(name), self._problems, self._secret, quiet=self._quiet or malformed)
+
+    def _object(self, name: str) -> tuple[dict[str, Any], bool]:
+        """(the nested object, or {}; whether it was set but is not an object — already reported)."""
+        present = self.has(name)
+        data = self.mapping(name)
+        return data or {}, present and data is None
 
     def secret(
         self, name: str, *, required: bool, check: Callable[[str], str | None] | None = None, also: str = ""
@@ -260,7 +405,7 @@ class Reader:
             self.problem(name, "[secret]", "must be a string")
             return None
         if not self._secret:
-            self.problem(name, "[not shown]", f"is stored in plain text; set it as a secret with `{how}`")
+            self.problem(name, "[not shown]", plain_text_secret(how))
             return None
         if check is not None and (why := check(value)):
             self.problem(name, "[secret]", why)
@@ -280,10 +425,12 @@ class TopReader(Reader):
         return f"{self._namespace}:{name}"
 
     def child(self, name: str) -> Reader:
-        data = self.mapping(name) or {}
-        return Reader(data, self.key(name), self._problems, name in self._secret_keys)
+        data, malformed = self._object(name)
+        return Reader(data, self.key(name), self._problems, name in self._secret_keys, quiet=malformed)
 
-    def secret(self, name: str, *, required: bool, check=None, also: str = "") -> Secret | None:
+    def secret(
+        self, name: str, *, required: bool, check: Callable[[str], str | None] | None = None, also: str = ""
+    ) -> Secret | None:
         was, self._secret = self._secret, name in self._secret_keys
         try:
             return super().secret(name, required=required, check=check, also=also)
@@ -293,7 +440,12 @@ class TopReader(Reader):
     def finish(self) -> None:
         for name in sorted(set(self._data) - self._read):
             shown = "[secret]" if name in self._secret_keys else self._data[name]
-            self.problem(name, shown, "unknown key (check the spelling; see the README's configuration reference)")
+            self.problem(name, shown, self.unknown(name, " (see the README's configuration reference)"))
+
+
+def plain_text_secret(how: str) -> str:
+    """What a problem says about a secret stored in plain text (`how`: the command that sets it)."""
+    return f"is stored in plain text; set it as a secret with `{how}`"
 
 
 def secret_hint(key: str) -> str:
@@ -301,6 +453,13 @@ def secret_hint(key: str) -> str:
     path = key.split(":", 1)[-1]
     flag = "--path " if "." in path else ""
     return f"pulumi config set --secret {flag}'{path}' <value>"
+
+
+def decode_object(value: Any) -> dict[str, Any]:
+    """A structured config value (an object, or JSON text of one, as the CLI passes it); {} for anything else."""
+    if isinstance(value, str):
+        value = _json(value, None)
+    return value if isinstance(value, dict) else {}
 
 
 def _json(text: str, fallback: Any) -> Any:
@@ -337,7 +496,10 @@ def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
         if u.scheme not in schemes or not u.hostname:
             return f"must be an absolute {' or '.join(schemes)} URL"
         if u.username is not None or u.password is not None:
-            return "must not carry credentials (user:password@): they would be stored in plain text; use the username/password keys"
+            return (
+                "must not carry credentials (user:password@): they would be stored in plain text; "
+                "use the username/password keys"
+            )
         return None
 
     return check

@@ -1,12 +1,16 @@
 """The tenant stack's configuration (project `klutch-tenant`), and the central stack's outputs it binds to.
 
-Two steps, both collecting every problem into one `ConfigError` (key, value, what is allowed):
+Two steps, one `ConfigError` with every problem (key, value, what is allowed):
 
-1. `load()` / `parse()` validate the tenant stack's own config before any resource is declared.
+1. `load()` / `parse()` validate the tenant stack's own config.
 2. `resolve_central()` validates the central stack's outputs (read through a StackReference) and
    resolves the configured `apis` against the central `bindingApis` — the earliest point at which
    an API the central stack does not export can be reported, with the valid ones named. The tenant
    program calls it before it declares anything but the StackReference.
+
+So that a stack's problems are reported in one round, `load()` raises at once only when the
+central stack cannot be read (a bad `centralStack`); any other problem it holds back
+(`TenantConfig.deferred`) for `resolve_central()` to raise together with the central stack's.
 
 The README's `tenant` section documents every key.
 """
@@ -15,22 +19,28 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import pulumi
 
 from klutch import catalog
 from klutch.config.reader import (
     ConfigError,
     Problem,
+    Reader,
     Secret,
     TopReader,
     check_dns_label,
     check_kubeconfig,
     check_url,
-    load_stack,
+    parse_top,
+    read_stack_config,
     secret_hint,
+    show,
 )
+from klutch.outputs import tenant_output_names
 
 NAMESPACE = "klutch-tenant"
 
@@ -43,16 +53,8 @@ _IMAGE = re.compile(
     r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*(:[\w][\w.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
 )
 
-# The central stack's outputs the tenant reads (contract with the central program).
-CENTRAL_OUTPUTS = (
-    "exportUrl",
-    "bindNonInteractiveUrl",
-    "konnectorImage",
-    "bindingApis",
-    "kubeBindCrdsUrl",
-    "tlsCaPem",
-    "kubectlBindCommand",
-)
+# The central stack's outputs the tenant reads (the contract record's names).
+CENTRAL_OUTPUTS = tenant_output_names()
 
 
 # ------------------------------------------------------------------------------- the objects
@@ -116,6 +118,7 @@ class TenantConfig:
     release: catalog.KlutchRelease
     protect: bool
     warnings: tuple[str, ...] = ()
+    deferred: tuple[Problem, ...] = ()  # problems resolve_central() raises with the central stack's (see load)
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class CentralFacts:
     bind_url: str
     konnector_image: str  # the image to run: the tenant's konnectorImage override, else the central output
     binding_apis: tuple[Api, ...]
-    crds_url: str
+    crd_urls: tuple[str, ...]  # the kube-bind CRD files the konnector needs
     ca_pem: str | None  # only when the backend's certificate comes from a self-signed CA
     kubectl_bind_command: str | None
 
@@ -143,15 +146,31 @@ def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------- parsing
 def load() -> TenantConfig:
-    """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
-    return load_stack(NAMESPACE, parse)
+    """Read and validate this stack's configuration. Raises ConfigError listing every problem when
+    the central stack cannot be read; other problems are deferred to `resolve_central()`."""
+    raw, secret_keys = read_stack_config(NAMESPACE)
+    return parse(raw, secret_keys, stack=pulumi.get_stack(), defer=True)
 
 
-def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> TenantConfig:
-    problems: list[Problem] = []
-    warnings: list[str] = []
-    top = TopReader(raw, set(secret_keys), problems, NAMESPACE)
+def parse(
+    raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str, defer: bool = False
+) -> TenantConfig:
+    """The tenant config; raises ConfigError with every problem (`defer`: see `load`)."""
 
+    def readable(problems: list[Problem]) -> bool:  # the central stack can still be read and checked
+        return not any(p.key == f"{NAMESPACE}:centralStack" for p in problems)
+
+    return parse_top(
+        NAMESPACE,
+        raw,
+        secret_keys,
+        stack=stack,
+        read=lambda top, warnings: _read(top, warnings, stack),
+        defer=readable if defer else None,
+    )
+
+
+def _read(top: TopReader, warnings: list[str], stack: str) -> TenantConfig:
     central_stack = top.string("centralStack", required=True, check=_check_stack)
     cluster_id = top.string("clusterId", required=True, check=check_dns_label)
     apis = _apis(top)
@@ -163,18 +182,7 @@ def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, sta
         top.problem("namespaces", list(namespaces), "must not repeat a namespace")
     release_name = top.string("klutchRelease", catalog.DEFAULT_RELEASE, choices=sorted(catalog.RELEASES))
     release = catalog.RELEASES.get(release_name or "", catalog.RELEASES[catalog.DEFAULT_RELEASE])
-    if not release.bind_noninteractive:
-        top.problem(
-            "klutchRelease",
-            release.name,
-            "its backend has no POST /bind-noninteractive; bind this tenant "
-            "interactively with the central stack's kubectlBindCommand output",
-        )
     protect = top.boolean("protect", False)
-
-    top.finish()
-    if problems:
-        raise ConfigError(stack, problems)
     return TenantConfig(
         stack=stack,
         central_stack=central_stack,
@@ -209,7 +217,7 @@ def _check_image(value: str) -> str | None:
 
 def _apis(top: TopReader) -> tuple[ApiSelector, ...]:
     present = top.has("apis")
-    value = top._take("apis")
+    value = top.take("apis")
     if not present:
         return ()
     if isinstance(value, str):
@@ -240,7 +248,10 @@ def _apis(top: TopReader) -> tuple[ApiSelector, ...]:
 
 def _selector(item: Any) -> ApiSelector | str:
     """The selector for one `apis` entry, or why it is invalid."""
-    why = "must be '<resource>.<group>' (e.g. 'postgresqlinstances.anynines.com'), a bare '<resource>', or {group, resource}"
+    why = (
+        "must be '<resource>.<group>' (e.g. 'postgresqlinstances.anynines.com'), a bare '<resource>', "
+        "or {group, resource}"
+    )
     if isinstance(item, str):
         resource, sep, group = item.partition(".")
         group_or_none: str | None = group if sep else None
@@ -258,7 +269,7 @@ def _selector(item: Any) -> ApiSelector | str:
     return ApiSelector(resource=resource, group=group_or_none, shown=item)
 
 
-def _oidc(r) -> OidcClient:
+def _oidc(r: Reader) -> OidcClient:
     token_url = r.string("tokenUrl", required=True, check=check_url(("https",)))
     client_id = r.string(
         "clientId", required=True, check=lambda v: None if v.strip() == v and v else "must be a non-empty client id"
@@ -283,10 +294,9 @@ def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
     if top.has("eksClusterName"):
         if top.has("kubeconfig"):
             top.problem("kubeconfig", "[secret]", "set either kubeconfig or eksClusterName, not both")
-            top._take("kubeconfig")
+            top.take("kubeconfig")
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=eks_name)
-    if top._data.get("kubeconfig") in (None, ""):
-        top._take("kubeconfig")
+    if top.take("kubeconfig") in (None, ""):
         warnings.append(
             "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side "
             "are created — use the providerKubeconfig output to prepare instances before the tenant cluster "
@@ -305,7 +315,7 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
     Raises ConfigError with every problem: missing or malformed outputs, and each configured API
     the central stack does not export (naming the ones it does).
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = list(cfg.deferred)  # the tenant config's own problems (see load)
     key = f"{NAMESPACE}:centralStack"
 
     def bad(name: str, why: str) -> None:
@@ -330,23 +340,24 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
             bad(name, f"is missing: {why_missing}")
             return ""
         if not isinstance(value, str) or check_url(("https",))(value):
-            bad(name, f"= {value!r} is not an https URL")
+            bad(name, f"= {show(value)} is not an https URL")
             return ""
         return value
 
     export_url = url("exportUrl", "the backend's /export URL")
+    interactive = present.get("kubectlBindCommand") or "the central stack's kubectlBindCommand output"
     bind_url = url(
         "bindNonInteractiveUrl",
-        "the central backend offers no non-interactive bind; bind this tenant "
-        "interactively with the central stack's kubectlBindCommand output",
+        f"the central backend offers no non-interactive bind (backend.kind open-source); "
+        f"bind this tenant interactively: {interactive}",
     )
-    crds_url = url("kubeBindCrdsUrl", "the URL of the kube-bind CRDs the konnector needs")
+    crd_urls = _crd_urls(present.get("kubeBindCrdUrls"), bad)
 
     image = present.get("konnectorImage")
     if cfg.konnector_image:
         image = cfg.konnector_image
     elif not isinstance(image, str) or _check_image(image):
-        bad("konnectorImage", f"= {image!r} is not a container image (or set {NAMESPACE}:konnectorImage)")
+        bad("konnectorImage", f"= {show(image)} is not a container image (or set {NAMESPACE}:konnectorImage)")
         image = ""
 
     ca_pem = present.get("tlsCaPem")
@@ -370,14 +381,27 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
         bind_url=bind_url,
         konnector_image=image,
         binding_apis=exported,
-        crds_url=crds_url,
+        crd_urls=crd_urls,
         ca_pem=ca_pem,
         kubectl_bind_command=command,
     )
     return facts, apis
 
 
-def _binding_apis(value: Any, bad) -> tuple[Api, ...]:
+def _crd_urls(value: Any, bad: Callable[[str, str], None]) -> tuple[str, ...]:
+    """The central stack's kube-bind CRD files: http(s) URLs (the release's pinned files or a mirror)."""
+    good = (
+        isinstance(value, list)
+        and value
+        and all(isinstance(u, str) and not check_url(("https", "http"))(u) for u in value)
+    )
+    if not good:
+        bad("kubeBindCrdUrls", f"= {show(value)} is not a list of http(s) URLs of the kube-bind CRD files")
+        return ()
+    return tuple(value)
+
+
+def _binding_apis(value: Any, bad: Callable[[str, str], None]) -> tuple[Api, ...]:
     ok = (
         isinstance(value, list)
         and value
@@ -390,7 +414,7 @@ def _binding_apis(value: Any, bad) -> tuple[Api, ...]:
         )
     )
     if not ok:
-        bad("bindingApis", f"= {json.dumps(value)} is not a non-empty list of {{group, resource}}")
+        bad("bindingApis", f"= {show(value)} is not a non-empty list of {{group, resource}}")
         return ()
     return tuple(dict.fromkeys(Api(a.get("group", ""), a["resource"]) for a in value))
 

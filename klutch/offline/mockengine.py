@@ -17,11 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulumi.runtime import config as rconfig
-from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime import stack as rstack
-
-from klutch.config.reader import unwrap_secrets
+from klutch.config import compat
+from klutch.config.reader import contains_secret, dotted_get, dotted_walk, unwrap_secrets
 
 # A throw-away self-signed certificate (CN=placeholder-ca, no key kept): the CA of every mocked cluster.
 PLACEHOLDER_CA_PEM = """-----BEGIN CERTIFICATE-----
@@ -102,30 +99,6 @@ def mock_binding_response(inputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- records
-def _contains_secret(value: Any) -> bool:
-    if rpc.is_rpc_secret(value):
-        return True
-    if isinstance(value, dict):
-        return any(_contains_secret(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_contains_secret(v) for v in value)
-    return False
-
-
-def _walk(value: Any, path: str) -> Any:
-    """Follow a dotted path (`spec.template.metadata`, list indexes as numbers) through raw inputs."""
-    for part in [p for p in path.split(".") if p]:
-        while rpc.is_rpc_secret(value):
-            value = rpc.unwrap_rpc_secret(value)
-        if isinstance(value, list):
-            value = value[int(part)] if part.isdigit() and int(part) < len(value) else None
-        elif isinstance(value, dict):
-            value = value.get(part)
-        else:
-            return None
-    return value
-
-
 @dataclass
 class Registration:
     """One resource as the engine saw it."""
@@ -160,23 +133,13 @@ class Registration:
         return unwrap_secrets(self.raw_inputs)
 
     def get(self, path: str, default: Any = None) -> Any:
-        value = _walk(self.raw_inputs, path)
-        return default if value is None else unwrap_secrets(value)
+        """The input at a dotted path (`spec.template.metadata`, list indexes as numbers), secrets unwrapped."""
+        return dotted_get(self.raw_inputs, path, default)
 
     def is_secret(self, path: str) -> bool:
-        """True when the value at `path` (or anything inside it) is a Pulumi secret."""
-        parts = [p for p in path.split(".") if p]
-        value: Any = self.raw_inputs
-        for part in parts:
-            if rpc.is_rpc_secret(value):
-                return True
-            if isinstance(value, list):
-                value = value[int(part)]
-            elif isinstance(value, dict):
-                value = value.get(part)
-            else:
-                return False
-        return _contains_secret(value)
+        """True when the value at `path` (or anything inside it, or around it) is a Pulumi secret."""
+        value, crossed = dotted_walk(self.raw_inputs, path)
+        return crossed or contains_secret(value)
 
     @property
     def provider_urn(self) -> str:
@@ -196,6 +159,16 @@ class Evaluation:
     resources: list[Registration]
     outputs: dict[str, Any]  # raw (secrets wrapped)
     logs: list[tuple[str, str]]  # (severity, message)
+    invented: frozenset[str] = frozenset()  # values the mocks made up (see CuratedMocks)
+
+    def is_placeholder(self, value: Any) -> bool:
+        """True when `value` holds a value the mocks made up (or a placeholder address)."""
+        for s in _strings(unwrap_secrets(value)):
+            if ".placeholder.invalid" in s or s in self.invented:
+                return True
+            if any(len(i) >= 12 and i in s for i in self.invented):
+                return True
+        return False
 
     # ------------------------------------------------------------------ queries
     def by_type(self, type_: str) -> list[Registration]:
@@ -270,48 +243,75 @@ class Evaluation:
         return unwrap_secrets(self.outputs[name])
 
     def output_is_secret(self, name: str) -> bool:
-        return _contains_secret(self.outputs[name])
+        return contains_secret(self.outputs[name])
 
     def warnings(self) -> list[str]:
         return [m for s, m in self.logs if s == "warning"]
 
 
 # ------------------------------------------------------------------------------- mocks
-ResourceHook = Callable[[mocks.MockResourceArgs], "dict[str, Any] | None"]
+ResourceHook = Callable[[compat.MockResourceArgs], "dict[str, Any] | None"]
 
 
-class CuratedMocks(mocks.Mocks):
-    """Inputs echo back as outputs, plus curated outputs for what later layers read."""
+def _strings(value: Any) -> Iterable[str]:
+    """Every string inside a (plain) value."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+class CuratedMocks(compat.Mocks):
+    """Inputs echo back as outputs, plus curated outputs for what later layers read.
+
+    `invented` collects every value the mocks made up (ids, endpoints, load-balancer hostnames,
+    ARNs, a bind response...): the real ones exist only after `pulumi up`.
+    """
 
     def __init__(
-        self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None, resource_hook: ResourceHook | None = None
+        self,
+        stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+        resource_hook: ResourceHook | None = None,
+        invented: Iterable[str] = (),
     ) -> None:
         self.stack_outputs = dict(stack_outputs or {})
         self.resource_hook = resource_hook
+        self.invented: set[str] = {PLACEHOLDER_CA_PEM, *invented}
 
-    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict]:
+    def new_resource(self, args: compat.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         extra = self._curated(args)
         if self.resource_hook is not None:
             extra.update(self.resource_hook(args) or {})
         state.update(extra)
+        if args.typ != "pulumi:pulumi:StackReference":  # its outputs are the other stack's (see `invented`)
+            given = set(_strings(unwrap_secrets(args.inputs)))
+            self.invented.update(s for s in _strings(unwrap_secrets(extra)) if s not in given and len(s) >= 6)
+        if "__id" not in state:
+            self.invented.add(f"{args.name}-id")
         return state.pop("__id", f"{args.name}-id"), state
 
-    def _curated(self, args: mocks.MockResourceArgs) -> dict[str, Any]:
+    def _curated(self, args: compat.MockResourceArgs) -> dict[str, Any]:
         t, name = args.typ, args.name
         if t == "eks:index:Cluster":
             server = f"https://{name.upper()}.gr7.{MOCK_REGION}.eks.amazonaws.com"
+            self.invented.add(server)  # inside the kubeconfig: the cluster endpoint the program reads from it
+            issuer = f"oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK"
             return {
                 "kubeconfigJson": mock_kubeconfig(server, args.inputs.get("name", name)),
-                "oidcProviderArn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK",
-                "oidcIssuer": f"oidc.eks.{MOCK_REGION}.amazonaws.com/id/MOCK",
+                "oidcProviderArn": f"arn:aws:iam::{MOCK_ACCOUNT}:oidc-provider/{issuer}",
+                "oidcIssuer": issuer,
             }
         if t == "pulumi:pulumi:StackReference":
             # Outputs may be given as an Evaluation's raw outputs: secret ones stay secret.
             outputs = self.stack_outputs.get(args.inputs.get("name", name), {})
             return {
                 "outputs": {k: unwrap_secrets(v) for k, v in outputs.items()},
-                "secretOutputNames": sorted(k for k, v in outputs.items() if _contains_secret(v)),
+                "secretOutputNames": sorted(k for k, v in outputs.items() if contains_secret(v)),
             }
         if t.startswith("aws:"):
             out = {"arn": f"arn:aws:{t.split(':')[1].split('/')[0]}:{MOCK_REGION}:{MOCK_ACCOUNT}:{name}"}
@@ -345,7 +345,7 @@ class CuratedMocks(mocks.Mocks):
             return {"privateKeyPem": "-----BEGIN PRIVATE KEY-----\nmock\n-----END PRIVATE KEY-----\n"}
         return {}
 
-    def call(self, args: mocks.MockCallArgs) -> dict:
+    def call(self, args: compat.MockCallArgs) -> dict:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": MOCK_ZONES, "zoneIds": [z.replace("eu-central-", "euc1-az") for z in MOCK_ZONES]}
         if args.token == "aws:index/getRegion:getRegion":
@@ -355,8 +355,8 @@ class CuratedMocks(mocks.Mocks):
         return {}
 
 
-class RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, m: mocks.Mocks) -> None:
+class RecordingMonitor(compat.MockMonitor):
+    def __init__(self, m: compat.Mocks) -> None:
         super().__init__(m)
         self.records: list[Registration] = []
         self.stack_outputs: dict[str, Any] = {}
@@ -377,11 +377,11 @@ class RecordingMonitor(mocks.MockMonitor):
             loop.close()
         self.thread_loops.clear()
 
-    def Invoke(self, request):
+    def Invoke(self, request: Any) -> Any:  # protobuf request and response messages
         self._thread_loop()
         return super().Invoke(request)
 
-    def RegisterResource(self, request):
+    def RegisterResource(self, request: Any) -> Any:  # protobuf request and response messages
         self._thread_loop()
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
@@ -392,7 +392,7 @@ class RecordingMonitor(mocks.MockMonitor):
             urn=response.urn,
             type=request.type,
             name=request.name,
-            raw_inputs=rpc.deserialize_properties(request.object),
+            raw_inputs=compat.deserialize_properties(request.object),
             parent=request.parent,
             provider=request.provider,
             dependencies=list(request.dependencies),
@@ -409,13 +409,13 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=bool(request.custom),
             remote=bool(request.remote),
             id=response.id,
-            transforms=mocks._resolve_callbacks(request.transforms),
+            transforms=compat.resolve_callbacks(request.transforms),
         )
         rec.outputs = self.resources[response.urn].state if response.urn in self.resources else {}
         self.records.append(rec)
         return response
 
-    def ReadResource(self, request):
+    def ReadResource(self, request: Any) -> Any:  # protobuf request and response messages
         self._thread_loop()
         response = super().ReadResource(request)
         self.records.append(
@@ -423,7 +423,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 urn=response.urn,
                 type=request.type,
                 name=request.name,
-                raw_inputs=rpc.deserialize_properties(request.properties),
+                raw_inputs=compat.deserialize_properties(request.properties),
                 parent=request.parent,
                 provider=request.provider,
                 dependencies=list(request.dependencies),
@@ -443,26 +443,19 @@ class RecordingMonitor(mocks.MockMonitor):
         )
         return response
 
-    def RegisterResourceOutputs(self, request):
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # protobuf request and response messages
         if request.urn == self.stack_urn:
-            self.stack_outputs = rpc.deserialize_properties(request.outputs)
+            self.stack_outputs = compat.deserialize_properties(request.outputs)
         return super().RegisterResourceOutputs(request)
 
 
-class _RecordingEngine(mocks.MockEngine):
+class _RecordingEngine(compat.MockEngine):
     def __init__(self) -> None:
         super().__init__(logging.getLogger("klutch.mockengine"))
         self.lines: list[tuple[str, str]] = []
 
-    def Log(self, request):
-        from pulumi.runtime.proto import engine_pb2
-
-        severity = {
-            engine_pb2.DEBUG: "debug",
-            engine_pb2.INFO: "info",
-            engine_pb2.WARNING: "warning",
-            engine_pb2.ERROR: "error",
-        }.get(request.severity, "info")
+    def Log(self, request: Any) -> Any:  # protobuf request and response messages
+        severity = compat.log_severity(request.severity)
         if severity != "debug":
             self.lines.append((severity, request.message))
 
@@ -477,40 +470,28 @@ def evaluate(
     stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
     resource_hook: ResourceHook | None = None,
     preview: bool = False,
+    invented: Iterable[str] = (),
 ) -> Evaluation:
     """Run `program` under the mock engine with `config` (full keys, e.g. 'klutch-central:cluster').
 
     Structured values may be given as Python objects; they are passed as JSON like Pulumi does.
+    `invented`: values of `stack_outputs` that are themselves made up (another evaluation's).
     Raises whatever the program raises (a ConfigError for bad config).
     """
-    monitor = RecordingMonitor(CuratedMocks(stack_outputs, resource_hook))
+    mocks = CuratedMocks(stack_outputs, resource_hook, invented)
+    monitor = RecordingMonitor(mocks)
     engine = _RecordingEngine()
-    settings.configure(
-        mocks.MockSettings(
-            monitor=monitor,
-            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-            engine=engine,
-            project=project,
-            stack=stack,
-            dry_run=preview,
-            organization="organization",
-            callbacks=None,
-        )
-    )
-    settings.ROOT.set(None)
-    settings.SETTINGS.outputs.clear()
-    rconfig.set_all_config(
-        {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, list(secret_keys)
-    )
+    compat.configure_mocks(monitor, engine, project=project, stack=stack, preview=preview)
+    compat.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, secret_keys)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(rstack.run_in_stack(program))
+        loop.run_until_complete(compat.run_in_stack(program))
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
         monitor.close()
         asyncio.set_event_loop(None)
-        settings.ROOT.set(None)
-        rconfig.set_all_config({}, [])
-    return Evaluation(monitor.records, monitor.stack_outputs, engine.lines)
+        compat.reset_root()
+        compat.set_all_config({}, [])
+    return Evaluation(monitor.records, monitor.stack_outputs, engine.lines, frozenset(mocks.invented))

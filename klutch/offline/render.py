@@ -1,23 +1,35 @@
 """Offline render: what a stack would deploy, as files, without a cloud, a cluster or the Pulumi CLI.
 
-    python -m klutch.offline.render --stack dev --out render/dev [--check]
-    python -m klutch.offline.render --project-dir tenant --stack example --out render/tenant [--check]
-    python -m klutch.offline.render --all --out render [--check]      # every committed stack
-    python -m klutch.offline.render --list                              # the committed stacks, as JSON
+    klutch-render --stack dev --out render/dev [--check]       # or: python -m klutch.offline.render ...
+    cd tenant && klutch-render --stack example --out render/tenant [--check]
+    klutch-render --project-dir tenant --stack example --out render/tenant [--check]
+    klutch-render --all --out render [--check]      # every shipped stack
+    klutch-render --list                              # the shipped stacks, as JSON (the CI matrix)
 
-The stack's committed config is read with `stackfile.read` (secrets are never read: placeholders
-stand in for them) and the program is evaluated with the project's one mock engine
-(`mockengine.evaluate`). A tenant stack's StackReference outputs come from rendering the central
-stack its `centralStack` names. Written under `--out`:
+The shipped stacks are the stack files git tracks (`git ls-files`; without git, each project's
+declared list): a user's own stack files (`Pulumi.staging.yaml`) render with --stack, but never
+enter --all or --list. The stack file is read with `stackfile.read`, as strictly as `pulumi up`
+reads it (secrets are never read: placeholders stand in for them), and the program is evaluated
+with the project's one mock engine (`mockengine.evaluate`). A tenant stack's StackReference
+outputs come from rendering the central stack its `centralStack` names. Written under `--out`:
 
-    summary.yaml                 project, stack, environment, Kubernetes version, counts per layer,
-                                 the program's warnings and (with --check) every finding
-    outputs.yaml                 the stack outputs (secrets redacted)
-    aws.yaml                     every AWS resource (aws:*, eks:*) per layer with its inputs (no tags)
+    summary.yaml                 project, stack, environment (a tenant stack: its central stack's),
+                                 Kubernetes version (central stacks), counts per layer (categories
+                                 with no resource left out), the program's warnings and (with
+                                 --check) every finding
+    outputs.yaml                 the stack outputs (secrets redacted); a value the offline engine made
+                                 up (cluster endpoint, load-balancer hostname, VPC and subnet ids...)
+                                 follows a `# placeholder ...` comment line
+    aws.yaml                     every AWS resource (aws:*, eks:*) per layer with its inputs (no tags);
+                                 only when the stack has one
     resources.yaml               an index of every resource: layer, type, name, file
     <layer>/kubernetes/<namespace|_cluster>/<kind>-<name>.yaml      one file per Kubernetes object
     <layer>/helm/<name>.yaml     each Helm release: chart, repository, version, values, other inputs
     <layer>/components/<name>.yaml  remote components (yaml/v2 ConfigFile, ...) with their inputs
+
+Each object file starts with a comment header: type, name, layer, provider, options, and
+`# waits for: <type>/<name>, ...` (the resources it depends on). Provider-internal inputs
+(the Helm Release's `compat`) are left out.
 
 A layer is the top-level ComponentResource a resource descends from. Secret values are redacted
 everywhere (and Secret data/stringData always); a secret value found in a plain input is reported
@@ -32,6 +44,7 @@ import argparse
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,13 +53,13 @@ from typing import Any
 
 import pulumi
 import yaml
-from pulumi.runtime import rpc
 
 from klutch import catalog
+from klutch.config.reader import dotted_get, show, walk_secrets
 from klutch.offline import stackfile
 from klutch.offline.mockengine import Evaluation, Registration, evaluate
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: both Pulumi projects and their stack files
+ROOT = Path(__file__).resolve().parents[2]  # the repository of an editable install (see find_root)
 REDACTED = "[secret]"
 LEAK_MASK = "LEAKED-SECRET-MASKED"  # plain text, so the YAML around a masked leak stays valid
 ROOT_LAYER = "stack"
@@ -65,6 +78,7 @@ class Project:
     directory: str  # relative to the repository root
     config_module: str  # NAMESPACE and secret_paths(raw)
     program_module: str  # main()
+    shipped: tuple[str, ...] = ()  # its stacks when git cannot say which stack files are tracked
 
     def config(self) -> Any:
         return importlib.import_module(self.config_module)
@@ -74,10 +88,28 @@ class Project:
 
 
 PROJECTS: tuple[Project, ...] = (
-    Project("klutch-central", ".", "klutch.config.central", "klutch.central.program"),
-    Project("klutch-tenant", "tenant", "klutch.config.tenant", "klutch.tenant.program"),
+    Project("klutch-central", ".", "klutch.config.central", "klutch.central.program", ("dev", "kind", "prod")),
+    Project("klutch-tenant", "tenant", "klutch.config.tenant", "klutch.tenant.program", ("example",)),
 )
 CENTRAL = PROJECTS[0]
+INTERNAL_INPUTS = ("compat",)  # inputs a provider SDK adds for itself (helm.v3.Release), not the program's
+
+
+def _project_name(directory: Path) -> Any:
+    try:
+        return (yaml.safe_load((directory / "Pulumi.yaml").read_text()) or {}).get("name")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The repository: the nearest directory at or above `start` (default: the working directory)
+    holding the central project; else the one this module was installed from."""
+    start = Path.cwd() if start is None else Path(start)
+    for directory in (start.resolve(), *start.resolve().parents):
+        if _project_name(directory / CENTRAL.directory) == CENTRAL.name:
+            return directory
+    return ROOT
 
 
 def project_at(directory: Path) -> Project:
@@ -88,20 +120,52 @@ def project_at(directory: Path) -> Project:
     for project in PROJECTS:
         if project.name == name:
             return project
-    raise RenderError(f"{file}: unknown project {name!r}; known: {', '.join(p.name for p in PROJECTS)}")
+    raise RenderError(f"{file}: unknown project {show(name)}; known: {', '.join(p.name for p in PROJECTS)}")
+
+
+def _stack_name(file: str) -> str:
+    return file[len("Pulumi.") : -len(".yaml")]
 
 
 def stack_files(directory: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+    """Every stack file in `directory`, shipped or a user's own: what --stack can render."""
+    return sorted(_stack_name(p.name) for p in directory.glob("Pulumi.*.yaml"))
 
 
-def committed_stacks(root: Path = ROOT) -> list[tuple[Project, Path, str]]:
-    """(project, directory, stack) of every committed stack file of every project present."""
+def tracked_stack_files(directory: Path) -> list[str] | None:
+    """The stack files git tracks in `directory`; None when git cannot say (no git, not a checkout)."""
+    try:
+        done = subprocess.run(
+            ["git", "ls-files", "-z", "--", "Pulumi.*.yaml"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return sorted(_stack_name(f) for f in done.stdout.split("\0") if f and "/" not in f)
+
+
+def shipped_stack_files(project: Project, directory: Path) -> list[str]:
+    """The project's shipped stacks: the tracked stack files, or (without git) its declared list."""
+    tracked = tracked_stack_files(directory)
+    if tracked is not None:
+        return tracked
+    return [s for s in project.shipped if (directory / f"Pulumi.{s}.yaml").exists()]
+
+
+def committed_stacks(root: Path | None = None) -> list[tuple[Project, Path, str]]:
+    """(project, directory, stack) of every shipped stack of every project present (--all, --list)."""
+    root = find_root() if root is None else root
     found = []
     for project in PROJECTS:
         directory = root / project.directory
         if (directory / "Pulumi.yaml").exists() and project_at(directory) == project:
-            found += [(project, directory, stack) for stack in stack_files(directory)]
+            found += [(project, directory, stack) for stack in shipped_stack_files(project, directory)]
     return found
 
 
@@ -115,11 +179,15 @@ class Stack:
     ev: Evaluation
     raw: dict[str, Any]  # the project's config, keys without namespace, structured values decoded
     secrets: dict[str, str] = field(default_factory=dict)  # secret path -> value that must never be written
+    central: Stack | None = None  # a tenant stack's central stack
 
     @property
     def environment(self) -> str:
+        """The policy environment: the stack's `environment` (a tenant stack: its central stack's)."""
         from klutch.policy import rules
 
+        if self.central is not None and "environment" not in self.raw:
+            return self.central.environment
         return rules.environment(self.raw.get("environment"))
 
     @property
@@ -135,13 +203,6 @@ def _decode(value: str) -> Any:
             return json.loads(value)
         except ValueError:
             return value
-    return value
-
-
-def _at(raw: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = raw
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
     return value
 
 
@@ -162,7 +223,7 @@ def _needles(value: Any) -> list[str]:
 
 
 def load(project: Project, directory: Path, stack: str, cache: dict[str, Stack] | None = None) -> Stack:
-    """Evaluate a committed stack file under the mock engine (raises RenderError or the program's RunError)."""
+    """Evaluate a stack file under the mock engine (raises RenderError, StackFileError or the program's RunError)."""
     cache = {} if cache is None else cache
     path = directory / f"Pulumi.{stack}.yaml"
     key = str(path.resolve())
@@ -170,33 +231,42 @@ def load(project: Project, directory: Path, stack: str, cache: dict[str, Stack] 
         return cache[key]
     if not path.exists():
         have = ", ".join(stack_files(directory)) or "none"
-        raise RenderError(f"no stack file {path} (committed stacks of {project.name}: {have})")
+        raise RenderError(f"no stack file {path} (stack files of {project.name}: {have})")
     cfg = project.config()
     config, secret_keys = stackfile.read(path, cfg.NAMESPACE, cfg.secret_paths)
     prefix = f"{cfg.NAMESPACE}:"
     raw = {k[len(prefix) :]: _decode(v) for k, v in config.items() if k.startswith(prefix)}
-    stack_outputs = {}
-    if isinstance(raw.get("centralStack"), str):
-        central = _central(raw["centralStack"], cache)
+    stack_outputs, central = {}, None
+    if isinstance(raw.get("centralStack"), str) and len(raw["centralStack"].split("/")) == 3:
+        # (any other value: the program reports it, as under `pulumi up`)
+        central = _central(raw["centralStack"], directory, cache)
         stack_outputs[raw["centralStack"]] = central.ev.outputs
     ev = evaluate(
-        project.program(), config, secret_keys, project=project.name, stack=stack, stack_outputs=stack_outputs
+        project.program(),
+        config,
+        secret_keys,
+        project=project.name,
+        stack=stack,
+        stack_outputs=stack_outputs,
+        invented=(*stackfile.INVENTED, *(central.ev.invented if central else ())),
     )
-    secrets = {dotted: _at(raw, dotted) for _, dotted in cfg.secret_paths(raw)}
-    result = Stack(project, stack, ev, raw, {k: v for k, v in secrets.items() if isinstance(v, str)})
+    secrets = {dotted: dotted_get(raw, dotted) for _, dotted in cfg.secret_paths(raw)}
+    result = Stack(project, stack, ev, raw, {k: v for k, v in secrets.items() if isinstance(v, str)}, central)
     cache[key] = result
     return result
 
 
-def _central(reference: str, cache: dict[str, Stack]) -> Stack:
-    """The central stack a tenant's `centralStack` ('<org>/klutch-central/<stack>') names."""
+def _central(reference: str, tenant_directory: Path, cache: dict[str, Stack]) -> Stack:
+    """The central stack a tenant's `centralStack` ('<org>/klutch-central/<stack>') names: its stack
+    file in the repository the tenant project lives in."""
     parts = reference.split("/")
-    if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] != CENTRAL.name):
-        raise RenderError(f"centralStack = {reference!r}: expected '<organization>/{CENTRAL.name}/<stack>'")
-    directory = ROOT / CENTRAL.directory
+    key = "klutch-tenant:centralStack"
+    if parts[1] != CENTRAL.name:
+        raise RenderError(f"{key} = {show(reference)}: expected '<organization>/{CENTRAL.name}/<stack>'")
+    directory = find_root(tenant_directory) / CENTRAL.directory
     if not (directory / f"Pulumi.{parts[-1]}.yaml").exists():
         raise RenderError(
-            f"centralStack = {reference!r}: no committed central stack file Pulumi.{parts[-1]}.yaml; "
+            f"{key} = {show(reference)}: no central stack file {directory / f'Pulumi.{parts[-1]}.yaml'}; "
             "the offline render takes the central stack's outputs from rendering it"
         )
     return load(CENTRAL, directory, parts[-1], cache)
@@ -211,28 +281,27 @@ def _key_order(key: str) -> tuple[int, str]:
     return (_FIRST_KEYS.index(key) if key in _FIRST_KEYS else len(_FIRST_KEYS), key)
 
 
+def _redact_leaf(value: Any, in_secret: bool) -> Any:
+    if in_secret:
+        return REDACTED
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _redact_node(node: Any, in_secret: bool) -> Any:
+    if in_secret or not isinstance(node, dict):
+        return node
+    return {k: node[k] for k in sorted(node, key=_key_order) if not k.startswith("__")}
+
+
 def redact(value: Any) -> Any:
     """Secrets replaced by REDACTED (structure kept), protobuf numbers that are whole made ints,
     keys in a stable order (the engine's maps arrive in no particular order)."""
-    if rpc.is_rpc_secret(value):
-        return _mask(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: redact(value[k]) for k in sorted(value, key=_key_order) if not k.startswith("__")}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    return walk_secrets(value, _redact_leaf, _redact_node)
 
 
 def _mask(value: Any) -> Any:
-    if rpc.is_rpc_secret(value):
-        return _mask(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    return REDACTED
+    """Every value inside `value` replaced by REDACTED (structure kept)."""
+    return walk_secrets(value, lambda v, _s: REDACTED)
 
 
 def k8s_object(reg: Registration) -> dict[str, Any]:
@@ -292,7 +361,25 @@ def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "_"
 
 
-def _header(reg: Registration, layer: str) -> str:
+def _urn_label(urn: str, by_urn: Mapping[str, Registration]) -> str:
+    """`<type>/<name>` of a resource by its URN ('urn:pulumi:<stack>::<project>::<parent types$>type::name')."""
+    reg = by_urn.get(urn)
+    if reg is not None:
+        return f"{reg.type}/{reg.name}"
+    parts = urn.split("::")
+    return f"{parts[-2].rsplit('$', 1)[-1]}/{parts[-1]}" if len(parts) >= 4 else urn
+
+
+def waits_for(reg: Registration, by_urn: Mapping[str, Registration]) -> list[str]:
+    """`<type>/<name>` of every resource `reg` depends on directly (explicitly or through its inputs)."""
+    urns = set(reg.dependencies)
+    for deps in reg.property_dependencies.values():
+        urns.update(deps)
+    urns.discard(reg.urn)
+    return sorted({_urn_label(u, by_urn) for u in urns})
+
+
+def _header(reg: Registration, layer: str, by_urn: Mapping[str, Registration] | None = None) -> str:
     provider = reg.provider.split("::")[-2] if reg.provider else "(default)"
     lines = [f"# {reg.type} {reg.name!r} — layer {layer}, provider {provider}"]
     options = [
@@ -310,6 +397,9 @@ def _header(reg: Registration, layer: str) -> str:
         options.append(f"customTimeouts {reg.custom_timeouts}")
     if options:
         lines.append(f"# options: {', '.join(options)}")
+    deps = waits_for(reg, by_urn or {})
+    if deps:
+        lines.append(f"# waits for: {', '.join(deps)}")
     return "\n".join(lines) + "\n"
 
 
@@ -340,6 +430,7 @@ def render_files(stack: Stack) -> Written:
             continue
         layer = layer_of(reg, by_urn)
         out.counts.setdefault(layer, dict.fromkeys(CATEGORIES, 0))[kind] += 1
+        header = _header(reg, layer, by_urn)
         rel = None
         if kind == "kubernetes":
             obj = k8s_object(reg)
@@ -347,10 +438,10 @@ def render_files(stack: Stack) -> Written:
             rel = out.add(
                 f"{_safe(layer)}/kubernetes/{_safe(meta.get('namespace') or '_cluster')}/"
                 f"{_safe(str(obj.get('kind', reg.type)).lower())}-{_safe(str(meta.get('name') or reg.name))}.yaml",
-                _header(reg, layer) + dump(obj),
+                header + dump(obj),
             )
         elif kind == "helm":
-            inputs = redact(reg.raw_inputs)
+            inputs = _program_inputs(reg)
             repo = inputs.pop("repositoryOpts", None) or {}
             doc = {
                 "chart": inputs.pop("chart", None),
@@ -360,21 +451,51 @@ def render_files(stack: Stack) -> Written:
                 "values": inputs.pop("values", {}),
                 "inputs": {**inputs, **({"repositoryOpts": repo} if repo else {})},
             }
-            rel = out.add(f"{_safe(layer)}/helm/{_safe(reg.name)}.yaml", _header(reg, layer) + dump(doc))
+            rel = out.add(f"{_safe(layer)}/helm/{_safe(reg.name)}.yaml", header + dump(doc))
         elif kind == "components":
             rel = out.add(
                 f"{_safe(layer)}/components/{_safe(reg.name)}.yaml",
-                _header(reg, layer) + dump({"type": reg.type, "inputs": redact(reg.raw_inputs)}),
+                header + dump({"type": reg.type, "inputs": _program_inputs(reg)}),
             )
         elif kind == "aws":
             inputs = {k: v for k, v in redact(reg.raw_inputs).items() if k not in ("tags", "tagsAll")}
             aws.setdefault(layer, []).append({"type": reg.type, "name": reg.name, "inputs": inputs})
             rel = "aws.yaml"
         out.index.append({"layer": layer, "type": reg.type, "name": reg.name, **({"file": rel} if rel else {})})
-    out.add("aws.yaml", dump(aws))
-    out.add("outputs.yaml", dump({k: redact(v) for k, v in sorted(ev.outputs.items())}))
+    if aws:
+        out.add("aws.yaml", dump(aws))
+    out.add("outputs.yaml", dump_outputs(ev))
     out.add("resources.yaml", dump(out.index))
+    # a category no resource of the stack falls in is left out (a tenant stack has no AWS resources)
+    present = [c for c in CATEGORIES if any(n[c] for n in out.counts.values())]
+    out.counts = {layer: {c: n[c] for c in present} for layer, n in out.counts.items()}
     return out
+
+
+def _program_inputs(reg: Registration) -> dict[str, Any]:
+    """The inputs the program gave (redacted), without those the provider SDK adds for itself."""
+    return {k: v for k, v in redact(reg.raw_inputs).items() if k not in INTERNAL_INPUTS}
+
+
+PLACEHOLDER_NOTE = "# placeholder: made up by the offline engine; the real value exists after `pulumi up`"
+
+
+def dump_outputs(ev: Evaluation) -> str:
+    """The stack outputs (secrets redacted); a made-up value follows a PLACEHOLDER_NOTE line."""
+    text = ""
+    for name, value in sorted(ev.outputs.items()):
+        shown = redact(value)
+        entry = dump({name: shown})
+        if shown != REDACTED and ev.is_placeholder(value):
+            entry = f"{PLACEHOLDER_NOTE}\n{entry}"
+        text += entry
+    return text if ev.outputs else dump({})
+
+
+def placeholder_outputs(text: str) -> list[str]:
+    """The outputs an outputs.yaml marks as placeholders."""
+    lines = text.splitlines()
+    return [lines[i + 1].split(":", 1)[0] for i, line in enumerate(lines[:-1]) if line == PLACEHOLDER_NOTE]
 
 
 def leaks(stack: Stack, written: Written) -> list[str]:
@@ -415,12 +536,23 @@ def render(
     project: Project, directory: Path, stack_name: str, out: Path, *, check: bool, cache: dict[str, Stack] | None = None
 ) -> int:
     """Render one stack into `out`; 0 when it evaluated (and, with check, passed)."""
+    return render_stack(project, directory, stack_name, out, check=check, cache=cache)[0]
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def render_stack(
+    project: Project, directory: Path, stack_name: str, out: Path, *, check: bool, cache: dict[str, Stack] | None = None
+) -> tuple[int, int]:
+    """Render one stack into `out`: (exit code, number of advisories)."""
     _check_out(out)
     try:
         stack = load(project, directory, stack_name, cache)
-    except (RenderError, pulumi.RunError) as e:
+    except (RenderError, stackfile.StackFileError, pulumi.RunError) as e:
         print(f"error: {e}", file=sys.stderr)  # what `pulumi up` prints for a ConfigError
-        return 1
+        return 1, 0
     written = render_files(stack)
     errors = leaks(stack, written)
     report = run_checks(stack) if check else Report([], [])
@@ -429,9 +561,10 @@ def render(
         "project": project.name,
         "stack": stack_name,
         "environment": stack.environment,
-        "kubernetesVersion": stack.kubernetes_version,
+        # the Kubernetes version the central stack's cluster runs (a tenant stack does not configure one)
+        **({"kubernetesVersion": stack.kubernetes_version} if project == CENTRAL else {}),
         "layers": written.counts,
-        "totals": {c: sum(n[c] for n in written.counts.values()) for c in CATEGORIES},
+        "totals": {c: sum(n.get(c, 0) for n in written.counts.values()) for c in _categories(written)},
         "warnings": stack.ev.warnings(),
         **(
             {"check": {"errors": errors, "advisories": report.advisories}}
@@ -457,10 +590,16 @@ def render(
         )
         for e in errors:
             print(f"  - {e}", file=sys.stderr)
-        return 1
+        return 1, len(report.advisories)
     if check:
-        print(f"{project.name}/{stack_name}: check passed ({len(report.advisories)} advisory)")
-    return 0
+        print(
+            f"{project.name}/{stack_name}: check passed ({_plural(len(report.advisories), 'advisory', 'advisories')})"
+        )
+    return 0, len(report.advisories)
+
+
+def _categories(written: Written) -> list[str]:
+    return [c for c in CATEGORIES if any(c in n for n in written.counts.values())]
 
 
 def _check_out(out: Path) -> None:
@@ -480,17 +619,29 @@ def _write(out: Path, written: Written) -> None:
 
 # ------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m klutch.offline.render", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="klutch-render",
+        usage=(
+            "klutch-render (--stack STACK | --all) --out OUT [--project-dir DIR] [--check]\n       klutch-render --list"
+        ),
+        description=__doc__.split("\n\n")[0] + " Also: python -m klutch.offline.render.",
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--stack", help="the stack to render (Pulumi.<stack>.yaml in the project directory)")
     what.add_argument(
-        "--all", action="store_true", help="render every committed stack of every project into OUT/<project>/<stack>"
+        "--all", action="store_true", help="render every shipped stack of every project into OUT/<project>/<stack>"
     )
-    what.add_argument("--list", action="store_true", help="print the committed stacks as JSON (for CI matrices)")
+    what.add_argument(
+        "--list", action="store_true", help="print the shipped (git-tracked) stacks as JSON (for CI matrices)"
+    )
+    required = parser.add_argument_group("required")
+    required.add_argument("--out", type=Path, metavar="OUT", help="output directory (required, except with --list)")
     parser.add_argument(
-        "--project-dir", default=".", help="the Pulumi project directory (default: .; the tenant project: tenant)"
+        "--project-dir",
+        default=".",
+        metavar="DIR",
+        help="the Pulumi project directory (default: the working directory; the tenant project: tenant)",
     )
-    parser.add_argument("--out", type=Path, help="output directory")
     parser.add_argument(
         "--check", action="store_true", help="validate manifests and run the policy rules; non-zero exit on findings"
     )
@@ -505,11 +656,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.all:
             cache: dict[str, Stack] = {}
             stacks = committed_stacks()
-            results = [render(p, d, s, args.out / p.name / s, check=args.check, cache=cache) for p, d, s in stacks]
-            failed = sum(1 for r in results if r)
-            print(
-                f"{len(stacks) - failed}/{len(stacks)} stacks {'checked' if args.check else 'rendered'} without findings"
-            )
+            results = [
+                render_stack(p, d, s, args.out / p.name / s, check=args.check, cache=cache) for p, d, s in stacks
+            ]
+            failed = sum(1 for code, _ in results if code)
+            done = f"{len(stacks) - failed}/{len(stacks)} stacks {'checked' if args.check else 'rendered'}"
+            advisories = f" ({_plural(sum(n for _, n in results), 'advisory', 'advisories')})" if args.check else ""
+            print(f"{done} without findings{advisories}")
             return 1 if failed or not stacks else 0
         directory = Path(args.project_dir)
         return render(project_at(directory), directory, args.stack, args.out, check=args.check)

@@ -251,11 +251,17 @@ def eks_public_endpoint(res: Resource) -> Iterator[str]:
     if public is False or not _known(public) or not _known(cidrs):
         return
     if not cidrs:
-        yield "the public API endpoint is on and publicAccessCidrs is empty, which AWS treats as 0.0.0.0/0; list the operators' CIDRs (or set endpointPublicAccess false)"
+        yield (
+            "the public API endpoint is on and publicAccessCidrs is empty, which AWS treats as 0.0.0.0/0; "
+            "list the operators' CIDRs (or set endpointPublicAccess false)"
+        )
         return
     for cidr in cidrs:
         if isinstance(cidr, str) and is_open_cidr(cidr):
-            yield f"the public API endpoint is open to {cidr}; restrict cluster.publicAccessCidrs to the operators' networks"
+            yield (
+                f"the public API endpoint is open to {cidr}; "
+                "restrict cluster.publicAccessCidrs to the operators' networks"
+            )
 
 
 def eks_secrets_encryption(res: Resource) -> Iterator[str]:
@@ -286,12 +292,19 @@ def eks_managed_nodes_only(res: Resource) -> Iterator[str]:
         yield "nodeAssociatePublicIpAddress is true: nodes would get public IP addresses"
 
 
+def _repository(image: str) -> str:
+    """An image's name without registry, tag or digest (`…/anynines/kubebind-backend:v1.3.0` ->
+    `kubebind-backend`): the same under any mirror's registry prefix."""
+    return image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
+
+
 def pinned_versions(res: Resource) -> Iterator[str]:
     """Images, Helm charts, Crossplane packages and remote manifests name an exact version."""
     if res.type in HELM_TYPES:
         version = res.get("version")
         if _known(version) and not (isinstance(version, str) and _EXACT_VERSION.match(version)):
-            yield f"chart {res.get('chart')!r} has no exact version (version = {version!r}); pin it in klutch/catalog.py"
+            chart = res.get("chart")
+            yield f"chart {chart!r} has no exact version (version = {version!r}); pin it in klutch/catalog.py"
         for path, value in _walk(res.get("values") or {}):
             key = path.rsplit(".", 1)[-1]
             if key == "image" and isinstance(value, str) and (why := image_problem(value)):
@@ -306,7 +319,7 @@ def pinned_versions(res: Resource) -> Iterator[str]:
                 if url.startswith("http://"):
                     yield f"manifest URL {url!r} is not https"
                 if _MOVING_URL.search(url) or not _VERSIONED_URL.search(url):
-                    yield f"manifest URL {url!r} does not name a fixed version (or names a moving ref such as latest/main)"
+                    yield f"manifest URL {url!r} does not name a fixed version (or names a moving ref: latest, main)"
         return
     if not res.kind:
         return
@@ -330,7 +343,9 @@ def no_load_balancers(res: Resource) -> Iterator[str]:
     elif res.type in HELM_TYPES and res.get("chart") not in {c.chart for c in CONTROLLER_CHARTS}:
         for path, value in _walk(res.get("values") or {}):
             if path.rsplit(".", 1)[-1] == "type" and value == "LoadBalancer":
-                yield f"values.{path}: chart {res.get('chart')!r} asks for a LoadBalancer Service; only the controller may have one"
+                chart = res.get("chart")
+                why = "asks for a LoadBalancer Service; only the controller may have one"
+                yield f"values.{path}: chart {chart!r} {why}"
 
 
 def explicit_provider(res: Resource) -> Iterator[str]:
@@ -485,12 +500,14 @@ def _route_tls(route: Resource, gateways: Mapping[tuple[str, str], Resource]) ->
 
 
 def cluster_admin_only_backend(resources: Sequence[Resource]) -> Iterator[Violation]:
-    """cluster-admin goes only to the kube-bind backend's ServiceAccount (the seed requires that one)."""
-    backend_images = {r.backend_image for r in catalog.RELEASES.values()}
+    """cluster-admin goes only to the kube-bind backend's ServiceAccount (Klutch requires that one).
+
+    The backend is found by image repository (any tag, any mirror's registry prefix)."""
+    backend_repos = {_repository(b.image) for r in catalog.RELEASES.values() for b in r.backends.values()}
     backend_accounts = set()
     for res in resources:
         if res.kind in ("Deployment", "StatefulSet", "DaemonSet") and any(
-            c.get("image") in backend_images for _, c in _containers(res.props)
+            _repository(str(c.get("image"))) in backend_repos for _, c in _containers(res.props)
         ):
             backend_accounts.add(
                 (res.namespace or "default", res.get("spec.template.spec.serviceAccountName") or "default")
@@ -541,7 +558,9 @@ RULES: tuple[Rule, ...] = (
         "The EKS public API endpoint is not open to the whole internet.",
         eks_public_endpoint,
         advisory_outside_prod=True,
-        remediation="Set cluster.publicAccessCidrs to the operators' networks or cluster.endpointPublicAccess to false.",
+        remediation=(
+            "Set cluster.publicAccessCidrs to the operators' networks or cluster.endpointPublicAccess to false."
+        ),
     ),
     Rule("eks-secrets-encryption", "Kubernetes Secrets are envelope-encrypted with a KMS key.", eks_secrets_encryption),
     Rule(

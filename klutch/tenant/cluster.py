@@ -3,7 +3,7 @@
 `TenantCluster` (on the consumer cluster, explicit provider from the tenant kubeconfig or EKS):
 namespace `klutch-bind` → Secret `kubeconfig` (key `kubeconfig`, the provider-side kubeconfig) →
 the konnector (ServiceAccount, ClusterRole/Binding, Deployment); the kube-bind CRDs from the central
-stack's `kubeBindCrdsUrl`, each waited for until `Established`, before any `APIServiceBinding`
+stack's `kubeBindCrdUrls`, each waited for until `Established`, before any `APIServiceBinding`
 (one per API, named `<resource>.<group>`, cluster-scoped in released CRDs, referencing the Secret,
 with the backend's permission claims accepted). The manual procedure's "apply the file twice" cannot happen:
 the bindings depend on the CRDs.
@@ -27,7 +27,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from klutch import catalog
-from klutch.central.crds import WAIT_FOR, crd_file
+from klutch.central.crds import WAIT_FOR, crd_files
 from klutch.central.names import api_version, cluster_role_ref
 from klutch.config.tenant import Api, TenantClusterConfig
 from klutch.tenant.binding import BindingOutputs
@@ -109,7 +109,7 @@ class TenantClusterArgs:
     cluster: TenantClusterConfig  # how to reach the consumer cluster: a kubeconfig or an EKS cluster name
     release: catalog.KlutchRelease  # the konnector's and the kube-bind API's names of the release
     protect: bool
-    crds_url: str  # the central stack's kubeBindCrdsUrl
+    crd_urls: Sequence[str]  # the central stack's kubeBindCrdUrls
     konnector_image: str
     apis: Sequence[Api]
     binding: BindingOutputs  # its kubeconfig (the Secret's content) and exports (the claims to accept)
@@ -148,7 +148,7 @@ class TenantCluster(pulumi.ComponentResource):
         )
         self._on_tenant = pulumi.ResourceOptions(parent=self, provider=self.provider)
         after_ns, secret = self._kubeconfig_secret()
-        crds = crd_file(f"{name}-kube-bind-crds", args.crds_url, protect=args.protect, opts=self._on_tenant)
+        crds = crd_files(f"{name}-kube-bind-crds", args.crd_urls, protect=args.protect, opts=self._on_tenant)
         self._bindings(depends_on=[crds, secret])
         self._konnector(after_ns, depends_on=[secret, crds])
         self.register_outputs({"boundApis": [api.name for api in args.apis]})

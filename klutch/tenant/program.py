@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pulumi
 
-from klutch.central.outputs import tenant_output_names
 from klutch.config import tenant as tenant_config
 from klutch.config.tenant import Api, CentralFacts, TenantConfig
+from klutch.outputs import tenant_output_names
 from klutch.tenant.binding import Binding, BindingArgs, BindingOutputs
 from klutch.tenant.cluster import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
 
@@ -66,7 +66,7 @@ def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Bu
                 cluster=cfg.cluster,
                 release=cfg.release,
                 protect=cfg.protect,
-                crds_url=central.crds_url,
+                crd_urls=central.crd_urls,
                 konnector_image=central.konnector_image,
                 apis=apis,
                 binding=bound,

@@ -62,8 +62,9 @@ def chart_sources() -> dict[Path, str]:
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepository]:
     with ChartRepository(tmp_path_factory.mktemp("chart-repo"), chart_sources()) as repo:
         for name, release in catalog.RELEASES.items():
-            crds = kube_bind_crds(release.kube_bind_group, release.kube_bind_version,
-                                  release.export_template_api_version)
+            crds = kube_bind_crds(
+                release.kube_bind_group, release.kube_bind_version, release.export_template_api_version
+            )
             (repo.root / f"kube-bind-{name}.yaml").write_text(yaml.safe_dump_all(crds))
         yield repo
 

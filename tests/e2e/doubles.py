@@ -110,11 +110,13 @@ def claim_crds() -> list[dict[str, Any]]:
     return [crd(CLAIM_GROUP, kind, plural, "Namespaced", "v1", spec) for kind, plural in kinds]
 
 
-KUBE_BIND_KINDS = (("APIServiceBinding", "apiservicebindings", "Cluster"),
-                   ("APIServiceExportRequest", "apiserviceexportrequests", "Namespaced"),
-                   ("APIServiceExport", "apiserviceexports", "Namespaced"),
-                   ("APIServiceNamespace", "apiservicenamespaces", "Namespaced"),
-                   ("ClusterBinding", "clusterbindings", "Namespaced"))
+KUBE_BIND_KINDS = (
+    ("APIServiceBinding", "apiservicebindings", "Cluster"),
+    ("APIServiceExportRequest", "apiserviceexportrequests", "Namespaced"),
+    ("APIServiceExport", "apiserviceexports", "Namespaced"),
+    ("APIServiceNamespace", "apiservicenamespaces", "Namespaced"),
+    ("ClusterBinding", "clusterbindings", "Namespaced"),
+)
 
 
 def kube_bind_crds(group: str, version: str, template_api_version: str | None) -> list[dict[str, Any]]:
@@ -126,8 +128,16 @@ def kube_bind_crds(group: str, version: str, template_api_version: str | None) -
     crds = [crd(group, kind, plural, scope, version, spec) for kind, plural, scope in KUBE_BIND_KINDS]
     if template_api_version:
         template_group, template_version = template_api_version.split("/")
-        crds.append(crd(template_group, "APIServiceExportTemplate", "apiserviceexporttemplates", "Namespaced",
-                        template_version, spec))
+        crds.append(
+            crd(
+                template_group,
+                "APIServiceExportTemplate",
+                "apiserviceexporttemplates",
+                "Namespaced",
+                template_version,
+                spec,
+            )
+        )
     return crds
 
 

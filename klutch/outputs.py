@@ -1,7 +1,8 @@
 """The central stack's outputs: one typed record, the one place their Pulumi names are spelled.
 
-The central program builds a `CentralOutputs` and calls `export()`; the tenant stack reads the
-outputs named by `TENANT_READS` through a StackReference (`tenant_output_names()`).
+The contract between the two programs: the central program builds a `CentralOutputs` and calls
+`export()`; the tenant's configuration reads the outputs named by `TENANT_READS` through a
+StackReference (`tenant_output_names()`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class CentralOutputs:
     konnector_image: str = _output("konnectorImage")
     kubectl_bind_command: pulumi.Output[str] = _output("kubectlBindCommand")
     binding_apis: list[dict[str, str]] = _output("bindingApis")
-    kube_bind_crds_url: str = _output("kubeBindCrdsUrl")
+    kube_bind_crd_urls: list[str] = _output("kubeBindCrdUrls")
     tls_ca_pem: pulumi.Output[str] | None = _output("tlsCaPem", optional=True)  # self-signed backend CA
 
     @classmethod
@@ -79,7 +80,7 @@ TENANT_READS = (
     "bind_noninteractive_url",
     "konnector_image",
     "binding_apis",
-    "kube_bind_crds_url",
+    "kube_bind_crd_urls",
     "tls_ca_pem",
     "kubectl_bind_command",
 )

@@ -1,0 +1,108 @@
+"""Every use of the Pulumi Python SDK's private internals, in one place.
+
+The config reader and the offline mock engine need a few things the SDK has no public API for:
+the raw config the language host passed (without the warnings `Config.get` prints for secrets),
+the wire format of secret values, the runtime settings and the stack runner. They reach them only
+through this module, so a Pulumi SDK upgrade that moves an internal breaks here — and
+`tests/test_compat.py` says which — instead of somewhere deep in the program or the tooling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from pulumi.runtime import config as _config
+from pulumi.runtime import mocks as _mocks
+from pulumi.runtime import rpc as _rpc
+from pulumi.runtime import settings as _settings
+from pulumi.runtime import stack as _stack
+
+# The mock engine's building blocks (pulumi.runtime.mocks: public names, but not a stable API).
+Mocks = _mocks.Mocks
+MockMonitor = _mocks.MockMonitor
+MockEngine = _mocks.MockEngine
+MockResourceArgs = _mocks.MockResourceArgs
+MockCallArgs = _mocks.MockCallArgs
+
+
+# ------------------------------------------------------------------------------- config
+def config_values() -> dict[str, Any]:
+    """Every config value of the running stack (full keys), as the language host or `set_all_config` gave it."""
+    values: dict[str, Any] = {}
+    values.update(_config.get_config_env())
+    values.update(_config.CONFIG.get())
+    return values
+
+
+def config_secret_keys() -> set[str]:
+    """The full keys of the running stack's secret config values."""
+    return set(_config.get_config_secret_keys_env()) | set(_config._SECRET_KEYS.get())
+
+
+def set_all_config(config: Mapping[str, str], secret_keys: Iterable[str]) -> None:
+    """Replace the process's config (what a program's `pulumi.Config` reads) and its secret keys."""
+    _config.set_all_config(dict(config), list(secret_keys))
+
+
+# ------------------------------------------------------------------------------- secret values
+def is_secret(value: Any) -> bool:
+    """True for a deserialized property value that is a wrapped Pulumi secret."""
+    return _rpc.is_rpc_secret(value)
+
+
+def unwrap_secret(value: Any) -> Any:
+    """The value inside one wrapped Pulumi secret."""
+    return _rpc.unwrap_rpc_secret(value)
+
+
+def deserialize_properties(struct: Any) -> Any:
+    """A protobuf Struct of resource properties as Python values (secrets stay wrapped)."""
+    return _rpc.deserialize_properties(struct)
+
+
+# ------------------------------------------------------------------------------- the mock runtime
+def configure_mocks(
+    monitor: Any, engine: Any, *, project: str, stack: str, preview: bool, organization: str = "organization"
+) -> None:
+    """Point the runtime at `monitor` and `engine` (a fresh root, no outputs left from an earlier run)."""
+    _settings.configure(
+        _mocks.MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+            engine=engine,
+            project=project,
+            stack=stack,
+            dry_run=preview,
+            organization=organization,
+            callbacks=None,
+        )
+    )
+    reset_root()
+    _settings.SETTINGS.outputs.clear()
+
+
+def reset_root() -> None:
+    _settings.ROOT.set(None)
+
+
+def run_in_stack(program: Callable[[], Any]) -> Awaitable[None]:
+    """The coroutine that runs `program` inside a root `pulumi:pulumi:Stack` resource."""
+    return _stack.run_in_stack(program)
+
+
+def resolve_callbacks(transforms: Any) -> list[Callable[..., Any]]:
+    """The Python callables behind a registration request's `transforms` (mock engine only)."""
+    return _mocks._resolve_callbacks(transforms)
+
+
+def log_severity(severity: int) -> str:
+    """'debug' | 'info' | 'warning' | 'error' for an engine Log request's severity."""
+    from pulumi.runtime.proto import engine_pb2
+
+    return {
+        engine_pb2.DEBUG: "debug",
+        engine_pb2.INFO: "info",
+        engine_pb2.WARNING: "warning",
+        engine_pb2.ERROR: "error",
+    }.get(severity, "info")

@@ -1,0 +1,93 @@
+"""The Pulumi SDK internals the project relies on, each behind klutch.config.compat: an SDK bump that
+moves one fails here, by name, instead of deep inside the config reader or the mock engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pulumi
+import pytest
+
+from klutch.config import compat
+from klutch.offline.mockengine import CuratedMocks, RecordingMonitor, _RecordingEngine
+
+
+@pytest.fixture
+def clean_config():
+    yield
+    compat.set_all_config({}, [])
+
+
+def test_config_values_and_secret_keys_round_trip(clean_config):
+    compat.set_all_config({"p:a": "1", "p:b": '{"x": 1}'}, ["p:b"])
+    assert {k: v for k, v in compat.config_values().items() if k.startswith("p:")} == {"p:a": "1", "p:b": '{"x": 1}'}
+    assert "p:b" in compat.config_secret_keys() and "p:a" not in compat.config_secret_keys()
+    compat.set_all_config({}, [])
+    assert not any(k.startswith("p:") for k in compat.config_values())
+    assert "p:b" not in compat.config_secret_keys()
+
+
+def test_secret_wire_format():
+    from google.protobuf import struct_pb2
+    from pulumi.runtime import rpc
+
+    wrapped = {rpc._special_sig_key: rpc._special_secret_sig, "value": "s3cr3t"}
+    assert compat.is_secret(wrapped) and not compat.is_secret({"value": "s3cr3t"}) and not compat.is_secret("x")
+    assert compat.unwrap_secret(wrapped) == "s3cr3t"
+    struct = struct_pb2.Struct()
+    struct.update({"a": 1.0, "s": wrapped})
+    assert compat.deserialize_properties(struct) == {"a": 1.0, "s": wrapped}
+
+
+def test_log_severities():
+    from pulumi.runtime.proto import engine_pb2
+
+    assert [
+        compat.log_severity(s) for s in (engine_pb2.DEBUG, engine_pb2.INFO, engine_pb2.WARNING, engine_pb2.ERROR)
+    ] == [
+        "debug",
+        "info",
+        "warning",
+        "error",
+    ]
+
+
+def test_mock_runtime_runs_a_program_in_a_stack(clean_config):
+    monitor = RecordingMonitor(CuratedMocks())
+    engine = _RecordingEngine()
+    compat.configure_mocks(monitor, engine, project="p", stack="s", preview=False)
+    compat.set_all_config({"p:greeting": "hi"}, [])
+    seen = {}
+
+    def program() -> None:
+        seen["stack"], seen["project"] = pulumi.get_stack(), pulumi.get_project()
+        seen["greeting"] = pulumi.Config("p").get("greeting")
+        pulumi.log.warn("careful")
+        pulumi.export("out", pulumi.Output.secret("x"))
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(compat.run_in_stack(program))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        monitor.close()
+        asyncio.set_event_loop(None)
+        compat.reset_root()
+    assert seen == {"stack": "s", "project": "p", "greeting": "hi"}
+    assert compat.is_secret(monitor.stack_outputs["out"])
+    assert ("warning", "careful") in engine.lines
+
+
+def test_transforms_resolve_to_the_registered_callables(clean_config):
+    from klutch.offline.mockengine import evaluate
+
+    def transform(args: pulumi.ResourceTransformArgs) -> None:
+        return None
+
+    def program() -> None:
+        pulumi.ComponentResource("t:index:C", "c", opts=pulumi.ResourceOptions(transforms=[transform]))
+
+    ev = evaluate(program, {}, project="p", stack="s")
+    assert ev.one("t:index:C").transforms == [transform]
