@@ -231,7 +231,7 @@ RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
     }
 )
 
-DEFAULT_RELEASE = "v1.0.0"
+DEFAULT_RELEASE = "v1.5.0"  # what a new stack gets; every shipped stack names its release
 
 
 # --------------------------------------------------------------------------- Crossplane packages

@@ -38,6 +38,7 @@ def base_raw() -> dict[str, Any]:
     """A small valid configuration (keys without namespace, structured values as objects)."""
     return {
         "environment": "dev",
+        "klutchRelease": "v1.0.0",  # the tests of each layer pin a release; test_releases covers every release
         "network": {"cidr": "10.0.0.0/16"},
         "cluster": {"mode": "eks"},
         "dataServices": services("postgresql"),

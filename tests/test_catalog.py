@@ -22,7 +22,7 @@ SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
 
 
 def test_seed_release_is_the_default_and_serves_the_seed_table():
-    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    seed = catalog.RELEASES["v1.0.0"]
     assert seed.name == "v1.0.0"
     assert seed.data_services == tuple(SEED_TABLE)
     assert {k: catalog.DATA_SERVICES[k].plural for k in seed.data_services} == SEED_TABLE
@@ -46,7 +46,7 @@ def test_every_release_is_consistent(release):
 
 def test_default_crossplane_chart_is_inside_the_default_release_range():
     major, minor, _ = (int(x) for x in catalog.CHARTS["crossplane"].version.split("."))
-    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    seed = catalog.RELEASES["v1.0.0"]
     assert seed.crossplane_min <= (major, minor) <= seed.crossplane_max
     chart = catalog.CHARTS["crossplane"]
     assert (chart.chart, chart.repo, chart.namespace) == (
@@ -81,5 +81,5 @@ def test_readme_data_service_table_matches_the_catalog():
     reference = (harness.ROOT / "docs" / "configuration.md").read_text()
     section = reference.split("## `dataServices`", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (a9s [^|]+) \| `([a-z0-9]+)` \| `([a-z0-9]+)` \|", section, re.MULTILINE)
-    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+    seed = catalog.RELEASES["v1.0.0"]
     assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in seed.data_services]

@@ -383,22 +383,9 @@ def test_bad_config_fails_before_any_resource_with_every_problem():
 
 # ------------------------------------------------------------------------------- a release with functions
 @pytest.fixture
-def function_release(monkeypatch) -> catalog.KlutchRelease:
-    """A release shaped like Klutch v1.5.0 (functions, serviceType, keyvalue) — test data only:
-    it exercises the data-driven paths, it claims no fact about a real release."""
-    seed = catalog.RELEASES[catalog.DEFAULT_RELEASE]
-    rel = dataclasses.replace(
-        seed,
-        name="v0.0.0-test",
-        provider_package="registry.example.com/klutch/provider-anynines:v0.0.0",
-        configuration_package="registry.example.com/klutch/dataservices:v0.0.0",
-        crossplane_min=(1, 17),
-        functions=("xpkg.example.com/crossplane-contrib/function-patch-and-transform:v0.9.2",),
-        provider_config_service_type=True,
-        data_services=tuple(s if s != "redis" else "keyvalue" for s in seed.data_services),
-    )
-    monkeypatch.setattr(catalog, "RELEASES", MappingProxyType({**catalog.RELEASES, rel.name: rel}))
-    return rel
+def function_release() -> catalog.KlutchRelease:
+    """Klutch v1.5.0: a composition Function, ProviderConfig.spec.serviceType, keyvalue instead of redis."""
+    return catalog.RELEASES["v1.5.0"]
 
 
 def test_release_functions_and_service_type_are_emitted(function_release):
@@ -433,8 +420,10 @@ def test_release_decides_the_valid_services_and_crossplane_range(function_releas
             "dataServices": harness.services("redis"),
         }
     )
-    assert f"{NS}:dataServices.redis" in message and "keyvalue" in message
-    assert f"{NS}:crossplaneVersion = '1.16.0'" in message and "1.17 <= X.Y <= 1.20" in message
+    assert f"{NS}:dataServices.redis = '{{...}}': is keyvalue in Klutch v1.5.0; valid: keyvalue," in message
+    assert f"{NS}:crossplaneVersion = '1.16.0'" in message and "from 1.17.1 to 1.20.x" in message
+    assert "1.17.1 to 1.20.x" in _error({"klutchRelease": "v1.5.0", "crossplaneVersion": "1.17.0"})
+    harness.parse({"klutchRelease": "v1.5.0", "crossplaneVersion": "1.17.1", "dataServices": None})
     with pytest.raises(ConfigError):
         harness.parse({"dataServices": harness.services("keyvalue")})  # the seed release has no keyvalue
 
@@ -523,7 +512,7 @@ def test_unsupported_crossplane_versions(version):
     problems = _problems({"crossplaneVersion": version})
     assert len(problems) == 1
     assert problems[0].startswith(f"{NS}:crossplaneVersion = '{version}'")
-    assert "1.15 <= X.Y <= 1.20" in problems[0] and "Crossplane 2 is not supported" in problems[0]
+    assert "from 1.15 to 1.20.x" in problems[0] and "Crossplane 2 is not supported" in problems[0]
 
 
 @pytest.mark.parametrize(("version", "parsed"), [("1.15.0", "1.15.0"), ("1.20.11", "1.20.11"), ("v1.19.2", "1.19.2")])

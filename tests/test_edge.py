@@ -16,7 +16,7 @@ from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]
 ZONE = "Z0123456789ABCDEFGHIJ"
-RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+RELEASE = catalog.RELEASES["v1.0.0"]
 CERT_MANAGER = "kubernetes:cert-manager.io/v1"
 GATEWAY_API = "kubernetes:gateway.networking.k8s.io/v1"
 

@@ -24,7 +24,7 @@ from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Eval
 from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]
-RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+RELEASE = catalog.RELEASES["v1.0.0"]
 NS = RELEASE.backend_namespace
 SEED_SERVICES = RELEASE.data_services
 SERVER = RELEASE.backend()

@@ -25,7 +25,7 @@ from klutch import catalog
 from klutch.policy import rules
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKEND_IMAGE = catalog.RELEASES[catalog.DEFAULT_RELEASE].backend().image
+BACKEND_IMAGE = catalog.RELEASES["v1.0.0"].backend().image
 K8S_PROVIDER = "cluster-k8s"
 
 
@@ -342,7 +342,7 @@ def test_pinned_crossplane_packages():
         "Provider",
         "provider-anynines",
         api_version="pkg.crossplane.io/v1",
-        spec={"package": catalog.RELEASES[catalog.DEFAULT_RELEASE].provider_package},
+        spec={"package": catalog.RELEASES["v1.0.0"].provider_package},
     )
     t = "kubernetes:pkg.crossplane.io/v1:Provider"
     assert check_resource("pinned-versions", t, provider) == []
@@ -353,7 +353,7 @@ def test_pinned_crossplane_packages():
 def test_pinned_remote_manifests():
     t = "kubernetes:yaml/v2:ConfigFile"
     assert (
-        check_resource("pinned-versions", t, {"file": catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crd_urls[0]})
+        check_resource("pinned-versions", t, {"file": catalog.RELEASES["v1.0.0"].kube_bind_crd_urls[0]})
         == []
     )
     assert check_resource("pinned-versions", t, {"file": "https://raw.githubusercontent.com/o/r/main/crds.yaml"})

@@ -23,7 +23,7 @@ from klutch.offline import render, stackfile
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = render.committed_stacks()
-RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+RELEASE = catalog.RELEASES["v1.0.0"]
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:

@@ -34,7 +34,7 @@ from tests.test_tenant_config import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
+RELEASE = catalog.RELEASES["v1.0.0"]
 CENTRAL_NAMESPACE = "cluster-acme-dev-x7k2p"
 PROVIDER_TOKEN = "central-sa-token-9e3b"
 SB_CLAIMS = [
@@ -461,7 +461,7 @@ def test_tenant_project_layout():
 def central_value(key: str) -> Any:
     return {
         "konnectorImage": "registry.example.com/konnector:v1",
-        "klutchRelease": catalog.DEFAULT_RELEASE,
+        "klutchRelease": "v1.0.0",
         "protect": "false",
     }.get(key, base_raw().get(key))
 

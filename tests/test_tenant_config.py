@@ -41,11 +41,11 @@ def central_outputs(**overrides: Any) -> dict[str, Any]:
     outputs = {
         "exportUrl": "https://klutch.example.com/export",
         "bindNonInteractiveUrl": "https://klutch.example.com/bind-noninteractive",
-        "konnectorImage": catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image,
+        "konnectorImage": catalog.RELEASES["v1.0.0"].konnector_image,
         "bindingApis": [{"group": "anynines.com", "resource": r} for r in EXPORTED],
-        "kubeBindCrdUrls": list(catalog.RELEASES[catalog.DEFAULT_RELEASE].kube_bind_crd_urls),
+        "kubeBindCrdUrls": list(catalog.RELEASES["v1.0.0"].kube_bind_crd_urls),
         "kubectlBindCommand": "kubectl bind https://klutch.example.com/export "
-        f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
+        f"--konnector-image={catalog.RELEASES['v1.0.0'].konnector_image}",
         "kubeconfig": "the central admin kubeconfig (a secret the tenant never reads)",
     }
     outputs.update(overrides)
@@ -310,7 +310,7 @@ def test_missing_and_malformed_outputs_are_all_reported():
         f"{prefix} 'exportUrl' = 'http://klutch.example.com/export' is not an https URL",
         f"{prefix} 'bindNonInteractiveUrl' is missing: the central backend offers no non-interactive bind "
         "(backend.kind open-source); bind this tenant interactively: kubectl bind https://klutch.example.com/export "
-        f"--konnector-image={catalog.RELEASES[catalog.DEFAULT_RELEASE].konnector_image}",
+        f"--konnector-image={catalog.RELEASES['v1.0.0'].konnector_image}",
         f"{prefix} 'kubeBindCrdUrls' = <unset> is not a list of http(s) URLs of the kube-bind CRD files",
         f"{prefix} 'konnectorImage' = <unset> is not a container image (or set {NS}:konnectorImage)",
         f"{prefix} 'tlsCaPem' is not a PEM certificate",
@@ -357,7 +357,7 @@ def test_the_docs_document_the_keys_the_parser_accepts():
         "apis": ["backups"],
         "konnectorImage": "r.example.com/k:v1",
         "namespaces": ["apps"],
-        "klutchRelease": catalog.DEFAULT_RELEASE,
+        "klutchRelease": "v1.0.0",
         "protect": False,
     }
     raw["oidc"] = {**raw["oidc"], "scope": "openid"}

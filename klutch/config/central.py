@@ -116,6 +116,7 @@ class ExposureConfig:
 
 @dataclass(frozen=True)
 class BackendConfig:
+    kind: str  # the backend image of the release: a key of release.backends
     host: str | None
     route53_zone_id: str | None
     namespace_prefix: str
@@ -154,7 +155,7 @@ class CentralConfig:
     @property
     def server(self) -> catalog.Backend:
         """The chosen kube-bind backend image of the release (its mirror, when configured)."""
-        return self.release.backend()
+        return self.release.backend(self.backend.kind)
 
 
 # ------------------------------------------------------------------------------- secrets
@@ -205,7 +206,7 @@ def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
     exposure = _exposure(exposure_reader, warnings)
     # an acmeEmail that is set but invalid is reported once, as itself
     email_set = exposure_reader.has("acmeEmail")
-    backend = _backend(top.child("backend"), exposure, cluster.mode, warnings, acme_email_set=email_set)
+    backend = _backend(top.child("backend"), release, exposure, cluster.mode, warnings, acme_email_set=email_set)
     oidc = _oidc(top.child("oidc"))
     return CentralConfig(
         stack=stack,
@@ -401,7 +402,7 @@ def _check_instance_type(value: str) -> str | None:
 def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
     lo, hi = release.crossplane_min, release.crossplane_max
     allowed = (
-        f"a Crossplane chart version X.Y.Z with {lo[0]}.{lo[1]} <= X.Y <= {hi[0]}.{hi[1]} "
+        f"a Crossplane chart version X.Y.Z from {'.'.join(map(str, lo))} to {hi[0]}.{hi[1]}.x "
         f"(Klutch {release.name}; Crossplane 2 is not supported)"
     )
 
@@ -409,7 +410,8 @@ def _crossplane_version(top: TopReader, release: catalog.KlutchRelease) -> str:
         m = _SEMVER.match(value)
         if not m:
             return f"must be {allowed}"
-        if not lo <= (int(m[1]), int(m[2])) <= hi:
+        version = (int(m[1]), int(m[2]), int(m[3]))
+        if not (lo <= version[: len(lo)] and version[:2] <= hi):
             return f"unsupported; must be {allowed}"
         return None
 
@@ -424,7 +426,9 @@ def _data_services(top: TopReader, release: catalog.KlutchRelease) -> tuple[Data
     out = []
     for key in sorted(r.keys):
         if key not in valid:
-            r.problem(key, "{...}", f"unknown data service for Klutch {release.name}; valid: {', '.join(valid)}")
+            renamed = release.renamed_services.get(key)
+            why = f"is {renamed} in" if renamed else "unknown data service for"
+            r.problem(key, "{...}", f"{why} Klutch {release.name}; valid: {', '.join(valid)}")
             r.take(key)
             continue
         svc_reader = r.child(key)
@@ -477,8 +481,15 @@ _ACME_REFUSED_SUFFIXES = (".amazonaws.com",)
 
 
 def _backend(
-    r: Reader, exposure: ExposureConfig, cluster_mode: str, warnings: list[str], *, acme_email_set: bool
+    r: Reader,
+    release: catalog.KlutchRelease,
+    exposure: ExposureConfig,
+    cluster_mode: str,
+    warnings: list[str],
+    *,
+    acme_email_set: bool,
 ) -> BackendConfig:
+    kind = r.string("kind", release.default_backend, check=lambda v: _check_backend_kind(v, release))
     host = r.string("host", None, check=check_dns_name)
     zone = r.string(
         "route53ZoneId",
@@ -520,8 +531,19 @@ def _backend(
     scope = r.string("consumerScope", "Namespaced", choices=CONSUMER_SCOPES)
     r.finish()
     return BackendConfig(
-        host=host, route53_zone_id=zone, namespace_prefix=prefix, pretty_name=pretty, consumer_scope=scope
+        kind=kind or release.default_backend,
+        host=host,
+        route53_zone_id=zone,
+        namespace_prefix=prefix,
+        pretty_name=pretty,
+        consumer_scope=scope,
     )
+
+
+def _check_backend_kind(value: str, release: catalog.KlutchRelease) -> str | None:
+    if value in release.backends:
+        return None
+    return f"must be one of {', '.join(repr(k) for k in release.backends)} (the backends of Klutch {release.name})"
 
 
 def _oidc(r: Reader) -> OidcConfig:

@@ -67,8 +67,9 @@ class Pulumi:
     def run(
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = COMMAND_TIMEOUT
     ) -> subprocess.CompletedProcess:
+        cut = args.index("--") if "--" in args else len(args)  # flags go before a `--` value separator
         done = subprocess.run(
-            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            ["pulumi", *args[:cut], "--stack", self.stack, "--non-interactive", *args[cut:]],
             cwd=self.cwd,
             env=self.env,
             input=input,

@@ -63,7 +63,9 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartReposi
     with ChartRepository(tmp_path_factory.mktemp("chart-repo"), chart_sources()) as repo:
         for name, release in catalog.RELEASES.items():
             crds = kube_bind_crds(
-                release.kube_bind_group, release.kube_bind_version, release.export_template_api_version
+                release.kube_bind_group,
+                release.kube_bind_version,
+                [b.export_template_api_version for b in release.backends.values()],
             )
             (repo.root / f"kube-bind-{name}.yaml").write_text(yaml.safe_dump_all(crds))
         yield repo

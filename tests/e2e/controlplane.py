@@ -3,7 +3,8 @@ kube-controller-manager, kube-scheduler and kwok, all on 127.0.0.1, built by e2e
 
 Nodes and pods are simulated by kwok: nodes sized like t3a.xlarge, pods scheduled by the real
 scheduler and made Ready by kwok's stages, so Deployments become Available without any image.
-No webhook server can run (pods are fake), so the API server's webhook admission plugins are off.
+No webhook server can run (pods are fake), so the API server's webhook admission plugins are off, and
+so is the taint of new nodes (no kubelet reports readiness; kwok does, after the node exists).
 Every process started here is stopped by `stop()`, also when a test fails.
 """
 
@@ -244,7 +245,7 @@ class ControlPlane:
             "--service-cluster-ip-range=10.96.0.0/16",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
-            "--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+            "--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook,TaintNodesByCondition",
             "--enable-priority-and-fairness=false",
             "--endpoint-reconciler-type=none",
         )
@@ -269,7 +270,7 @@ class ControlPlane:
             f"--secure-port={free_port()}",
             "--leader-elect=false",
         )
-        stages = sorted(str(p) for p in self.stages_dir.glob("*.yaml"))
+        stages = sorted(str(p) for p in self.stages_dir.rglob("*.yaml"))
         self._spawn(
             "kwok",
             f"--kubeconfig={kc}",

@@ -119,25 +119,17 @@ KUBE_BIND_KINDS = (
 )
 
 
-def kube_bind_crds(group: str, version: str, template_api_version: str | None) -> list[dict[str, Any]]:
-    """The release's kube-bind CRDs (and the backend's APIServiceExportTemplate CRD), spec left open.
+def kube_bind_crds(group: str, version: str, template_api_versions: Iterable[str]) -> list[dict[str, Any]]:
+    """The release's kube-bind CRDs (and its backends' APIServiceExportTemplate CRDs), spec left open.
 
     The published files are not served by any registry this machine reaches; these stand in for them
     with the same groups, kinds, scopes and versions, which is what the program and the API server use."""
     spec = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     crds = [crd(group, kind, plural, scope, version, spec) for kind, plural, scope in KUBE_BIND_KINDS]
-    if template_api_version:
+    for template_api_version in sorted(set(template_api_versions)):
         template_group, template_version = template_api_version.split("/")
-        crds.append(
-            crd(
-                template_group,
-                "APIServiceExportTemplate",
-                "apiserviceexporttemplates",
-                "Namespaced",
-                template_version,
-                spec,
-            )
-        )
+        plural = "apiserviceexporttemplates"
+        crds.append(crd(template_group, "APIServiceExportTemplate", plural, "Namespaced", template_version, spec))
     return crds
 
 
