@@ -79,7 +79,7 @@ class Crossplane(pulumi.ComponentResource):
             version=args.crossplane_version,
         )
         self._packages(args.release)
-        self._provider_configs(args.data_services, args.release.provider_config_service_type)
+        self._provider_configs(args.data_services, args.release)
 
         self.version = pulumi.Output.from_input(args.crossplane_version)
         self.health_check_command = HEALTH_CHECK_COMMAND
@@ -138,17 +138,17 @@ class Crossplane(pulumi.ComponentResource):
             self._after(self._guarded, self.provider, *self.functions.values()),
         )
 
-    def _provider_configs(self, data_services: Sequence[DataServiceConfig], service_type: bool) -> None:
+    def _provider_configs(self, data_services: Sequence[DataServiceConfig], release: catalog.KlutchRelease) -> None:
         """Per data service and provider endpoint: the credentials Secret and the ProviderConfig."""
         self.secrets, self.provider_configs = {}, {}
         for service in data_services:
             for endpoint in catalog.PROVIDER_ENDPOINTS:
-                secret, provider_config = self._endpoint(service, endpoint, service_type)
+                secret, provider_config = self._endpoint(service, endpoint, release)
                 self.secrets[endpoint.secret_name(service.key)] = secret
                 self.provider_configs[endpoint.provider_config_name(service.key)] = provider_config
 
     def _endpoint(
-        self, service: DataServiceConfig, endpoint: catalog.ProviderEndpoint, service_type: bool
+        self, service: DataServiceConfig, endpoint: catalog.ProviderEndpoint, release: catalog.KlutchRelease
     ) -> tuple[k8s.core.v1.Secret, k8s.apiextensions.CustomResource]:
         """The credentials Secret and the ProviderConfig of one endpoint of one data service."""
         settings = service.endpoint(endpoint)
@@ -166,7 +166,12 @@ class Crossplane(pulumi.ComponentResource):
             api_version=catalog.PROVIDER_CONFIG_API_VERSION,
             kind="ProviderConfig",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=config_name),
-            spec=provider_config_spec(settings.url, secret_name, endpoint.service_type if service_type else None),
+            spec=provider_config_spec(
+                settings.url,
+                secret_name,
+                endpoint.service_type if release.provider_config_service_type else None,
+                release.health_check_endpoints.get(endpoint.service_type),
+            ),
             opts=pulumi.ResourceOptions.merge(
                 self._guarded, pulumi.ResourceOptions(depends_on=[self.provider, secret])
             ),
@@ -181,9 +186,11 @@ def runtime_config_spec() -> dict[str, Any]:
     return {"deploymentTemplate": {"spec": {"selector": {}, "template": {"spec": {"containers": [container]}}}}}
 
 
-def provider_config_spec(url: str, secret_name: str, service_type: str | None) -> dict[str, Any]:
+def provider_config_spec(
+    url: str, secret_name: str, service_type: str | None, health_check_endpoint: str | None = None
+) -> dict[str, Any]:
     """A ProviderConfig reading username and password from Secret `secret_name` in the Crossplane
-    namespace; `serviceType` only for releases whose ProviderConfig has it."""
+    namespace; `serviceType` and `healthCheckEndpoint` only for releases whose ProviderConfig has them."""
     namespace = catalog.CHARTS["crossplane"].namespace
     spec: dict[str, Any] = {
         "url": url,
@@ -197,6 +204,8 @@ def provider_config_spec(url: str, secret_name: str, service_type: str | None) -
     }
     if service_type is not None:
         spec["serviceType"] = service_type
+    if health_check_endpoint is not None:
+        spec["healthCheckEndpoint"] = health_check_endpoint
     return spec
 
 

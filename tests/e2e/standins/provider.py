@@ -13,8 +13,8 @@ Supported (any other resource type is rejected by Check):
   outputs: `base64` and `hex` (secret), `length`, `keepers` (when given); id `none`.
   A change of `length` or `keepers` replaces the resource.
 - `tls:index/privateKey:PrivateKey` (reported version 5.6.2)
-  inputs: `algorithm` (only "ECDSA"), `ecdsaCurve` (P224, P256 - the default used - P384, P521; the real
-  provider's default is P224), `rsaBits` (accepted, defaulted to 2048, unused);
+  inputs: `algorithm` (only "ECDSA"; RSA and ED25519 fail Check), `ecdsaCurve` (P224 - the real provider's
+  default, applied by Check -, P256 - the program's -, P384, P521), `rsaBits` (defaulted to 2048, unused);
   outputs: `privateKeyPem` (SEC1 "EC PRIVATE KEY", secret), `privateKeyPemPkcs8` (secret), `publicKeyPem`,
   `publicKeyOpenssh`, `publicKeyFingerprintMd5`, `publicKeyFingerprintSha256` (empty for P224, which
   OpenSSH lacks), the inputs; id: SHA-1 of the public key PEM. NOT produced: `privateKeyOpenssh`.
