@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from types import MappingProxyType
 from typing import Any
 
 import pytest

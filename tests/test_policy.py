@@ -352,10 +352,7 @@ def test_pinned_crossplane_packages():
 
 def test_pinned_remote_manifests():
     t = "kubernetes:yaml/v2:ConfigFile"
-    assert (
-        check_resource("pinned-versions", t, {"file": catalog.RELEASES["v1.0.0"].kube_bind_crd_urls[0]})
-        == []
-    )
+    assert check_resource("pinned-versions", t, {"file": catalog.RELEASES["v1.0.0"].kube_bind_crd_urls[0]}) == []
     assert check_resource("pinned-versions", t, {"file": "https://raw.githubusercontent.com/o/r/main/crds.yaml"})
     assert check_resource("pinned-versions", t, {"file": "https://example.com/releases/latest/download/crds.yaml"})
     assert check_resource("pinned-versions", t, {"file": "http://example.com/v1.2.3/crds.yaml"}) == [
