@@ -15,12 +15,15 @@ PASSPHRASE = "klutch-e2e-passphrase"
 COMMAND_TIMEOUT = 1500
 
 
-def offline_env(bin_dir: Path, home: Path, backend: Path) -> dict[str, str]:
-    """The environment every CLI call gets: what an air-gapped operator sets, plus a private PULUMI_HOME."""
+def offline_env(bin_dirs: list[Path], home: Path, backend: Path) -> dict[str, str]:
+    """The environment every CLI call gets: what an air-gapped operator sets, plus a private PULUMI_HOME.
+
+    The project's virtualenv is on PATH: the Python language host runs `python3` from there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI_", "KUBECONFIG", "AWS_"))}
+    path = [*map(str, bin_dirs), str(ROOT / ".venv" / "bin"), env.get("PATH", "")]
     env.update(
         {
-            "PATH": f"{bin_dir}{os.pathsep}{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            "PATH": os.pathsep.join(path),
             "PULUMI_HOME": str(home),
             "PULUMI_BACKEND_URL": backend.as_uri(),
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,

@@ -21,6 +21,7 @@ from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
 from tests.e2e.controlplane import ControlPlane, running
 from tests.e2e.doubles import Doubles, kube_bind_crds
 from tests.e2e.servers import ChartRepository
+from tests.e2e.standins.provider import write_plugins
 
 TOOLCHAIN = Path(os.environ.get("KLUTCH_TOOLCHAIN_DIR", Path.home() / ".cache/klutch-central/toolchain"))
 NEEDED = (
@@ -59,6 +60,14 @@ def chart_sources() -> dict[Path, str]:
 
 
 @pytest.fixture(scope="session")
+def plugin_dirs(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The toolchain's binaries and the stand-in random/tls providers (tests/e2e/standins)."""
+    standins = tmp_path_factory.mktemp("standins")
+    write_plugins(standins)
+    return [standins, bin_dir]
+
+
+@pytest.fixture(scope="session")
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepository]:
     with ChartRepository(tmp_path_factory.mktemp("chart-repo"), chart_sources()) as repo:
         for name, release in catalog.RELEASES.items():
@@ -81,7 +90,8 @@ def central_cluster(name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir
         workdir=tmp_path_factory.mktemp(f"cluster-{name}"),
     )
     envoy = (catalog.CHARTS["envoy-gateway"].namespace, edge.ENVOY_PROXY)
-    with running(plane), Doubles(plane, TOOLCHAIN / "crds" / "crossplane", envoy) as doubles:
+    crossplane_crds = sorted((TOOLCHAIN / "crds").glob("crossplane-*"))[-1]  # Crossplane's own CRDs
+    with running(plane), Doubles(plane, crossplane_crds, envoy) as doubles:
         plane.doubles = doubles
         yield plane
 
@@ -94,9 +104,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> dict[s
     return {"base": base, "state": base / "state", "home": base / "home"}
 
 
-def central_project(workspace: dict[str, Path], bin_dir: Path, stack: str) -> Pulumi:
+def central_project(workspace: dict[str, Path], plugin_dirs: list[Path], stack: str) -> Pulumi:
     cwd = project_copy(ROOT, workspace["base"] / f"central-{stack}")
-    pulumi = Pulumi(cwd=cwd, env=offline_env(bin_dir, workspace["home"], workspace["state"]), stack=stack)
+    pulumi = Pulumi(cwd=cwd, env=offline_env(plugin_dirs, workspace["home"], workspace["state"]), stack=stack)
     pulumi.init()
     return pulumi
 

@@ -39,14 +39,15 @@ def deploy(
     central: ControlPlane,
     chart_repo: ChartRepository,
     workspace: dict[str, Path],
-    bin_dir: Path,
+    plugin_dirs: list[Path],
     tmp: Path,
 ) -> Deployed:
-    pulumi = central_project(workspace, bin_dir, stack)
+    pulumi = central_project(workspace, plugin_dirs, stack)
     configure(pulumi, central, existing_cluster_config(central, chart_repo, RELEASE, controller))
     preview = pulumi.preview().stdout
     rendered = rendered_objects(pulumi, tmp / "render")
-    pulumi.up()
+    done = pulumi.up(check=False)
+    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\ndoubles: {central.doubles.errors[-5:]}"
     return Deployed(pulumi, central, rendered, preview)
 
 
@@ -56,6 +57,7 @@ def deployed(
     chart_repo: ChartRepository,
     workspace: dict[str, Path],
     bin_dir: Path,
+    plugin_dirs: list[Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployed]:
     controller = request.param
@@ -66,7 +68,7 @@ def deployed(
             plane,
             chart_repo,
             workspace,
-            bin_dir,
+            plugin_dirs,
             tmp_path_factory.mktemp(controller),
         )
 
