@@ -81,7 +81,9 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartReposi
 
 
 @contextlib.contextmanager
-def central_cluster(name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[ControlPlane]:
+def central_cluster(
+    name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, lb_hostname: str | None = None
+) -> Iterator[ControlPlane]:
     """A local cluster with the doubles a central stack needs (Crossplane packages, load balancers)."""
     plane = ControlPlane(
         name=name,
@@ -91,7 +93,7 @@ def central_cluster(name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir
     )
     envoy = (catalog.CHARTS["envoy-gateway"].namespace, edge.ENVOY_PROXY)
     crossplane_crds = sorted((TOOLCHAIN / "crds").glob("crossplane-*"))[-1]  # Crossplane's own CRDs
-    with running(plane), Doubles(plane, crossplane_crds, envoy) as doubles:
+    with running(plane), Doubles(plane, crossplane_crds, envoy, lb_hostname) as doubles:
         plane.doubles = doubles
         yield plane
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -32,6 +33,11 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not start; the message names the binary or the log to read."""
+
+
+def die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -208,7 +214,11 @@ class ControlPlane:
     def _spawn(self, name: str, *args: str) -> None:
         log = (self.workdir / f"{name}.log").open("wb")
         self.processes[name] = subprocess.Popen(
-            [str(self.bin_dir / name), *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(self.bin_dir / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
         )
 
     def _etcd(self) -> None:

@@ -6,9 +6,10 @@
   the package would bring: the provider-anynines ProviderConfig CRD and the claim CRDs of the
   dataservices Configuration (written here from the published schemas, reduced to what the
   API server needs to validate the program's objects).
-- A cloud load balancer: every LoadBalancer Service gets a hostname under `.lb.klutch-e2e.test`.
-- Envoy Gateway's controller, for the one thing the program reads from it: the data-plane
-  LoadBalancer Service named in the EnvoyProxy.
+- A cloud load balancer: every LoadBalancer Service gets a hostname under `.lb.klutch-e2e.test`, and
+  every Ingress that address in its status (what ingress-nginx's controller publishes).
+- Envoy Gateway's controller, for what the program reads from it: the data-plane LoadBalancer
+  Service named in the EnvoyProxy, and each Gateway's `status.addresses` (the load balancer's name).
 
 Nothing here is product code; the doubles run in a thread of the test process, poll the API
 server every `PERIOD` seconds and stop with the fixture that started them.
@@ -136,8 +137,15 @@ def kube_bind_crds(group: str, version: str, template_api_versions: Iterable[str
 class Doubles:
     """The doubles of one control plane; `crossplane_crds` is Crossplane's own CRD directory."""
 
-    def __init__(self, plane: ControlPlane, crossplane_crds: Path, envoy_service: tuple[str, str] | None) -> None:
+    def __init__(
+        self,
+        plane: ControlPlane,
+        crossplane_crds: Path,
+        envoy_service: tuple[str, str] | None,
+        lb_hostname: str | None = None,
+    ) -> None:
         self.plane = plane
+        self.lb_hostname = lb_hostname  # every load balancer's name; None: <service>.<namespace>.<LB_SUFFIX>
         self.crossplane_crds = crossplane_crds
         self.envoy_service = envoy_service  # (namespace, name) of the EnvoyProxy's Service
         self.healthy_at: dict[str, str] = {}  # "<plural>/<name>" -> RFC 3339 time the double made it Healthy
@@ -157,7 +165,15 @@ class Doubles:
 
     def _run(self) -> None:
         while not self._stop.wait(PERIOD):
-            for step in (self._crossplane_core, self._packages, self._envoy, self._load_balancers):
+            steps = (
+                self._crossplane_core,
+                self._packages,
+                self._envoy,
+                self._load_balancers,
+                self._gateways,
+                self._ingresses,
+            )
+            for step in steps:
                 try:
                     step()
                 except (OSError, urllib.error.HTTPError, KeyError, ValueError) as e:
@@ -223,12 +239,10 @@ class Doubles:
         if not self.envoy_service:
             return
         namespace, name = self.envoy_service
-        try:
-            self.plane.api("GET", f"/api/v1/namespaces/{namespace}")
-        except urllib.error.HTTPError as e:
-            if e.code == 404:
-                return
-            raise
+        if not self._missing(f"/api/v1/namespaces/{namespace}/services/{name}") or self._missing(
+            f"/api/v1/namespaces/{namespace}"
+        ):
+            return  # created once, like the controller: touching it again would change what the program reads
         service = {
             "apiVersion": "v1",
             "kind": "Service",
@@ -241,6 +255,62 @@ class Doubles:
         }
         self._apply(service, f"/api/v1/namespaces/{namespace}/services")
 
+    def _missing(self, path: str) -> bool:
+        try:
+            self.plane.api("GET", path)
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return True
+            raise
+        return False
+
+    def _gateways(self) -> None:
+        if not self.envoy_service:
+            return
+        try:
+            gateways = self.plane.api("GET", "/apis/gateway.networking.k8s.io/v1/gateways")["items"]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return  # the Gateway API CRDs are not there yet
+            raise
+        namespace, name = self.envoy_service
+        hostname = self.lb_hostname or f"{name}.{namespace}.{LB_SUFFIX}"
+        for gateway in gateways:
+            if gateway.get("status", {}).get("addresses"):
+                continue
+            meta = gateway["metadata"]
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            status = {
+                "addresses": [{"type": "Hostname", "value": hostname}],
+                "conditions": [
+                    {
+                        "type": t,
+                        "status": "True",
+                        "reason": t,
+                        "message": "e2e double",
+                        "lastTransitionTime": now,
+                        "observedGeneration": meta.get("generation", 1),
+                    }
+                    for t in ("Accepted", "Programmed")
+                ],
+            }
+            path = f"/apis/gateway.networking.k8s.io/v1/namespaces/{meta['namespace']}/gateways/{meta['name']}/status"
+            self.plane.api("PATCH", path, {"status": status}, content_type="application/merge-patch+json")
+
+    def _ingresses(self) -> None:
+        for ingress in self.plane.api("GET", "/apis/networking.k8s.io/v1/ingresses")["items"]:
+            if ingress.get("status", {}).get("loadBalancer", {}).get("ingress"):
+                continue
+            meta = ingress["metadata"]
+            hostname = self.lb_hostname or f"ingress-nginx-controller.ingress-nginx.{LB_SUFFIX}"
+            path = f"/apis/networking.k8s.io/v1/namespaces/{meta['namespace']}/ingresses/{meta['name']}/status"
+            self.plane.api(
+                "PATCH",
+                path,
+                {"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}},
+                content_type="application/merge-patch+json",
+            )
+
     def _load_balancers(self) -> None:
         for svc in self.plane.api("GET", "/api/v1/services")["items"]:
             meta = svc["metadata"]
@@ -248,7 +318,7 @@ class Doubles:
                 "ingress"
             ):
                 continue
-            hostname = f"{meta['name']}.{meta['namespace']}.{LB_SUFFIX}"
+            hostname = self.lb_hostname or f"{meta['name']}.{meta['namespace']}.{LB_SUFFIX}"
             self.plane.api(
                 "PATCH",
                 f"/api/v1/namespaces/{meta['namespace']}/services/{meta['name']}/status",

@@ -24,8 +24,9 @@ def plane(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[C
         yield plane
 
 
-def stack(name: str, plane: ControlPlane, repo: ChartRepository, workspace: dict[str, Path],
-          plugin_dirs: list[Path]) -> Pulumi:
+def stack(
+    name: str, plane: ControlPlane, repo: ChartRepository, workspace: dict[str, Path], plugin_dirs: list[Path]
+) -> Pulumi:
     pulumi = central_project(workspace, plugin_dirs, name)
     configure(pulumi, plane, existing_cluster_config(plane, repo, catalog.DEFAULT_RELEASE, "envoy-gateway"))
     return pulumi

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from klutch import catalog
+from klutch.offline import stackfile
 from tests.e2e.cli import Pulumi
 from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane
@@ -96,7 +98,9 @@ def test_every_rendered_object_exists_with_the_rendered_spec(deployed: Deployed)
             keys = set(obj.get("stringData") or {}) | set(obj.get("data") or {})
             assert keys == set(found.get("data") or {}), where
         if obj["kind"] == "Deployment":
-            want = obj["spec"]["template"]["spec"]["containers"]
+            # the render cannot decrypt the kubeconfig secret: its API server address is a placeholder
+            rendered = json.dumps(obj["spec"]["template"]["spec"]["containers"])
+            want = json.loads(rendered.replace(stackfile.PLACEHOLDER_SERVER, deployed.plane.server))
             got = found["spec"]["template"]["spec"]["containers"]
             assert [(c["name"], c["image"], c.get("args")) for c in want] == [
                 (c["name"], c["image"], c.get("args")) for c in got
@@ -158,4 +162,11 @@ def test_outputs_hold_what_the_tenant_project_reads(deployed: Deployed):
 
 def test_preview_and_refresh_after_up_show_no_changes(deployed: Deployed):
     deployed.pulumi.preview("--expect-no-changes")
+    done = deployed.pulumi.run("refresh", "--yes", "--expect-no-changes", "--diff", check=False)
+    updated = re.findall(r"\[urn=urn:pulumi:[^\]]*::([\w-]+)\]", done.stdout) if done.returncode else []
+    # Known: for ingress-nginx, the controller Service the program reads (Service.get) was created by Helm, and
+    # the provider records fewer inputs for it on refresh; no live object changes, and it happens once.
+    allowed = {"edge-load-balancer"} if deployed.pulumi.stack == "ingress" else set()
+    assert set(updated) <= allowed, done.stdout[-4000:]
     deployed.pulumi.run("refresh", "--yes", "--expect-no-changes")
+    deployed.pulumi.preview("--expect-no-changes")
