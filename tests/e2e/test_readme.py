@@ -10,7 +10,6 @@ double gives `localhost`, where a stand-in for the backend behind it answers `/e
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import subprocess
@@ -118,6 +117,7 @@ def test_the_readme_quick_start_for_an_existing_cluster_works_as_written(
         done = subprocess.run(
             ["bash", "-c", quickstart_block()], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
         )
+        written = stack_file.read_text()
     finally:
         stack_file.unlink(missing_ok=True)
     out = done.stdout
@@ -126,4 +126,5 @@ def test_the_readme_quick_start_for_an_existing_cluster_works_as_written(
     assert out.rstrip().splitlines()[-1] == "200"  # curl of the exportUrl output
     assert "Traceback" not in done.stderr
     assert cluster.exists("deployment", "anynines-backend", "bind")
-    assert os.path.isdir(tmp_path / ".pulumi" / "stacks")
+    assert written.count("secure: v1:") == 2  # kubeconfig and oidc.clientSecret, encrypted in the stack file
+    assert "BEGIN CERTIFICATE" not in written and "oidc-secret-e2e" not in written
