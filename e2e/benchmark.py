@@ -17,7 +17,6 @@ The absolute times depend on the machine; the ratios central/floor are what to c
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import sys
 import tempfile
@@ -31,12 +30,9 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 from klutch import catalog  # noqa: E402
-from klutch.central import edge  # noqa: E402
 from tests.e2e.cli import Pulumi, offline_env, project_copy  # noqa: E402
-from tests.e2e.conftest import NEEDED, TOOLCHAIN, chart_sources  # noqa: E402
-from tests.e2e.controlplane import ControlPlane, running  # noqa: E402
-from tests.e2e.doubles import Doubles, kube_bind_crds  # noqa: E402
-from tests.e2e.servers import ChartRepository  # noqa: E402
+from tests.e2e.controlplane import ControlPlane  # noqa: E402
+from tests.e2e.local import TOOLCHAIN, central_cluster, chart_repository, missing_binaries  # noqa: E402
 from tests.e2e.stacks import configure, existing_cluster_config  # noqa: E402
 from tests.e2e.standins.provider import write_plugins  # noqa: E402
 
@@ -61,30 +57,6 @@ k8s.core.v1.ConfigMap(
 random.RandomBytes("floor", length=32)
 tls.PrivateKey("floor", algorithm="ECDSA", ecdsa_curve="P256")
 '''
-
-
-def chart_repository(root: Path) -> ChartRepository:
-    """The chart repository of conftest's chart_repo fixture (charts plus the kube-bind CRD files)."""
-    repo = ChartRepository(root, chart_sources())
-    for name, release in catalog.RELEASES.items():
-        crds = kube_bind_crds(
-            release.kube_bind_group,
-            release.kube_bind_version,
-            [b.export_template_api_version for b in release.backends.values()],
-        )
-        (repo.root / f"kube-bind-{name}.yaml").write_text(yaml.safe_dump_all(crds))
-    return repo
-
-
-@contextlib.contextmanager
-def central_cluster(workdir: Path, bin_dir: Path):
-    """conftest.central_cluster without pytest's tmp_path_factory."""
-    plane = ControlPlane(name="bench", bin_dir=bin_dir, stages_dir=TOOLCHAIN / "kwok-stages", workdir=workdir)
-    envoy = (catalog.CHARTS["envoy-gateway"].namespace, edge.ENVOY_PROXY)
-    crossplane_crds = sorted((TOOLCHAIN / "crds").glob("crossplane-*"))[-1]
-    with running(plane), Doubles(plane, crossplane_crds, envoy) as doubles:
-        plane.doubles = doubles
-        yield plane
 
 
 def floor_project(dest: Path) -> Path:
@@ -126,7 +98,7 @@ def timed(pulumi: Pulumi, plane: ControlPlane) -> tuple[dict[str, float], int]:
 
 def main() -> int:
     bin_dir = TOOLCHAIN / "bin"
-    missing = [b for b in NEEDED if not (bin_dir / b).exists()]
+    missing = missing_binaries()
     if missing:
         print(f"the e2e toolchain lacks {', '.join(missing)} in {bin_dir}: run e2e/toolchain/build", file=sys.stderr)
         return 1
@@ -139,7 +111,7 @@ def main() -> int:
         (tmp / "home").mkdir()
         env = offline_env(plugin_dirs, tmp / "home", tmp / "state")
 
-        with chart_repository(tmp / "chart-repo") as repo, central_cluster(tmp / "cluster", bin_dir) as plane:
+        with chart_repository(tmp / "chart-repo") as repo, central_cluster("bench", tmp / "cluster") as plane:
             print(f"control plane at {plane.server}, charts at {repo.url}", flush=True)
 
             central = Pulumi(cwd=project_copy(ROOT, tmp / "central"), env=env, stack="bench")

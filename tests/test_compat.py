@@ -3,8 +3,6 @@ moves one fails here, by name, instead of deep inside the config reader or the m
 
 from __future__ import annotations
 
-import asyncio
-
 import pulumi
 import pytest
 
@@ -65,16 +63,7 @@ def test_mock_runtime_runs_a_program_in_a_stack(clean_config):
         pulumi.log.warn("careful")
         pulumi.export("out", pulumi.Output.secret("x"))
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(compat.run_in_stack(program))
-    finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-        monitor.close()
-        asyncio.set_event_loop(None)
-        compat.reset_root()
+    compat.run_program(program, monitor.close)
     assert seen == {"stack": "s", "project": "p", "greeting": "hi"}
     assert compat.is_secret(monitor.stack_outputs["out"])
     assert ("warning", "careful") in engine.lines

@@ -98,7 +98,9 @@ def test_kind_example_stack_renders_and_passes_check(tmp_path, monkeypatch, caps
     assert "klutch-central/kind: check passed" in stdout
     assert not (tmp_path / "aws.yaml").exists()  # an existing cluster: no AWS resource
     outputs = yaml.safe_load((tmp_path / "outputs.yaml").read_text())
-    assert "vpcId" not in outputs and outputs["backendHost"] == "klutch.kind.example.com"
+    # no backend.host: the backend is served on the load balancer's name with the stack's own CA
+    assert "vpcId" not in outputs and outputs["backendHost"] == outputs["loadBalancerHostname"]
+    assert "BEGIN CERTIFICATE" in outputs["tlsCaPem"]
     placeholders = render.placeholder_outputs((tmp_path / "outputs.yaml").read_text())
     assert {"clusterEndpoint", "clusterName", "loadBalancerHostname"} <= set(placeholders)
 

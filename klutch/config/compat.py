@@ -9,6 +9,7 @@ through this module, so a Pulumi SDK upgrade that moves an internal breaks here 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -89,6 +90,21 @@ def reset_root() -> None:
 def run_in_stack(program: Callable[[], Any]) -> Awaitable[None]:
     """The coroutine that runs `program` inside a root `pulumi:pulumi:Stack` resource."""
     return _stack.run_in_stack(program)
+
+
+def run_program(program: Callable[[], Any], on_exit: Callable[[], None]) -> None:
+    """Run `program` in a stack on a fresh event loop of its own; `on_exit` runs before the loop is
+    released (the mock monitor's threads), then the SDK's root resource is reset."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(run_in_stack(program))
+    finally:
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+        on_exit()
+        asyncio.set_event_loop(None)
+        reset_root()
 
 
 def resolve_callbacks(transforms: Any) -> list[Callable[..., Any]]:

@@ -483,15 +483,8 @@ def evaluate(
     engine = _RecordingEngine()
     compat.configure_mocks(monitor, engine, project=project, stack=stack, preview=preview)
     compat.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}, secret_keys)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(compat.run_in_stack(program))
+        compat.run_program(program, monitor.close)
     finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-        monitor.close()
-        asyncio.set_event_loop(None)
-        compat.reset_root()
         compat.set_all_config({}, [])
     return Evaluation(monitor.records, monitor.stack_outputs, engine.lines, frozenset(mocks.invented))

@@ -7,56 +7,24 @@ Run with `python -m pytest -m e2e tests/e2e` after `e2e/toolchain/build` (`bash 
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from klutch import catalog
-from klutch.central import edge
+from tests.e2e import local
 from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
-from tests.e2e.controlplane import ControlPlane, running
-from tests.e2e.doubles import Doubles, kube_bind_crds
+from tests.e2e.controlplane import ControlPlane
+from tests.e2e.local import TOOLCHAIN, chart_repository, missing_binaries
 from tests.e2e.servers import ChartRepository
 from tests.e2e.standins.provider import write_plugins
-
-TOOLCHAIN = Path(os.environ.get("KLUTCH_TOOLCHAIN_DIR", Path.home() / ".cache/klutch-central/toolchain"))
-NEEDED = (
-    "pulumi",
-    "pulumi-language-python",
-    "pulumi-resource-kubernetes",
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-)
 
 
 @pytest.fixture(scope="session")
 def bin_dir() -> Path:
-    bins = TOOLCHAIN / "bin"
-    missing = [b for b in NEEDED if not (bins / b).exists()]
-    if missing:
-        pytest.fail(f"the e2e toolchain lacks {', '.join(missing)} in {bins}: run e2e/toolchain/build", False)
-    return bins
-
-
-def chart_sources() -> dict[Path, str]:
-    """Chart source directory -> the version the catalog pins. Where the Go module proxy does not serve the
-    pinned version, the toolchain copied the nearest served one (see SUBSTITUTED_CHARTS); it is published
-    under the pinned version so the program's release finds it."""
-    sources = {}
-    for key, chart in catalog.CHARTS.items():
-        name = chart.chart.rsplit("/", 1)[-1]
-        found = sorted((TOOLCHAIN / "charts").glob(f"{name}-*"))
-        if not found:
-            pytest.fail(f"no chart source for {key} in {TOOLCHAIN / 'charts'}: run e2e/toolchain/build", False)
-        sources[found[-1]] = chart.version
-    return sources
+    if missing := missing_binaries():
+        pytest.fail(f"the e2e toolchain lacks {', '.join(missing)} in {TOOLCHAIN / 'bin'}: run e2e/toolchain/build")
+    return TOOLCHAIN / "bin"
 
 
 @pytest.fixture(scope="session")
@@ -68,15 +36,8 @@ def plugin_dirs(bin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list
 
 
 @pytest.fixture(scope="session")
-def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepository]:
-    with ChartRepository(tmp_path_factory.mktemp("chart-repo"), chart_sources()) as repo:
-        for name, release in catalog.RELEASES.items():
-            crds = kube_bind_crds(
-                release.kube_bind_group,
-                release.kube_bind_version,
-                [b.export_template_api_version for b in release.backends.values()],
-            )
-            (repo.root / f"kube-bind-{name}.yaml").write_text(yaml.safe_dump_all(crds))
+def chart_repo(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[ChartRepository]:
+    with chart_repository(tmp_path_factory.mktemp("chart-repo")) as repo:
         yield repo
 
 
@@ -84,17 +45,8 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartReposi
 def central_cluster(
     name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, lb_hostname: str | None = None
 ) -> Iterator[ControlPlane]:
-    """A local cluster with the doubles a central stack needs (Crossplane packages, load balancers)."""
-    plane = ControlPlane(
-        name=name,
-        bin_dir=bin_dir,
-        stages_dir=TOOLCHAIN / "kwok-stages",
-        workdir=tmp_path_factory.mktemp(f"cluster-{name}"),
-    )
-    envoy = (catalog.CHARTS["envoy-gateway"].namespace, edge.ENVOY_PROXY)
-    crossplane_crds = sorted((TOOLCHAIN / "crds").glob("crossplane-*"))[-1]  # Crossplane's own CRDs
-    with running(plane), Doubles(plane, crossplane_crds, envoy, lb_hostname) as doubles:
-        plane.doubles = doubles
+    """`local.central_cluster` in a pytest temporary directory (`bin_dir`: the toolchain is built)."""
+    with local.central_cluster(name, tmp_path_factory.mktemp(f"cluster-{name}"), lb_hostname) as plane:
         yield plane
 
 
@@ -111,7 +63,3 @@ def central_project(workspace: dict[str, Path], plugin_dirs: list[Path], stack: 
     pulumi = Pulumi(cwd=cwd, env=offline_env(plugin_dirs, workspace["home"], workspace["state"]), stack=stack)
     pulumi.init()
     return pulumi
-
-
-def git_tracked(path: str) -> bool:
-    return subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=ROOT, capture_output=True).returncode == 0

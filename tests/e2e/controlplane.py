@@ -50,27 +50,27 @@ def openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def make_pki(pki: Path) -> None:
-    """A CA, the API server's serving certificate, an admin client certificate and the SA key pair."""
-    pki.mkdir(parents=True, exist_ok=True)
+def self_signed(directory: Path, name: str, common_name: str) -> None:
+    """<name>.key and <name>.crt: an EC P-256 key and a self-signed certificate valid for two days."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2")
     openssl(
         "req",
         "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "2",
+        *ec,
         "-keyout",
-        "ca.key",
+        f"{name}.key",
         "-out",
-        "ca.crt",
+        f"{name}.crt",
         "-subj",
-        "/CN=klutch-e2e-ca",
-        cwd=pki,
+        f"/CN={common_name}",
+        cwd=directory,
     )
+
+
+def make_pki(pki: Path) -> None:
+    """A CA, the API server's serving certificate, an admin client certificate and the SA key pair."""
+    pki.mkdir(parents=True, exist_ok=True)
+    self_signed(pki, "ca", "klutch-e2e-ca")
     sans = "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
     for name, subject, ext in (
         ("apiserver", "/CN=kube-apiserver", sans),

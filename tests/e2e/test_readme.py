@@ -23,7 +23,7 @@ import yaml
 
 from tests.e2e.cli import ROOT, offline_env
 from tests.e2e.conftest import central_cluster
-from tests.e2e.controlplane import ControlPlane, openssl
+from tests.e2e.controlplane import ControlPlane, self_signed
 from tests.e2e.servers import ChartRepository
 
 pytestmark = pytest.mark.e2e
@@ -50,27 +50,10 @@ class _Export(BaseHTTPRequestHandler):
 @pytest.fixture
 def backend_behind_the_load_balancer(tmp_path: Path) -> Iterator[None]:
     """HTTPS on 127.0.0.1:443 answering /export: what the backend would answer through the gateway."""
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-days",
-        "1",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "cert.pem",
-        "-subj",
-        "/CN=localhost",
-        cwd=tmp_path,
-    )
+    self_signed(tmp_path, "backend", "localhost")
     server = ThreadingHTTPServer(("127.0.0.1", 443), _Export)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    context.load_cert_chain(tmp_path / "backend.crt", tmp_path / "backend.key")
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
