@@ -1,0 +1,72 @@
+"""The Klutch upgrade under the real engine: a v1.0.0 stack, one config change to v1.5.0, `preview`
+shows the planned operations, `up`, and nothing a tenant depends on was deleted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from klutch import catalog
+from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.stacks import configure, existing_cluster_config
+
+pytestmark = pytest.mark.e2e
+OLD, NEW = catalog.RELEASES["v1.0.0"], catalog.RELEASES["v1.5.0"]
+
+
+def operations(preview: str) -> dict[str, set[str]]:
+    """`pulumi preview` lines `<symbol> <type> <name> <op>` grouped by operation."""
+    ops: dict[str, set[str]] = {}
+    for symbol, op in (("+", "create"), ("~", "update"), ("+-", "replace"), ("-", "delete")):
+        pattern = rf"^\s*{re.escape(symbol)}\s+\S+:\S+\s+([\w./:-]+)\s+{op}"
+        ops[op] = set(re.findall(pattern, preview, re.M))
+    return ops
+
+
+def test_v100_to_v150_is_one_config_change_and_deletes_nothing_tenants_depend_on(
+    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
+):
+    with central_cluster("upgrade", tmp_path_factory, bin_dir) as plane:
+        pulumi = central_project(workspace, plugin_dirs, "upgrade")
+        configure(pulumi, plane, existing_cluster_config(plane, chart_repo, OLD.name, "envoy-gateway"))
+        pulumi.up()
+        tenant_ns = "cluster-tenant-a"
+        plane.kubectl("create", "namespace", tenant_ns)
+        plane.apply(
+            {
+                "apiVersion": f"{OLD.kube_bind_group}/{OLD.kube_bind_version}",
+                "kind": "ClusterBinding",
+                "metadata": {"name": "cluster", "namespace": tenant_ns},
+                "spec": {},
+            }
+        )
+        crds_before = {
+            c["metadata"]["uid"]
+            for c in plane.items("customresourcedefinitions")
+            if c["spec"]["group"] == OLD.kube_bind_group
+        }
+
+        # the same stack file, the mirrored CRD file of the new release (an operator edits the same key)
+        stack_file = pulumi.cwd / f"Pulumi.{pulumi.stack}.yaml"
+        text = stack_file.read_text().replace(f"klutchRelease: {OLD.name}", f"klutchRelease: {NEW.name}")
+        stack_file.write_text(text.replace(f"kube-bind-{OLD.name}.yaml", f"kube-bind-{NEW.name}.yaml"))
+        plan = operations(pulumi.preview().stdout)
+        assert "crossplane-function-function-patch-and-transform" in plan["create"]
+        assert {"crossplane-provider", "crossplane-configuration", "kube-bind-backend"} <= plan["update"]
+        assert "kube-bind-binder" in plan["replace"]
+        assert not {n for n in plan["delete"] if "crds" in n or "provider" in n or "namespace" in n}
+        pulumi.up()
+
+        assert plane.get("providers.pkg.crossplane.io", "provider-anynines")["spec"]["package"] == NEW.provider_package
+        assert plane.exists("clusterrole", NEW.binder_cluster_role) and not plane.exists(
+            "clusterrole", OLD.binder_cluster_role
+        )
+        crds_after = {
+            c["metadata"]["uid"]
+            for c in plane.items("customresourcedefinitions")
+            if c["spec"]["group"] == NEW.kube_bind_group
+        }
+        assert crds_before <= crds_after  # the same CRD objects: updated in place, never recreated
+        assert plane.exists("clusterbindings", "cluster", tenant_ns)  # the tenant's object survived
+        pulumi.preview("--expect-no-changes")
