@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -135,9 +135,9 @@ def _check_registry(value: str) -> str | None:
     return "must be a registry and path without scheme or tag, e.g. 'registry.internal:5000/klutch'"
 
 
-def _source(value: str, check_remote: object, project_dir: Path) -> str | None:
+def _source(value: str, check_remote: Callable[[str], str | None], project_dir: Path) -> str | None:
     if re.match(r"^[a-z][a-z0-9+.-]*://", value):
-        return check_remote(value)  # type: ignore[operator]
+        return check_remote(value)
     if not (project_dir / value).exists():
         return f"is neither a URL nor an existing local path (relative to {project_dir})"
     return None

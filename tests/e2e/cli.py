@@ -101,11 +101,6 @@ class Pulumi:
         flags = [*(["--secret"] if secret else []), *(["--path"] if path else [])]
         self.run("config", "set", *flags, key, "--", value)
 
-    def config_json(self, values: dict[str, Any]) -> None:
-        """Objects as JSON strings, as `pulumi config set` stores structured keys in stack files."""
-        for key, value in values.items():
-            self.run("config", "set", key, json.dumps(value) if not isinstance(value, str) else value)
-
     def up(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run("up", "--yes", "--skip-preview", *extra, check=check)
 
