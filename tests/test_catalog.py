@@ -21,7 +21,7 @@ SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
 }
 
 
-def test_seed_release_is_the_default_and_serves_the_seed_table():
+def test_v100_release_serves_the_manual_procedures_table():
     seed = catalog.RELEASES["v1.0.0"]
     assert seed.name == "v1.0.0"
     assert seed.data_services == tuple(SEED_TABLE)

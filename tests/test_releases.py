@@ -14,7 +14,7 @@ import pytest
 
 from klutch import catalog
 from klutch.central import kubebind
-from klutch.offline import manifests
+from klutch.offline import manifests, render
 from klutch.offline.mockengine import Evaluation, Registration
 from tests import harness
 
@@ -175,3 +175,13 @@ def test_backend_spec_functions_follow_the_chosen_backend():
     for kind, server in release.backends.items():
         container = kubebind.backend_container(release, server, ["--x"])
         assert container["image"] == server.image, kind
+
+
+def test_new_stacks_get_the_newest_release_and_every_shipped_stack_names_its_own():
+    newest = max(catalog.RELEASES, key=lambda name: tuple(int(p) for p in name.lstrip("v").split(".")))
+    assert catalog.DEFAULT_RELEASE == newest == "v1.5.0"
+    assert harness.parse({"klutchRelease": None}).release.name == newest
+    shipped = render.committed_stacks()
+    assert {stack for _, _, stack in shipped} >= {"dev", "prod", "kind", "example"}
+    for project, directory, stack in shipped:
+        assert f"{project.name}:klutchRelease: v" in (directory / f"Pulumi.{stack}.yaml").read_text(), stack

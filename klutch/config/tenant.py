@@ -95,7 +95,7 @@ class OidcClient:
 @dataclass(frozen=True)
 class TenantClusterConfig:
     """The consumer cluster: a kubeconfig (secret), an EKS cluster reached with `aws eks get-token`, or
-    neither yet (the seed's "preparing the binding before cluster creation")."""
+    neither yet (the manual procedure's "preparing the binding before cluster creation")."""
 
     kubeconfig: Secret | None
     eks_cluster_name: str | None

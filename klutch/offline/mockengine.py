@@ -321,7 +321,7 @@ class CuratedMocks(compat.Mocks):
                 out["keyId"] = f"{name}-key-id"
             if t == "aws:iam/role:Role":
                 out["name"] = args.inputs.get("name", f"{name}-role")
-            if t == "aws:eks/cluster:Cluster":  # the tenant program reads an existing EKS cluster (issue #5)
+            if t == "aws:eks/cluster:Cluster":  # the tenant program reads an existing EKS cluster
                 out["endpoint"] = f"https://{(args.resource_id or name).upper()}.gr7.{MOCK_REGION}.eks.amazonaws.com"
                 out["certificateAuthority"] = {"data": base64.b64encode(PLACEHOLDER_CA_PEM.encode()).decode()}
             return out
