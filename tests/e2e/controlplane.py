@@ -203,9 +203,9 @@ class ControlPlane:
         self.processes.clear()
 
     def restart_apiserver(self, down_for: float) -> None:
-        """Stop the API server, wait, start it again (a fault: the control plane goes away mid-deploy)."""
+        """Kill the API server, wait, start it again (a fault: the control plane goes away mid-deploy)."""
         proc = self.processes.pop("kube-apiserver")
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: no graceful drain of open watches
         proc.wait(timeout=30)
         time.sleep(down_for)
         self._apiserver()

@@ -1,0 +1,51 @@
+"""Faults under the real engine: the central API server goes away in the middle of `pulumi up`."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from klutch import catalog
+from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.stacks import configure, existing_cluster_config, rendered_objects
+
+pytestmark = pytest.mark.e2e
+DOWN_FOR = 15.0
+
+
+def test_an_up_interrupted_by_the_api_server_converges_on_the_next_up(
+    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
+):
+    with central_cluster("fault", tmp_path_factory, bin_dir) as plane:
+        pulumi = central_project(workspace, plugin_dirs, "fault")
+        configure(pulumi, plane, existing_cluster_config(plane, chart_repo, catalog.DEFAULT_RELEASE, "envoy-gateway"))
+        command = ["pulumi", "up", "--yes", "--skip-preview", "--stack", pulumi.stack, "--non-interactive"]
+        up = subprocess.Popen(
+            command, cwd=pulumi.cwd, env=pulumi.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        deadline = time.monotonic() + 120
+        while not plane.exists("namespace", "crossplane-system") and time.monotonic() < deadline:
+            time.sleep(0.2)  # some resources exist: the API server goes away now
+        assert plane.exists("namespace", "crossplane-system")
+        plane.restart_apiserver(down_for=DOWN_FOR)
+        output, _ = up.communicate(timeout=1500)
+
+        if up.returncode != 0:  # the engine reports what failed, naming the API server it could not reach
+            assert "error" in output.lower() and ("127.0.0.1" in output or "connection refused" in output), output
+        done = pulumi.up(check=False)
+        assert done.returncode == 0, done.stdout[-4000:]
+        state = pulumi.state()["deployment"]
+        assert not state.get("pending_operations")
+        pulumi.preview("--expect-no-changes")
+        rendered = rendered_objects(pulumi, tmp_path_factory.mktemp("fault-render"))
+        for obj in rendered:  # every object once, none missing
+            meta = obj["metadata"]
+            kind = obj["kind"].lower()
+            assert plane.exists(
+                kind if "/" not in obj["apiVersion"] else f"{kind}.{obj['apiVersion'].split('/')[0]}",
+                meta["name"],
+                meta.get("namespace"),
+            ), (obj["kind"], meta["name"])
+        assert len(plane.items("providerconfigs.dataservices.anynines.com")) == 4
