@@ -110,6 +110,7 @@ def test_delete_says_what_the_backend_cannot_release(capsys):
     BindingProvider().delete("id", {"clusterId": "acme", "namespace": "cluster-acme-x"})
     err = capsys.readouterr().err
     assert "offers no unbind endpoint" in err
+    assert "the new binding uses that namespace: leave it" in err
     assert "tenant namespace 'cluster-acme-x'" in err
     assert "`kubectl delete namespace cluster-acme-x`" in err
 

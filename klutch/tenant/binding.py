@@ -99,10 +99,11 @@ def release_message(cluster_id: str, namespace: str) -> str:
     return (
         f"klutch binding of cluster id '{cluster_id}' deleted from this stack. The kube-bind backend offers no "
         f"unbind endpoint, so nothing was released on the central cluster: the tenant namespace '{namespace}' "
-        "(its ServiceAccount, credentials and ClusterBinding) is kept there. The export requests and "
-        "APIServiceNamespaces of this stack were deleted by Pulumi before the binding. If no other binding "
-        f"uses cluster id '{cluster_id}', ask the central operator to run `kubectl delete namespace {namespace}` "
-        "on the central cluster."
+        "(its ServiceAccount, credentials and ClusterBinding) is kept there. If the binding was replaced "
+        "(clusterId or apis changed), the new binding uses that namespace: leave it. If the stack was destroyed, "
+        "Pulumi deleted its export requests and APIServiceNamespaces before the binding, and once no other "
+        f"binding uses cluster id '{cluster_id}', the central operator may run "
+        f"`kubectl delete namespace {namespace}` on the central cluster."
     )
 
 

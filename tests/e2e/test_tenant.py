@@ -1,0 +1,332 @@
+"""The tenant project (`tenant/`, klutch-tenant) under the real engine: a non-interactive bind against a fake
+kube-bind backend, with its objects on a local tenant cluster and a local central cluster.
+
+Choices (what is real, what is a double):
+- The central cluster runs the real central stack (`envoy`, project klutch-central, release v1.5.0, envoy-gateway,
+  anynines backend), deployed as in test_central in the SAME file backend (same PULUMI_HOME and state) as
+  the tenant stacks: its kube-bind CRDs are the ones the tenant's objects land in.
+- The central stack the tenant reads through its StackReference (`organization/klutch-central/dev`) is
+  a DOUBLE of it: a tiny Pulumi program of project `klutch-central` in that backend exporting exactly the
+  outputs the tenant reads (`klutch.outputs.TENANT_READS`). The real central program cannot point a tenant
+  at the fake backend: it computes `bindNonInteractiveUrl`/`exportUrl` as `https://<backend.host>/...`,
+  `backend.host` must be a DNS name (no port, no IP), and the tenant config has no URL override. So the
+  double copies the real stack's `konnectorImage`, `bindingApis` and `kubeBindCrdUrls` (the local chart
+  repository's kube-bind file) and replaces only the URLs (the fake backend's 127.0.0.1:<port>),
+  `kubectlBindCommand` (built from them) and `tlsCaPem` (the fake backend's CA, as a central backend with
+  a self-signed CA exports it). This avoids depending on DNS.
+- The backend is `tests.e2e.fake_backend.FakeBackend`: the IdP's token endpoint and /bind-noninteractive,
+  creating the tenant's namespace, ServiceAccount, Role and token on the central cluster, and assigning
+  central namespaces to APIServiceNamespaces.
+- Real: the Pulumi CLI and engine, the Python language host, the dynamic Binding provider (the product's
+  bind client over HTTPS), the Kubernetes provider, both API servers, the token controller, kwok.
+  The dynamic provider's plugin, `pulumi-resource-pulumi-python` (a shell shim a Pulumi distribution ships
+  beside the Python language host: `python -u -m pulumi.dynamic`), is not in the e2e toolchain; the fixture
+  writes an equivalent shim onto the stacks' PATH.
+
+The tests run in order on one module-scoped setup: prepare-only (no tenant cluster), then the full bind,
+then an `apis` change, then 503s before success, then a refused token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from klutch import catalog
+from klutch.outputs import tenant_output_names
+from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
+from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.controlplane import ControlPlane, running
+from tests.e2e.fake_backend import FakeBackend
+from tests.e2e.local import TOOLCHAIN
+from tests.e2e.servers import ChartRepository
+from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
+
+pytestmark = pytest.mark.e2e
+RELEASE = catalog.DEFAULT_RELEASE
+REL = catalog.RELEASES[RELEASE]
+GROUP = REL.kube_bind_group
+CLIENT_ID, CLIENT_SECRET = "acme-binder", "acme-binder-secret"
+CLUSTER_ID = "acme-dev"
+CENTRAL_NS = f"cluster-{CLUSTER_ID}"
+APIS = ["postgresqlinstances.anynines.com", "servicebindings.anynines.com"]
+
+
+@dataclass
+class Setup:
+    central: ControlPlane
+    tenant: ControlPlane
+    backend: FakeBackend
+    workspace: dict[str, Path]
+    plugin_dirs: list[Path]
+    central_stack: str
+    pulumi: Pulumi  # the tenant stack
+
+
+def plane(name: str, tmp: pytest.TempPathFactory) -> ControlPlane:
+    return ControlPlane(
+        name=name, bin_dir=TOOLCHAIN / "bin", stages_dir=TOOLCHAIN / "kwok-stages", workdir=tmp.mktemp(name)
+    )
+
+
+# The dynamic-provider plugin a Pulumi distribution ships beside the Python language host (sdk/python/dist);
+# the toolchain build does not install it, and the tenant's Binding is a dynamic resource.
+DYNAMIC_SHIM = """#!/bin/sh
+venv="${PULUMI_RUNTIME_VIRTUALENV%/}"
+case "$venv" in ""|/*) : ;; *) venv="$PWD/$venv" ;; esac
+if [ -n "$venv" ] && [ -x "$venv/bin/python" ]; then
+    exec "$venv/bin/python" -u -m pulumi.dynamic "$@"
+fi
+exec "${PULUMI_PYTHON_CMD:-python3}" -u -m pulumi.dynamic "$@"
+"""
+
+
+def dynamic_plugin_dir(directory: Path) -> Path:
+    shim = directory / "pulumi-resource-pulumi-python"
+    shim.write_text(DYNAMIC_SHIM)
+    shim.chmod(0o755)
+    return directory
+
+
+def central_double(workspace: dict[str, Path], plugin_dirs: list[Path], outputs: dict[str, Any]) -> str:
+    """A `klutch-central` stack exporting `outputs` (the tenant's StackReference target); its name."""
+    cwd = workspace["base"] / "central-double"
+    cwd.mkdir()
+    (cwd / "Pulumi.yaml").write_text(
+        "name: klutch-central\nruntime:\n  name: python\n  options:\n    toolchain: pip\n    virtualenv: ../.venv\n"
+    )
+    if not (workspace["base"] / ".venv").exists():
+        (workspace["base"] / ".venv").symlink_to(ROOT / ".venv")
+    (cwd / "__main__.py").write_text(
+        textwrap.dedent(
+            f"""\
+            import json
+            import pulumi
+
+            for name, value in json.loads({json.dumps(json.dumps(outputs))}).items():
+                pulumi.export(name, value)
+            """
+        )
+    )
+    pulumi = Pulumi(cwd=cwd, env=offline_env(plugin_dirs, workspace["home"], workspace["state"]), stack="dev")
+    pulumi.init()
+    pulumi.up()
+    return "organization/klutch-central/dev"
+
+
+def tenant_stack(setup: Setup, stack: str, cluster_id: str, apis: list[str], kubeconfig: bool) -> Pulumi:
+    ws = setup.workspace
+    cwd = project_copy(ROOT / "tenant", ws["base"] / f"tenant-{stack}")
+    pulumi = Pulumi(cwd=cwd, env=offline_env(setup.plugin_dirs, ws["home"], ws["state"]), stack=stack)
+    pulumi.init()
+    stack_file = cwd / f"Pulumi.{stack}.yaml"
+    document = yaml.safe_load(stack_file.read_text()) or {}
+    document["config"] = {
+        "pulumi:disable-default-providers": ["kubernetes"],
+        "klutch-tenant:klutchRelease": RELEASE,
+        "klutch-tenant:centralStack": setup.central_stack,
+        "klutch-tenant:clusterId": cluster_id,
+        "klutch-tenant:oidc": {"tokenUrl": setup.backend.token_url, "clientId": CLIENT_ID},
+        "klutch-tenant:apis": apis,
+        "klutch-tenant:namespaces": ["apps"],
+    }
+    stack_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    pulumi.config("klutch-tenant:oidc.clientSecret", CLIENT_SECRET, secret=True, path=True)
+    if kubeconfig:
+        set_kubeconfig(pulumi, setup.tenant)
+    return pulumi
+
+
+def set_kubeconfig(pulumi: Pulumi, tenant: ControlPlane) -> None:
+    pulumi.run("config", "set", "--secret", "klutch-tenant:kubeconfig", input=tenant.kubeconfig_path.read_text())
+
+
+@pytest.fixture(scope="module")
+def setup(
+    chart_repo: ChartRepository,
+    workspace: dict[str, Path],
+    bin_dir: Path,
+    plugin_dirs: list[Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Setup]:
+    tenant = plane("tenant", tmp_path_factory)
+    plugin_dirs = [dynamic_plugin_dir(tmp_path_factory.mktemp("dynamic")), *plugin_dirs]
+    crd_url = f"{chart_repo.url}/kube-bind-{RELEASE}.yaml"
+    with central_cluster("envoy-gateway", tmp_path_factory, bin_dir) as central, running(tenant):
+        real = central_project(workspace, plugin_dirs, "envoy")
+        configure(real, central, existing_cluster_config(central, chart_repo, RELEASE, "envoy-gateway"))
+        done = real.up(check=False)
+        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\n{central.doubles.errors[-5:]}"
+        backend = FakeBackend(central, tmp_path_factory.mktemp("backend"), CLIENT_ID, CLIENT_SECRET)
+        with backend:
+            real_outputs = real.outputs()
+            # what the real stack says, and why the double is needed: its URLs name backend.host
+            assert real_outputs["bindNonInteractiveUrl"] == f"https://{HOST}/bind-noninteractive"
+            assert real_outputs["kubeBindCrdUrls"] == [crd_url]
+            assert real_outputs["bindingApis"] == catalog.binding_apis(REL, SERVICES)
+            outputs = {
+                "exportUrl": f"{backend.url}/export",
+                "bindNonInteractiveUrl": backend.bind_url,
+                "konnectorImage": real_outputs["konnectorImage"],
+                "bindingApis": real_outputs["bindingApis"],
+                "kubeBindCrdUrls": real_outputs["kubeBindCrdUrls"],
+                "tlsCaPem": backend.ca_pem,
+                "kubectlBindCommand": f"kubectl bind {backend.url}/export --konnector-image={REL.konnector_image}",
+            }
+            assert set(outputs) == set(tenant_output_names())
+            central_stack = central_double(workspace, plugin_dirs, outputs)
+            s = Setup(central, tenant, backend, workspace, plugin_dirs, central_stack, None)  # type: ignore[arg-type]
+            s.pulumi = tenant_stack(s, "acme", CLUSTER_ID, APIS, kubeconfig=False)
+            yield s
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def names(plane: ControlPlane, resource: str, namespace: str | None = None) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in plane.items(resource, namespace))
+
+
+def up(setup: Setup) -> Any:
+    done = setup.pulumi.up(check=False)
+    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\nbackend: {setup.backend.errors[-5:]}"
+    return done
+
+
+def test_prepare_only_binds_and_prepares_the_central_side(setup: Setup):
+    done = up(setup)
+    assert "no tenant cluster configured" in done.stdout + done.stderr
+    assert len(setup.backend.bind_requests) == 1
+    assert setup.backend.bind_requests[0] == {
+        "clusterID": CLUSTER_ID,
+        "apis": [{"group": "anynines.com", "resource": r.split(".")[0]} for r in APIS],
+    }
+    assert names(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS) == sorted(APIS)
+    assert names(setup.central, f"apiservicenamespaces.{GROUP}", CENTRAL_NS) == ["apps"]
+    assert not setup.tenant.exists("namespace", REL.konnector_namespace)
+    outputs = setup.pulumi.outputs()
+    assert outputs["centralNamespace"] == CENTRAL_NS
+    assert outputs["namespaceMap"] == {"apps": f"{CENTRAL_NS}-apps"}
+    setup.pulumi.preview("--expect-no-changes")
+
+
+def test_with_the_tenant_cluster_up_installs_the_konnector_and_bindings(setup: Setup):
+    set_kubeconfig(setup.pulumi, setup.tenant)
+    up(setup)
+    assert len(setup.backend.bind_requests) == 1  # adding the cluster does not re-bind
+    tenant, central = setup.tenant, setup.central
+    # the tenant cluster
+    assert tenant.exists("namespace", REL.konnector_namespace)
+    secret = tenant.get("secret", REL.konnector_kubeconfig_secret, REL.konnector_namespace)
+    kubeconfig = yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == central.server
+    assert kubeconfig["contexts"][0]["context"]["namespace"] == CENTRAL_NS
+    crds = [c for c in tenant.items("customresourcedefinitions") if c["spec"]["group"] == GROUP]
+    assert {c["spec"]["names"]["kind"] for c in crds} >= {"APIServiceBinding", "APIServiceExportRequest"}
+    for crd in crds:
+        assert conditions(crd)["Established"] == "True", crd["metadata"]["name"]
+    bindings = tenant.items(f"apiservicebindings.{GROUP}")
+    assert sorted(b["metadata"]["name"] for b in bindings) == sorted(APIS)
+    for binding in bindings:
+        assert "namespace" not in binding["metadata"]  # cluster-scoped
+        assert binding["spec"]["kubeconfigSecretRef"] == {
+            "name": REL.konnector_kubeconfig_secret,
+            "namespace": REL.konnector_namespace,
+            "key": "kubeconfig",
+        }
+    claims = {b["metadata"]["name"]: b["spec"]["permissionClaims"] for b in bindings}
+    assert claims["postgresqlinstances.anynines.com"] == []
+    assert [c["state"] for c in claims["servicebindings.anynines.com"]] == ["Accepted"]
+    deployment = tenant.get("deployment", REL.konnector_name, REL.konnector_namespace)
+    assert conditions(deployment)["Available"] == "True"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == REL.konnector_image
+    # the central cluster, with the backend's credentials
+    requests = central.items(f"apiserviceexportrequests.{GROUP}", CENTRAL_NS)
+    assert sorted(r["metadata"]["name"] for r in requests) == sorted(APIS)
+    for request in requests:
+        [resource] = request["spec"]["resources"]
+        assert f"{resource['resource']}.{resource['group']}" == request["metadata"]["name"]
+        assert resource["versions"] == ["v1"]
+    [apps] = central.items(f"apiservicenamespaces.{GROUP}", CENTRAL_NS)
+    assert apps["status"]["namespace"] == f"{CENTRAL_NS}-apps"
+    outputs = setup.pulumi.outputs()
+    assert outputs["namespaceMap"] == {"apps": f"{CENTRAL_NS}-apps"}
+    assert outputs["boundApis"] == APIS
+    assert outputs["konnectorImage"] == REL.konnector_image
+    assert setup.backend.errors == []
+    provider = yaml.safe_load(outputs["providerKubeconfig"])
+    assert provider["contexts"][0]["context"]["namespace"] == CENTRAL_NS
+    setup.pulumi.preview("--expect-no-changes")
+
+
+def uids(plane: ControlPlane, resource: str, namespace: str | None = None) -> dict[str, str]:
+    return {o["metadata"]["name"]: o["metadata"]["uid"] for o in plane.items(resource, namespace)}
+
+
+def test_an_apis_change_replaces_the_binding(setup: Setup):
+    apis = [*APIS, "backups.anynines.com"]
+    setup.pulumi.config("klutch-tenant:apis", json.dumps(apis))
+    before = len(setup.backend.bind_requests)
+    kept = {
+        "namespaces": uids(setup.central, f"apiservicenamespaces.{GROUP}", CENTRAL_NS),
+        "requests": uids(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS),
+        "bindings": uids(setup.tenant, f"apiservicebindings.{GROUP}"),
+    }
+    preview = setup.pulumi.preview("--diff").stdout
+    assert re.search(r"^\s*\+-pulumi-python:dynamic/klutch:Binding: \(replace\)", preview, re.M), preview[-3000:]
+    done = up(setup)
+    assert re.search(r"pulumi-python:dynamic/klutch:Binding binding replaced", done.stdout), done.stdout[-3000:]
+    assert len(setup.backend.bind_requests) == before + 1
+    assert setup.backend.bind_requests[-1]["apis"][-1] == {"group": "anynines.com", "resource": "backups"}
+    assert names(setup.tenant, f"apiservicebindings.{GROUP}") == sorted(apis)
+    assert names(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS) == sorted(apis)
+    # The re-bind returned the same namespace and credentials: what existed is kept (same uids), only the
+    # new API's objects are created.
+    assert uids(setup.central, f"apiservicenamespaces.{GROUP}", CENTRAL_NS) == kept["namespaces"]
+    assert kept["requests"].items() <= uids(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS).items()
+    assert kept["bindings"].items() <= uids(setup.tenant, f"apiservicebindings.{GROUP}").items()
+    setup.pulumi.preview("--expect-no-changes")
+
+
+def test_a_bind_answered_503_twice_is_retried_and_succeeds(setup: Setup):
+    setup.pulumi.config("klutch-tenant:apis", json.dumps(APIS))
+    before = len(setup.backend.bind_requests)
+    setup.backend.fail_times_with(503, 2)
+    up(setup)
+    assert len(setup.backend.bind_requests) == before + 3
+    assert names(setup.tenant, f"apiservicebindings.{GROUP}") == sorted(APIS)
+    assert names(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS) == sorted(APIS)
+    setup.pulumi.preview("--expect-no-changes")
+
+
+def test_a_refused_bind_fails_with_the_hint_and_creates_nothing(setup: Setup):
+    pulumi = tenant_stack(setup, "denied", "denied-dev", APIS, kubeconfig=True)
+    setup.backend.always(401)
+    try:
+        done = pulumi.up(check=False)
+    finally:
+        setup.backend.always(None)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "was rejected (HTTP 401) for client 'acme-binder'" in out, out[-3000:]
+    assert "audience 'kube-bind'" in out
+    assert CLIENT_SECRET not in out
+    assert not any(token in out for token in setup.backend.tokens)
+    # Known: Pulumi's dynamic-provider host (pulumi/dynamic/__main__.py) reports any exception of a dynamic
+    # provider with its Python traceback; the BindError's message is its last line.
+    assert "klutch.tenant.bindclient.BindError: bind request to" in out
+    created = [
+        r["type"] for r in pulumi.resources() if r["type"].startswith("kubernetes:") and "providers" not in r["type"]
+    ]
+    assert created == []
+    assert not setup.central.exists("namespace", "cluster-denied-dev")
