@@ -229,6 +229,14 @@ def test_namespace_then_secret_then_konnector(ev):
     assert not ev.depends_on(secret, deploy) and not ev.depends_on(ns, secret)
 
 
+def test_nothing_on_the_tenant_cluster_is_created_before_the_bind(ev):
+    bind = ev.one(binding.TYPE, "binding")
+    tenant_k8s = ev.one("pulumi:providers:kubernetes", "tenant-k8s")
+    on_tenant = [r for r in ev.resources if r.provider_urn == tenant_k8s.urn]
+    assert len(on_tenant) > 5
+    assert [r.name for r in on_tenant if not ev.depends_on(r, bind)] == []
+
+
 def test_konnector_image_override():
     ev = run({"konnectorImage": "registry.example.com/mirror/konnector:v1.3.0"})
     deploy = ev.k8s("Deployment", "konnector", "klutch-bind")

@@ -143,8 +143,12 @@ class TenantCluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: TenantClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("klutch:tenant:TenantCluster", name, None, opts)
         self._name, self._args = name, args
+        # Nothing reaches the consumer cluster before the bind succeeded: its provider, and so every object
+        # on it, waits for the component's dependencies (the Binding). A refused bind leaves it untouched.
         self.provider = k8s.Provider(
-            f"{name}-k8s", kubeconfig=self._kubeconfig(name, args.cluster), opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-k8s",
+            kubeconfig=self._kubeconfig(name, args.cluster),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=opts.depends_on if opts else None),
         )
         self._on_tenant = pulumi.ResourceOptions(parent=self, provider=self.provider)
         after_ns, secret = self._kubeconfig_secret()

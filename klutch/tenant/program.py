@@ -71,6 +71,7 @@ def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Bu
                 apis=apis,
                 binding=bound,
             ),
+            opts=pulumi.ResourceOptions(depends_on=[binding]),
         )
     central_side = CentralSide(
         "central",
