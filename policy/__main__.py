@@ -1,7 +1,8 @@
 """The policy pack the Pulumi CLI runs: `pulumi preview --policy-pack policy`.
 
-The CLI starts this file in the pack's own virtualenv with the stack's configuration in
-PULUMI_CONFIG; the stack's `environment` picks the enforcement levels (prod: all mandatory).
+The CLI starts this file in the pack's virtualenv; the stack's `environment` config picks the
+enforcement levels (prod: all mandatory), from PULUMI_CONFIG (older CLIs) or from the stack config the
+CLI sends when it configures the pack (`rules.follow_stack_config`).
 The rules live in `klutch.policy.rules`, shared with the offline render's `--check`.
 """
 
@@ -9,9 +10,11 @@ from pulumi_policy import EnforcementLevel, PolicyPack
 
 from klutch.policy import rules
 
+policies = rules.policies(rules.environment_from_process())
+rules.follow_stack_config(policies)
 PolicyPack(
     name="klutch",
     description="Security and delivery rules of klutch-central and its tenant project",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=rules.policies(rules.environment_from_process()),
+    policies=policies,
 )

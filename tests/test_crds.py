@@ -40,15 +40,19 @@ def applied(reg: Registration, args: pulumi.ResourceTransformArgs) -> pulumi.Res
 @pytest.mark.parametrize("protect", [True, False])
 def test_transform_keeps_and_waits_for_each_crd(protect):
     args = child(annotations={"a": "b"})
-    result = crd_transform(protect)(args)
-    assert result.props["metadata"]["annotations"] == {"a": "b", "pulumi.com/waitFor": "condition=Established"}
+    result = crd_transform(protect, ["https://x.test/v1.5.0/a.yaml", "/mirror/b.yaml"])(args)
+    assert result.props["metadata"]["annotations"] == {
+        "a": "b",
+        "pulumi.com/waitFor": "condition=Established",
+        "klutch.anynines.com/source-files": '["https://x.test/v1.5.0/a.yaml", "/mirror/b.yaml"]',
+    }
     assert args.props["metadata"]["annotations"] == {"a": "b"}  # the input is not mutated
     assert result.opts.protect is protect and result.opts.retain_on_delete is True
     assert result.opts.ignore_changes == ["status"]  # the child's own options survive
 
 
 def test_transform_leaves_other_kinds_alone():
-    assert crd_transform(True)(child("kubernetes:core/v1:Namespace")) is None
+    assert crd_transform(True, [])(child("kubernetes:core/v1:Namespace")) is None
 
 
 def central(protect: bool) -> Registration:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pulumi_policy
 import pytest
+from pulumi.runtime.proto import analyzer_pb2
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -19,6 +20,7 @@ from pulumi_policy import (
     ResourceValidationArgs,
     StackValidationArgs,
 )
+from pulumi_policy.policy import _PolicyAnalyzerServicer as Servicer
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from klutch import catalog
@@ -124,6 +126,7 @@ def test_rules_module_imports_without_starting_the_policy_server(monkeypatch):
 )
 def test_main_builds_the_pack_with_the_stack_environments_levels(monkeypatch, environment, endpoint_level):
     built: dict[str, Any] = {}
+    monkeypatch.setattr(Servicer, "ConfigureStack", Servicer.ConfigureStack)  # restored after the test
     monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kw: built.update(kw))
     config = {"klutch-central:environment": environment} if environment else {}
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
@@ -134,6 +137,33 @@ def test_main_builds_the_pack_with_the_stack_environments_levels(monkeypatch, en
     assert levels.pop("eks-public-endpoint-restricted") == EnforcementLevel(endpoint_level)
     assert set(levels.values()) == {EnforcementLevel.MANDATORY}
     assert {type(p).__name__ for p in built["policies"]} == {"ResourceValidationPolicy", "StackValidationPolicy"}
+
+
+def configure_stack(policies: list[Any], project: str, config: dict[str, str]) -> None:
+    """What the CLI does right after starting the pack: ConfigureStack with the stack's config."""
+    servicer = Servicer("klutch", "0.0.1", policies, EnforcementLevel.MANDATORY)
+    request = analyzer_pb2.AnalyzerStackConfigureRequest(project=project, stack="s", config=config)
+    servicer.ConfigureStack(request, None)
+
+
+@pytest.mark.parametrize(
+    ("config", "endpoint_level"),
+    [
+        ({"klutch-central:environment": "prod"}, "mandatory"),
+        ({"klutch-central:environment": "staging", "klutch-central:protect": "true"}, "advisory"),
+        ({"klutch-central:protect": "true"}, "advisory"),  # unset: dev
+        ({"other:environment": "prod"}, "advisory"),  # another project's key
+        ({}, "mandatory"),  # no config sent (older CLIs): PULUMI_CONFIG's levels stay
+    ],
+)
+def test_the_environment_follows_the_stack_config_the_cli_sends(monkeypatch, config, endpoint_level):
+    monkeypatch.setattr(Servicer, "ConfigureStack", Servicer.ConfigureStack)
+    policies = rules.policies("prod")
+    rules.follow_stack_config(policies)
+    configure_stack(policies, "klutch-central", config)
+    levels = {p.name: p.enforcement_level for p in policies}
+    assert levels.pop("eks-public-endpoint-restricted") == EnforcementLevel(endpoint_level)
+    assert set(levels.values()) == {EnforcementLevel.MANDATORY}
 
 
 def test_policy_pack_files():
@@ -358,6 +388,27 @@ def test_pinned_remote_manifests():
     assert check_resource("pinned-versions", t, {"file": "http://example.com/v1.2.3/crds.yaml"}) == [
         "manifest URL 'http://example.com/v1.2.3/crds.yaml' is not https"
     ]
+
+
+def test_a_crd_is_checked_by_the_files_it_came_from():
+    # Under the real engine the policy pack sees the CRDs a ConfigGroup registers, never the group's `files`.
+    t = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+    def crd(annotations: dict[str, str] | None) -> dict[str, Any]:
+        return {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "apiservicebindings.kube-bind.io", "annotations": annotations},
+        }
+
+    pinned = json.dumps([catalog.RELEASES["v1.5.0"].kube_bind_crd_urls[0], "/srv/mirror/kube-bind.yaml"])
+    assert check_resource("pinned-versions", t, crd({catalog.CRD_SOURCE_ANNOTATION: pinned})) == []
+    assert check_resource("pinned-versions", t, crd(None)) == []  # a CRD the program did not fetch
+    plain = json.dumps(["http://mirror.internal/v1.5.0/kube-bind.yaml"])
+    assert check_resource("pinned-versions", t, crd({catalog.CRD_SOURCE_ANNOTATION: plain})) == [
+        "its file: manifest URL 'http://mirror.internal/v1.5.0/kube-bind.yaml' is not https"
+    ]
+    assert check_resource("pinned-versions", t, crd({catalog.CRD_SOURCE_ANNOTATION: "not json"})) == []
 
 
 # ------------------------------------------------------------------------------- TLS

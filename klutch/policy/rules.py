@@ -183,6 +183,7 @@ SUBNET = "aws:ec2/subnet:Subnet"
 # owners of a LoadBalancer Service.
 CONTROLLER_CHARTS = tuple(catalog.CHARTS[k] for k in catalog.CONTROLLERS)
 GATEWAY_GROUP = "gateway.networking.k8s.io"
+SOURCE = catalog.CRD_SOURCE_ANNOTATION
 CROSSPLANE_PACKAGE_KINDS = ("Provider", "Configuration", "Function")
 _EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.+-]+)?$")
 _VERSIONED_URL = re.compile(r"/(v?\d+\.\d+(\.\d+)?[^/]*|[0-9a-f]{40})/")
@@ -314,21 +315,39 @@ def pinned_versions(res: Resource) -> Iterator[str]:
         return
     if res.type in REMOTE_MANIFEST_TYPES:
         files = res.get("file") or res.get("files") or []
-        for url in [files] if isinstance(files, str) else files:
-            if isinstance(url, str) and url.startswith(("http://", "https://")):
-                if url.startswith("http://"):
-                    yield f"manifest URL {url!r} is not https"
-                if _MOVING_URL.search(url) or not _VERSIONED_URL.search(url):
-                    yield f"manifest URL {url!r} does not name a fixed version (or names a moving ref: latest, main)"
+        yield from manifest_url_problems([files] if isinstance(files, str) else files)
         return
     if not res.kind:
         return
+    if res.kind == "CustomResourceDefinition":
+        yield from (f"its file: {why}" for why in manifest_url_problems(crd_sources(res)))
     for path, container in _containers(res.props):
         if why := image_problem(container.get("image")):
             yield f"{path} ({container.get('name', '?')}): image {why}"
     if res.api_group == "pkg.crossplane.io" and res.kind in CROSSPLANE_PACKAGE_KINDS:
         if why := image_problem(res.get("spec.package")):
             yield f"spec.package {why}"
+
+
+def crd_sources(res: Resource) -> list[Any]:
+    """The files a CRD was applied from, as the program records them (`catalog.CRD_SOURCE_ANNOTATION`)."""
+    annotations = res.get("metadata.annotations")
+    source = annotations.get(SOURCE) if isinstance(annotations, Mapping) else None
+    try:
+        files = json.loads(source) if isinstance(source, str) else []
+    except ValueError:
+        return []
+    return files if isinstance(files, list) else []
+
+
+def manifest_url_problems(files: Iterable[Any]) -> Iterator[str]:
+    """Remote manifest files fetched over https from a URL naming a fixed version (local paths pass)."""
+    for url in files:
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            if url.startswith("http://"):
+                yield f"manifest URL {url!r} is not https"
+            if _MOVING_URL.search(url) or not _VERSIONED_URL.search(url):
+                yield f"manifest URL {url!r} does not name a fixed version (or names a moving ref: latest, main)"
 
 
 def no_load_balancers(res: Resource) -> Iterator[str]:
@@ -610,14 +629,19 @@ def environment(value: Any) -> str:
     return value if value in catalog.ENVIRONMENTS else "prod"
 
 
+def environment_in(config: Mapping[str, Any], project: str) -> str:
+    """The `environment` of project `project` in a stack config keyed `<project>:<key>`."""
+    return environment(config.get(f"{project}:environment"))
+
+
 def environment_from_process() -> str:
-    """The environment of the stack the Pulumi CLI runs this pack for (it passes the stack's config
-    in PULUMI_CONFIG and the project in PULUMI_PROJECT)."""
+    """The environment of the stack as Pulumi CLIs before v3.1xx pass it to a pack: the stack's config in
+    PULUMI_CONFIG and the project in PULUMI_PROJECT (newer CLIs: `follow_stack_config`)."""
     try:
         config = json.loads(os.environ.get("PULUMI_CONFIG") or "{}")
     except ValueError:
         config = {}
-    return environment(config.get(f"{os.environ.get('PULUMI_PROJECT', '')}:environment"))
+    return environment_in(config, os.environ.get("PULUMI_PROJECT", ""))
 
 
 @dataclass(frozen=True)
@@ -671,3 +695,33 @@ def policies(environment: str) -> list[Any]:
 
             out.append(ResourceValidationPolicy(validate=validate, **common))
     return out
+
+
+def set_environment(policies: Sequence[Any], environment: str) -> None:
+    """Give every policy of `policies(...)` its rule's enforcement level in `environment`."""
+    from pulumi_policy import EnforcementLevel
+
+    levels = {rule.name: EnforcementLevel(rule.level(environment)) for rule in RULES}
+    for policy in policies:
+        policy.enforcement_level = levels[policy.name]
+
+
+def follow_stack_config(policies: Sequence[Any]) -> None:
+    """Make the pack take its environment from the stack config the CLI sends when it starts the pack.
+
+    Current Pulumi CLIs (v3.274 included) no longer put the stack's config in the pack's PULUMI_CONFIG:
+    they send it, with the project, in the analyzer's ConfigureStack call, of which pulumi_policy 1.21
+    keeps only the stack tags. This wraps that call (a private class of pulumi_policy, pinned in
+    constraints.txt) to re-level `policies` before the first resource is analyzed. A call without config
+    (older CLIs) leaves the levels `environment_from_process` gave.
+    """
+    from pulumi_policy.policy import _PolicyAnalyzerServicer as Servicer
+
+    configure_stack = Servicer.ConfigureStack
+
+    def with_environment(self: Any, request: Any, context: Any) -> Any:
+        if request.config:
+            set_environment(policies, environment_in(dict(request.config), request.project))
+        return configure_stack(self, request, context)
+
+    Servicer.ConfigureStack = with_environment

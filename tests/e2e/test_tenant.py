@@ -330,3 +330,40 @@ def test_a_refused_bind_fails_with_the_hint_and_creates_nothing(setup: Setup):
     ]
     assert created == []
     assert not setup.central.exists("namespace", "cluster-denied-dev")
+
+
+def test_an_api_the_central_stack_does_not_export_fails_preview_and_creates_nothing(setup: Setup):
+    pulumi = tenant_stack(setup, "stray", "stray-dev", ["redisinstances.anynines.com"], kubeconfig=True)
+    before = len(setup.backend.bind_requests)
+    done = pulumi.preview(check=False)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert (
+        "klutch-tenant:apis[0] = 'redisinstances.anynines.com': is not exported by central stack "
+        f"'{setup.central_stack}'; valid: " in out
+    ), out[-3000:]
+    assert "Traceback" not in out
+    assert len(setup.backend.bind_requests) == before
+    assert [r["type"] for r in pulumi.resources() if not r["type"].startswith("pulumi:")] == []
+    assert not setup.central.exists("namespace", "cluster-stray-dev")
+
+
+def test_a_tenant_destroy_removes_both_sides_and_keeps_the_crds_and_the_central_namespace(setup: Setup):
+    crds = uids(setup.tenant, "customresourcedefinitions")
+    kube_bind_crds = {name: uid for name, uid in crds.items() if name.endswith(f".{GROUP}")}
+    assert len(kube_bind_crds) >= 2
+    done = setup.pulumi.run("destroy", "--yes", "--skip-preview", check=False)
+    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+    out = done.stdout + done.stderr
+    assert f"klutch binding of cluster id '{CLUSTER_ID}' deleted from this stack" in out, out[-3000:]
+    assert f"kubectl delete namespace {CENTRAL_NS}" in out
+    assert setup.pulumi.resources() == []
+    # the tenant side is gone, the kube-bind CRDs stay (retained on delete)
+    assert setup.tenant.items(f"apiservicebindings.{GROUP}") == []
+    assert not setup.tenant.exists("namespace", REL.konnector_namespace)
+    assert not setup.tenant.exists("clusterrole", REL.konnector_cluster_role)
+    assert kube_bind_crds.items() <= uids(setup.tenant, "customresourcedefinitions").items()
+    # the central side: this stack's export requests and namespaces are gone, the tenant's namespace stays
+    assert setup.central.items(f"apiserviceexportrequests.{GROUP}", CENTRAL_NS) == []
+    assert setup.central.items(f"apiservicenamespaces.{GROUP}", CENTRAL_NS) == []
+    assert setup.central.exists("namespace", CENTRAL_NS)
