@@ -110,16 +110,17 @@ class Registration:
     parent: str
     provider: str  # "urn::id" reference, "" for none
     dependencies: list[str]
-    property_dependencies: dict[str, list[str]]
-    protect: bool
-    retain_on_delete: bool
-    delete_before_replace: bool
-    ignore_changes: list[str]
-    replace_on_changes: list[str]
-    custom_timeouts: dict[str, str]
-    aliases: list[Any]
     custom: bool
-    remote: bool
+    # Resource options (a read resource has none).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    replace_on_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    aliases: list[Any] = field(default_factory=list)
+    remote: bool = False
     id: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     read: bool = False  # a `Resource.get` of an existing object, not something the program creates
@@ -427,16 +428,7 @@ class RecordingMonitor(compat.MockMonitor):
                 parent=request.parent,
                 provider=request.provider,
                 dependencies=list(request.dependencies),
-                property_dependencies={},
-                protect=False,
-                retain_on_delete=False,
-                delete_before_replace=False,
-                ignore_changes=[],
-                replace_on_changes=[],
-                custom_timeouts={},
-                aliases=[],
                 custom=True,
-                remote=False,
                 id=request.id,
                 read=True,
             )

@@ -1,11 +1,10 @@
-"""Destroy safety under the real engine: a protected stack refuses to destroy and deletes nothing.
-
-(An unprotected destroy keeping the kube-bind CRDs passed twice here but once hung in the Crossplane
-Helm release's uninstall; it stays out of the suite until that is understood: docs/e2e.md.)"""
+"""Destroy safety under the real engine: a protected stack refuses to destroy and deletes nothing; an
+unprotected one deletes what it owns and keeps the kube-bind CRDs and tenants' objects of their kinds."""
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,19 @@ WATCHED = (
     "secrets",
     "clusterroles",
 )
+
+
+KUBE_BIND_KINDS = (
+    "apiservicebindings",
+    "apiserviceexportrequests",
+    "apiserviceexports",
+    "apiservicenamespaces",
+    "clusterbindings",
+)
+
+
+def uids(plane: ControlPlane, resource: str) -> dict[str, str]:
+    return {o["metadata"]["name"]: o["metadata"]["uid"] for o in plane.items(resource)}
 
 
 def inventory(plane: ControlPlane) -> set[tuple[str, str, str]]:
@@ -82,3 +94,47 @@ def test_destroy_of_a_protected_stack_is_refused_and_deletes_nothing(
         assert "protected" in (done.stdout + done.stderr).lower()
         assert inventory(plane) == before
         assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
+
+
+@contextlib.contextmanager
+def recreated_roles_removed(plane: ControlPlane) -> Iterator[list[str]]:
+    """The remedy docs/operations.md gives for Kubernetes re-creating one of Crossplane's aggregated
+    ClusterRoles while Helm uninstalls it: delete a `crossplane…` ClusterRole without labels. Yields
+    the names it deleted."""
+    removed: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(2):
+            for role in plane.items("clusterroles"):
+                name = role["metadata"]["name"]
+                if name.startswith("crossplane") and not role["metadata"].get("labels"):
+                    plane.kubectl("delete", "clusterrole", name, "--ignore-not-found", check=False)
+                    removed.append(name)
+
+    thread = threading.Thread(target=watch, name="recreated-roles", daemon=True)
+    thread.start()
+    try:
+        yield removed
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def test_destroy_of_an_unprotected_stack_keeps_the_kube_bind_crds_and_tenant_objects(
+    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
+):
+    with deployed(False, chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory) as (pulumi, plane):
+        crds = uids(plane, "customresourcedefinitions")
+        kube_bind = {name: uid for name, uid in crds.items() if name.endswith(f".{RELEASE.kube_bind_group}")}
+        assert {f"{k}.{RELEASE.kube_bind_group}" for k in KUBE_BIND_KINDS} <= kube_bind.keys()
+        with recreated_roles_removed(plane) as removed:
+            done = pulumi.run("destroy", "--yes", "--skip-preview", check=False, timeout=600)
+        print(f"ClusterRoles re-created by Kubernetes during the uninstall and removed: {removed or 'none'}")
+        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+        assert pulumi.resources() == []
+        assert kube_bind.items() <= uids(plane, "customresourcedefinitions").items()  # retained, same uids
+        assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
+        assert not plane.exists("namespace", "crossplane-system")  # what the stack owns is gone
+        assert not plane.exists("deployment", RELEASE.backend_name, RELEASE.backend_namespace)
+        assert not any(r["metadata"]["name"].startswith("crossplane") for r in plane.items("clusterroles"))
