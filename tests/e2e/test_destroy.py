@@ -65,35 +65,34 @@ def tenant_object(plane: ControlPlane) -> dict:
     return export
 
 
-@contextlib.contextmanager
+@pytest.fixture(scope="module")
 def deployed(
-    protect: bool,
-    repo: ChartRepository,
+    chart_repo: ChartRepository,
     workspace: dict[str, Path],
     bin_dir: Path,
     plugin_dirs: list[Path],
-    tmp: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Pulumi, ControlPlane]]:
-    """A central stack deployed with `protect`, plus one tenant object of a kube-bind kind."""
-    name = "protected" if protect else "unprotected"
-    with central_cluster(name, tmp, bin_dir) as plane:
-        pulumi = central_project(workspace, plugin_dirs, name)
-        configure(pulumi, plane, existing_cluster_config(plane, repo, RELEASE.name, "envoy-gateway", protect=protect))
+    """A protected central stack, plus one tenant object of a kube-bind kind. The tests run in the
+    teardown order of docs/operations.md: a destroy refused, the lock lifted by an `up`, the destroy."""
+    with central_cluster("teardown", tmp_path_factory, bin_dir) as plane:
+        pulumi = central_project(workspace, plugin_dirs, "teardown")
+        configure(
+            pulumi, plane, existing_cluster_config(plane, chart_repo, RELEASE.name, "envoy-gateway", protect=True)
+        )
         pulumi.up()
         tenant_object(plane)
         yield pulumi, plane
 
 
-def test_destroy_of_a_protected_stack_is_refused_and_deletes_nothing(
-    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
-):
-    with deployed(True, chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory) as (pulumi, plane):
-        before = inventory(plane)
-        done = pulumi.run("destroy", "--yes", check=False)
-        assert done.returncode != 0
-        assert "protected" in (done.stdout + done.stderr).lower()
-        assert inventory(plane) == before
-        assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
+def test_destroy_of_a_protected_stack_is_refused_and_deletes_nothing(deployed):
+    pulumi, plane = deployed
+    before = inventory(plane)
+    done = pulumi.run("destroy", "--yes", check=False)
+    assert done.returncode != 0
+    assert "protected" in (done.stdout + done.stderr).lower()
+    assert inventory(plane) == before
+    assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
 
 
 @contextlib.contextmanager
@@ -121,20 +120,21 @@ def recreated_roles_removed(plane: ControlPlane) -> Iterator[list[str]]:
         thread.join(timeout=30)
 
 
-def test_destroy_of_an_unprotected_stack_keeps_the_kube_bind_crds_and_tenant_objects(
-    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
-):
-    with deployed(False, chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory) as (pulumi, plane):
-        crds = uids(plane, "customresourcedefinitions")
-        kube_bind = {name: uid for name, uid in crds.items() if name.endswith(f".{RELEASE.kube_bind_group}")}
-        assert {f"{k}.{RELEASE.kube_bind_group}" for k in KUBE_BIND_KINDS} <= kube_bind.keys()
-        with recreated_roles_removed(plane) as removed:
-            done = pulumi.run("destroy", "--yes", "--skip-preview", check=False, timeout=600)
-        print(f"ClusterRoles re-created by Kubernetes during the uninstall and removed: {removed or 'none'}")
-        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
-        assert pulumi.resources() == []
-        assert kube_bind.items() <= uids(plane, "customresourcedefinitions").items()  # retained, same uids
-        assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
-        assert not plane.exists("namespace", "crossplane-system")  # what the stack owns is gone
-        assert not plane.exists("deployment", RELEASE.backend_name, RELEASE.backend_namespace)
-        assert not any(r["metadata"]["name"].startswith("crossplane") for r in plane.items("clusterroles"))
+def test_with_the_lock_lifted_destroy_keeps_the_kube_bind_crds_and_tenant_objects(deployed):
+    pulumi, plane = deployed
+    pulumi.config("klutch-central:protect", "false")
+    pulumi.up()  # teardown step 2: the update removes the protection from the state, nothing else
+    assert not any(r.get("protect") for r in pulumi.resources())
+    crds = uids(plane, "customresourcedefinitions")
+    kube_bind = {name: uid for name, uid in crds.items() if name.endswith(f".{RELEASE.kube_bind_group}")}
+    assert {f"{k}.{RELEASE.kube_bind_group}" for k in KUBE_BIND_KINDS} <= kube_bind.keys()
+    with recreated_roles_removed(plane) as removed:
+        done = pulumi.run("destroy", "--yes", "--skip-preview", check=False, timeout=600)
+    print(f"ClusterRoles re-created by Kubernetes during the uninstall and removed: {removed or 'none'}")
+    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+    assert pulumi.resources() == []
+    assert kube_bind.items() <= uids(plane, "customresourcedefinitions").items()  # retained, same uids
+    assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")
+    assert not plane.exists("namespace", "crossplane-system")  # what the stack owns is gone
+    assert not plane.exists("deployment", RELEASE.backend_name, RELEASE.backend_namespace)
+    assert not any(r["metadata"]["name"].startswith("crossplane") for r in plane.items("clusterroles"))
