@@ -635,8 +635,8 @@ def environment_in(config: Mapping[str, Any], project: str) -> str:
 
 
 def environment_from_process() -> str:
-    """The environment of the stack as Pulumi CLIs before v3.1xx pass it to a pack: the stack's config in
-    PULUMI_CONFIG and the project in PULUMI_PROJECT (newer CLIs: `follow_stack_config`)."""
+    """The environment of the stack as older Pulumi CLIs (v3.79, for one) pass it to a pack: the stack's
+    config in PULUMI_CONFIG and the project in PULUMI_PROJECT (current CLIs: `follow_stack_config`)."""
     try:
         config = json.loads(os.environ.get("PULUMI_CONFIG") or "{}")
     except ValueError:
