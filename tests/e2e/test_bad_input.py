@@ -46,7 +46,9 @@ def assert_refused_with(pulumi: Pulumi, plane: ControlPlane, *expected: str) -> 
     for text in expected:
         assert text in output, output[-3000:]
     assert "Traceback" not in output
-    assert pulumi.resources() == []  # the engine recorded nothing
+    done = pulumi.run("up", "--yes", "--skip-preview", check=False)  # `up` refuses the same way, creating nothing
+    assert done.returncode != 0 and expected[0] in done.stdout + done.stderr
+    assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
     assert plane.items("namespaces", None) and not plane.exists("namespace", "crossplane-system")
 
 

@@ -68,5 +68,8 @@ def test_a_prod_config_that_breaks_a_mandatory_rule_fails_preview_naming_it(plan
         f"- [mandatory]  pinned-versions  (kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition: {crd})" in out
     )
     assert f"its file: manifest URL '{chart_repo.url}/kube-bind-{RELEASE}.yaml' is not https" in out
-    assert pulumi.resources() == []
+    # `up` previews first: the same violation stops it before anything exists.
+    done = pulumi.run("up", "--yes", "--policy-pack", str(ANALYZER), check=False)
+    assert done.returncode != 0 and "pinned-versions" in done.stdout + done.stderr
+    assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
     assert not plane.exists("namespace", "crossplane-system")

@@ -343,6 +343,8 @@ def test_an_api_the_central_stack_does_not_export_fails_preview_and_creates_noth
         f"'{setup.central_stack}'; valid: " in out
     ), out[-3000:]
     assert "Traceback" not in out
+    done = pulumi.run("up", "--yes", check=False)  # the same refusal stops `up` before any bind
+    assert done.returncode != 0 and "is not exported by central stack" in done.stdout + done.stderr
     assert len(setup.backend.bind_requests) == before
     assert [r["type"] for r in pulumi.resources() if not r["type"].startswith("pulumi:")] == []
     assert not setup.central.exists("namespace", "cluster-stray-dev")
