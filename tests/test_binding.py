@@ -68,7 +68,7 @@ def test_create_fails_when_the_backend_left_an_api_out(backend):
         fast().create(props(backend))
 
 
-def test_changing_cluster_id_or_apis_replaces_the_binding():
+def test_only_cluster_id_or_apis_are_a_change_and_they_replace_the_binding():
     old = {
         "clusterId": "acme",
         "apis": APIS,
@@ -87,23 +87,10 @@ def test_changing_cluster_id_or_apis_replaces_the_binding():
     assert diff("id", old, {**old, "apis": APIS[:1]}).replaces == ["apis"]
     same_apis_reordered = diff("id", old, {**old, "apis": list(reversed(APIS))})
     assert same_apis_reordered.changes is False and same_apis_reordered.replaces == []
-    moved = diff("id", old, {**old, "bindUrl": "https://b/bind", "clientSecret": "rotated"})
-    assert moved.changes is True and moved.replaces == []
+    bind_time_only = {"bindUrl": "https://b/bind", "tokenUrl": "https://b/token", "clientId": "c2", "scope": "s2"}
+    moved = diff("id", old, {**old, **bind_time_only, "caPem": "pem2", "clientSecret": "rotated"})
+    assert moved.changes is False and moved.replaces == []
     assert diff("id", old, {**old, "__provider": "new pickle"}).changes is False
-
-
-def test_update_keeps_the_binding_and_records_new_inputs():
-    old = {
-        "clusterId": "acme",
-        "apis": APIS,
-        "bindUrl": "https://a/bind",
-        "kubeconfig": "k",
-        "namespace": "n",
-        "exports": [{"resource": "x"}],
-    }
-    outs = BindingProvider().update("id", old, {**old, "bindUrl": "https://b/bind", "kubeconfig": None}).outs
-    assert outs["bindUrl"] == "https://b/bind"
-    assert (outs["kubeconfig"], outs["namespace"], outs["exports"]) == ("k", "n", [{"resource": "x"}])
 
 
 def test_delete_says_what_the_backend_cannot_release(capsys):

@@ -3,8 +3,8 @@
 Create runs `bindclient.bind` (token → POST /bind-noninteractive → BindingResponse) and stores the
 provider-side kubeconfig (a secret output), the tenant's namespace on the central cluster and one
 export per requested API (versions, permission claims, parameters). Changing `clusterId` or
-`apis` replaces the binding (a new bind); changing the URLs, the OIDC client or the CA only updates
-the stored inputs (they are used at bind time only). Delete cannot release anything on the central
+`apis` replaces the binding (a new bind); changing the URLs, the OIDC client or the CA is no change
+(they are used at bind time only; the next bind uses the new ones). Delete cannot release anything on the central
 side — the kube-bind backend has no unbind endpoint — and says so on the provider's stderr, which
 Pulumi shows in the update's output: the export requests and APIServiceNamespaces this stack made
 are ordinary Kubernetes resources and are deleted by Pulumi itself, before the binding.
@@ -22,14 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
 
 from klutch.config.reader import unwrap_secrets
 from klutch.config.tenant import Api, OidcClient
 from klutch.tenant import bindclient
 
 TYPE = "pulumi-python:dynamic/klutch:Binding"
-# Inputs kept in the outputs (diff compares them); the client secret is never echoed.
+# Inputs kept in the outputs (what the bind used); the client secret is never echoed.
 PUBLIC_INPUTS = ("clusterId", "apis", "bindUrl", "tokenUrl", "clientId", "scope", "caPem")
 REPLACE_ON = ("clusterId", "apis")  # a different tenant identity or API set is a new bind
 RESULTS = ("kubeconfig", "namespace", "exports")
@@ -79,14 +79,13 @@ class BindingProvider(ResourceProvider):
         return CreateResult(id_=f"{props['clusterId']}@{binding.namespace}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        """Only a new identity or API set is a change (a new bind). The URLs, the client and the CA are
+        used at bind time only: changing them changes nothing until the next bind, and the outputs keep
+        the ones the binding was made with. (An in-place update would also make every output unknown in
+        a preview, showing the objects that read them as replaced.)"""
         olds, news = unwrap_secrets(olds), unwrap_secrets(news)
         replaces = [k for k in REPLACE_ON if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
-        changed = [k for k in PUBLIC_INPUTS if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
-
-    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        olds, news = unwrap_secrets(olds), unwrap_secrets(news)
-        return UpdateResult(outs={**{k: news.get(k) for k in PUBLIC_INPUTS}, **{k: olds.get(k) for k in RESULTS}})
+        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = unwrap_secrets(props)

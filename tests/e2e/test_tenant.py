@@ -24,7 +24,8 @@ Choices (what is real, what is a double):
   writes an equivalent shim onto the stacks' PATH.
 
 The tests run in order on one module-scoped setup: prepare-only (no tenant cluster), then the full bind,
-then an `apis` change, then 503s before success, then a refused token.
+then an `apis` change, a token URL change, 503s before success, a refused token, an unexported API
+and the tenant's destroy.
 """
 
 from __future__ import annotations
@@ -296,6 +297,16 @@ def test_an_apis_change_replaces_the_binding(setup: Setup):
     assert kept["requests"].items() <= uids(setup.central, f"apiserviceexportrequests.{GROUP}", CENTRAL_NS).items()
     assert kept["bindings"].items() <= uids(setup.tenant, f"apiservicebindings.{GROUP}").items()
     setup.pulumi.preview("--expect-no-changes")
+
+
+def test_a_token_url_change_changes_nothing_until_the_next_bind(setup: Setup):
+    before = (len(setup.backend.bind_requests), setup.backend.token_requests)
+    # the same IdP under another name: the URLs are used at bind time only
+    url = setup.backend.token_url.replace("127.0.0.1", "localhost")
+    setup.pulumi.run("config", "set", "--path", "--plaintext", "klutch-tenant:oidc.tokenUrl", "--", url)
+    setup.pulumi.preview("--expect-no-changes")  # no update: nothing that reads the binding looks replaced
+    up(setup)
+    assert (len(setup.backend.bind_requests), setup.backend.token_requests) == before
 
 
 def test_a_bind_answered_503_twice_is_retried_and_succeeds(setup: Setup):
