@@ -8,7 +8,9 @@ scripts the answers and then checks what the client sent. Retries never really s
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -260,11 +262,11 @@ def test_timeout_bounds_every_request(backend, delays):
     assert len(backend.calls("/bind-noninteractive")) == 2 and delays == [0.01]
 
 
-def test_connection_refused_is_retried_then_reported(policy, delays):
+def test_an_unreachable_idp_is_retried_then_reported(policy, delays):
     with pytest.raises(
         BindError,
-        match=r"token request to http://127.0.0.1:9/token failed after 3 attempts "
-        r"\(last: connection failed",
+        match=r"^token request to http://127.0.0.1:9/token failed after 3 attempts \(last: connection failed .*\): "
+        r"the IdP at 127.0.0.1:9 did not answer; check oidc.tokenUrl, ",
     ):
         bindclient.bind(
             "http://127.0.0.1:9/bind-noninteractive",
@@ -276,36 +278,88 @@ def test_connection_refused_is_retried_then_reported(policy, delays):
     assert len(delays) == 2
 
 
-# ------------------------------------------------------------------------------- fail at once
-@pytest.mark.parametrize("status", [401, 403])
-def test_rejected_token_fails_at_once_saying_what_to_check(backend, policy, delays, status):
-    backend.bind_answers[:] = [(status, {"error": "unauthorized"})]
+def test_an_unreachable_backend_is_retried_then_reported(backend, policy, delays):
     with pytest.raises(BindError) as err:
-        run_bind(backend, policy)
+        bindclient.bind("http://127.0.0.1:9/bind-noninteractive", backend.credentials, CLUSTER_ID, APIS, policy=policy)
+    assert re.fullmatch(
+        r"bind request to http://127.0.0.1:9/bind-noninteractive failed after 3 attempts \(last: connection failed "
+        r"\(.*\), timeout 0.3s each\): the kube-bind backend at 127.0.0.1:9 did not answer; check the central "
+        r"stack's bindNonInteractiveUrl output, that the kube-bind backend is running, and that this machine "
+        r"reaches it \(DNS, firewall, proxy\); then run `pulumi up` again",
+        str(err.value),
+    ), str(err.value)
+    assert delays == [0.01, 0.02]
+
+
+# ------------------------------------------------------------------------------- fail at once
+def refusal(backend: FakeBackend, policy: Policy, **kwargs: Any) -> str:
+    """The message of a bind that fails; no credential is in it."""
+    with pytest.raises(BindError) as err:
+        run_bind(backend, policy, **kwargs)
     message = str(err.value)
-    assert f"(HTTP {status}) for client '{CLIENT_ID}'" in message
-    assert "oidc.clientId / oidc.clientSecret" in message
-    assert "audience 'kube-bind'" in message
-    assert "client-credentials grant" in message
     assert CLIENT_SECRET not in message and TOKEN not in message
+    return message
+
+
+def test_a_401_of_the_backend_names_the_backend_the_client_and_the_audience(backend, policy, delays):
+    backend.bind_answers[:] = [(401, {"error": "invalid token"})]
+    assert refusal(backend, policy) == (
+        f"bind request to {backend.url('/bind-noninteractive')} was refused by the kube-bind backend (HTTP 401) "
+        f"for client '{CLIENT_ID}' (it answered '{{\"error\": \"invalid token\"}}'): it did not accept the "
+        "access token from oidc.tokenUrl; likely the IdP does not add the audience 'kube-bind' to this client's "
+        "tokens (add an audience mapper to the client), or oidc.tokenUrl belongs to another realm than the "
+        "central stack's oidc.issuerUrl; check both"
+    )
     assert len(backend.calls("/bind-noninteractive")) == 1 and delays == []
+
+
+def test_a_403_of_the_backend_says_the_token_is_valid_but_not_allowed(backend, policy, delays):
+    backend.bind_answers[:] = [(403, {"error": "forbidden"})]
+    message = refusal(backend, policy)
+    assert message.startswith(
+        f"bind request to {backend.url('/bind-noninteractive')} was refused by the kube-bind backend (HTTP 403) "
+        f"for client '{CLIENT_ID}' (it answered '{{\"error\": \"forbidden\"}}'): the token is valid but does "
+        "not allow this bind; likely the IdP does not add the audience 'kube-bind'"
+    )
+    assert message.endswith("check both, and that no other client bound this clusterId")
+    assert delays == []
+
+
+def test_a_404_naming_an_api_says_the_backend_exports_no_such_api(backend, policy, delays):
+    backend.bind_answers[:] = [(404, {"error": "no APIServiceExportTemplate for servicebindings.anynines.com"})]
+    message = refusal(backend, policy)
+    assert (
+        'was refused by the kube-bind backend (HTTP 404) (it answered \'{"error": "no APIServiceExportTemplate '
+        "for servicebindings.anynines.com\"}'): it exports no servicebindings.anynines.com; bind only APIs of the "
+        "central stack's bindingApis output (set apis), or enable the data service in the central stack"
+    ) in message
+    assert "postgresqlinstances" not in message.split("exports no")[1]
+    assert delays == []
+
+
+def test_rejected_token_fails_at_once_without_retries(backend, policy, delays):
+    backend.token_answers[:] = [(403, {"error": "access_denied"})]
+    assert "was refused by the IdP (HTTP 403, access_denied) for client 'acme-binder'" in refusal(backend, policy)
+    assert backend.calls("/bind-noninteractive") == [] and delays == []
 
 
 def test_bad_client_credentials_fail_at_the_token_endpoint(backend, policy, delays):
     backend.token_answers[:] = [(401, {"error": "invalid_client", "error_description": "bad secret"})]
-    with pytest.raises(
-        BindError,
-        match=r"was refused \(HTTP 401, invalid_client\) for client 'acme-binder': "
-        r"check oidc.clientId and oidc.clientSecret",
-    ):
-        run_bind(backend, policy)
+    assert refusal(backend, policy) == (
+        f"token request to {backend.url('/token')} was refused by the IdP (HTTP 401, invalid_client) for client "
+        "'acme-binder': the client id or secret is wrong, or oidc.tokenUrl names another realm than the one the "
+        "central backend trusts; check oidc.clientId and oidc.tokenUrl, and set the secret with "
+        "`pulumi config set --secret --path oidc.clientSecret <secret>`"
+    )
     assert backend.calls("/bind-noninteractive") == [] and delays == []
 
 
 def test_client_without_client_credentials_grant_is_named(backend, policy):
     backend.token_answers[:] = [(400, {"error": "unauthorized_client"})]
-    with pytest.raises(BindError, match="enable the client-credentials grant for this client"):
-        run_bind(backend, policy)
+    assert refusal(backend, policy).endswith(
+        "(HTTP 400, unauthorized_client) for client 'acme-binder': this client may not use the client-credentials "
+        "grant; enable it at the IdP (Keycloak: the client's 'Service accounts roles')"
+    )
 
 
 def test_token_answer_without_access_token(backend, policy):
@@ -315,7 +369,7 @@ def test_token_answer_without_access_token(backend, policy):
 
 
 def test_missing_endpoint_points_at_the_interactive_path(backend, policy, delays):
-    with pytest.raises(BindError, match="no /bind-noninteractive endpoint.*kubectlBindCommand"):
+    with pytest.raises(BindError, match="backend has no /bind-noninteractive endpoint there; .*kubectlBindCommand"):
         bindclient.bind(backend.url("/nope"), backend.credentials, CLUSTER_ID, APIS, policy=policy)
     assert delays == []
 
@@ -357,7 +411,11 @@ def test_an_api_the_backend_left_out_is_an_error(backend, policy):
 
 def test_redirects_are_not_followed(backend, policy):
     backend.bind_answers[:] = [(307, b"", {"Location": "http://elsewhere.example.com/"})]
-    with pytest.raises(BindError, match=r"redirected \(HTTP 307 to http://elsewhere.example.com/\)"):
+    with pytest.raises(
+        BindError,
+        match=r"redirected by the kube-bind backend \(HTTP 307 to http://elsewhere.example.com/\); set the central "
+        r"stack's bindNonInteractiveUrl output to the final URL",
+    ):
         run_bind(backend, policy)
 
 
@@ -395,16 +453,47 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-def test_self_signed_backend_needs_its_ca(self_signed, policy, delays, monkeypatch):
+def test_a_tls_failure_names_the_ca_in_use_and_is_not_retried(self_signed, backend, policy, delays, monkeypatch):
+    for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    server = FakeBackend(tls=self_signed)  # the backend over TLS; the IdP is `backend`, plain HTTP
+    url = server.url("/bind-noninteractive")
+
+    def bind_with(ca_pem: str | None) -> bindclient.Binding:
+        return bindclient.bind(url, backend.credentials, CLUSTER_ID, APIS, ca_pem=ca_pem, policy=policy)
+
+    try:
+        with pytest.raises(BindError) as err:
+            bind_with(None)
+        assert str(err.value).startswith(f"bind request to {url}: TLS verification of the kube-bind backend's ")
+        assert str(err.value).endswith(
+            "against the system's trusted CAs (the central stack exports no tlsCaPem); if the central backend "
+            "serves a self-signed certificate (no backend.host), the central stack must export its CA as tlsCaPem; "
+            "with backend.host, check that its certificate is issued for that host"
+        )
+        with pytest.raises(BindError) as err:
+            bind_with(PLACEHOLDER_CA_PEM)  # another CA than the one that issued the backend's certificate
+        fingerprint = hashlib.sha256(ssl.PEM_cert_to_DER_cert(PLACEHOLDER_CA_PEM)).hexdigest()[:16]
+        assert (
+            f"against the central stack's tlsCaPem (CA 'placeholder-ca' (SHA-256 {fingerprint}…)) and the "
+            "system's trusted CAs; the backend's certificate is not issued by these CAs"
+        ) in str(err.value)
+        assert delays == []  # a certificate problem is not retried
+        assert len(server.calls("/bind-noninteractive")) == 0
+        assert bind_with(self_signed[0].read_text()).namespace == CENTRAL_NAMESPACE
+    finally:
+        server.close()
+
+
+def test_a_tls_failure_at_the_idp_names_the_idp(self_signed, monkeypatch, policy):
     for var in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     server = FakeBackend(tls=self_signed)
     try:
-        with pytest.raises(BindError, match="TLS verification failed .*must export its CA as tlsCaPem"):
+        with pytest.raises(BindError, match=r"^token request to https://127.0.0.1:\d+/token: TLS verification of "
+                           r"the IdP's certificate failed .*the IdP's certificate must be issued for the host of "
+                           r"oidc.tokenUrl by a CA this machine trusts$"):  # fmt: skip
             run_bind(server, policy)
-        assert delays == []  # a certificate problem is not retried
-        binding = run_bind(server, policy, ca_pem=self_signed[0].read_text())
-        assert binding.namespace == CENTRAL_NAMESPACE
     finally:
         server.close()
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import yaml
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
+from klutch.config import compat
 from klutch.tenant import binding as binding_module
 from klutch.tenant.bindclient import BindError, Policy
 from klutch.tenant.binding import BindingProvider
@@ -66,6 +68,54 @@ def test_create_fails_when_the_backend_left_an_api_out(backend):
     backend.bind_answers[:] = [(200, binding_response(APIS[:1]))]
     with pytest.raises(BindError, match="no export request for servicebindings.anynines.com"):
         fast().create(props(backend))
+
+
+def test_a_refused_create_is_reported_by_the_provider_host_as_its_message_alone(backend, monkeypatch):
+    backend.bind_answers[:] = [(401, {"error": "invalid token"})]
+    monkeypatch.setattr(sys, "tracebacklimit", 1000, raising=False)  # restored after the test
+    monkeypatch.setattr(compat, "in_dynamic_provider_host", lambda: True)
+    try:
+        fast().create(props(backend))
+    except BindError:
+        reported = traceback.format_exc()  # what the host sends the CLI (tests/test_compat.py)
+    lines = reported.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "klutch.tenant.bindclient.BindError: bind request to http://127.0.0.1:"
+    ), reported
+    assert "was refused by the kube-bind backend (HTTP 401) for client 'acme-binder'" in lines[0]
+    assert CLIENT_SECRET not in reported and TOKEN not in reported
+
+
+def test_outside_the_provider_host_a_refusal_keeps_its_frames(backend):
+    backend.bind_answers[:] = [(403, {"error": "forbidden"})]
+    with pytest.raises(BindError, match=r"refused by the kube-bind backend \(HTTP 403\)"):
+        fast().create(props(backend))
+    assert getattr(sys, "tracebacklimit", None) is None  # a test or program process is never changed
+
+
+def test_check_before_a_new_bind_reports_an_idp_refusal_as_a_check_failure(backend):
+    backend.token_answers[:] = [(401, {"error": "invalid_client"})]
+    news = props(backend)
+    result = fast().check({}, news)
+    assert result.inputs == news
+    [failure] = result.failures
+    assert failure.property == ""
+    assert failure.reason.startswith(
+        f"token request to {backend.url('/token')} was refused by the IdP (HTTP 401, invalid_client) for client "
+        "'acme-binder': the client id or secret is wrong"
+    )
+    assert backend.calls("/bind-noninteractive") == []  # a check never binds
+
+
+def test_check_asks_the_idp_only_before_a_new_bind_with_known_inputs(backend):
+    news = props(backend)
+    assert fast().check({}, news).failures == []
+    assert len(backend.calls("/token")) == 1
+    olds = {k: v for k, v in news.items() if k != "clientSecret"}
+    assert fast().check(olds, {**news, "tokenUrl": "http://127.0.0.1:9/token"}).failures == []  # bound already
+    assert fast().check({}, {**news, "clientSecret": rpc.UNKNOWN}).failures == []  # a preview's unknown input
+    assert fast().check(olds, {**news, "apis": APIS[:1]}).failures == []  # a replacement binds again
+    assert len(backend.calls("/token")) == 2 and backend.calls("/bind-noninteractive") == []
 
 
 def test_only_cluster_id_or_apis_are_a_change_and_they_replace_the_binding():

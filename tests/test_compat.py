@@ -80,3 +80,26 @@ def test_transforms_resolve_to_the_registered_callables(clean_config):
 
     ev = evaluate(program, {}, project="p", stack="s")
     assert ev.one("t:index:C").transforms == [transform]
+
+
+def test_the_dynamic_provider_host_reports_an_exception_as_format_exc_and_is_this_module():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(compat.DYNAMIC_PROVIDER_HOST)  # finds it without running it
+    assert spec is not None and spec.origin
+    host = Path(spec.origin).read_text()
+    assert "context.abort(grpc.StatusCode.UNKNOWN, traceback.format_exc())" in host
+    assert [m for m in ("Create", "Update", "Diff", "Check") if f"@_abort_with_traceback\n    def {m}(" in host] == [
+        "Create",
+        "Update",
+        "Diff",
+        "Check",
+    ]
+    assert not compat.in_dynamic_provider_host()  # pytest is not the host
+
+
+def test_a_preview_unknown_is_recognised():
+    from pulumi.runtime import rpc
+
+    assert compat.is_unknown(rpc.UNKNOWN) and not compat.is_unknown("x") and not compat.is_unknown(None)

@@ -2,7 +2,8 @@
 
 The config reader and the offline mock engine need a few things the SDK has no public API for:
 the raw config the language host passed (without the warnings `Config.get` prints for secrets),
-the wire format of secret values, the runtime settings and the stack runner. They reach them only
+the wire format of secret and unknown values, the runtime settings and the stack runner; the bind's
+dynamic provider relies on how the dynamic-provider host reports an exception. They reach them only
 through this module, so a Pulumi SDK upgrade that moves an internal breaks here — and
 `tests/test_compat.py` says which — instead of somewhere deep in the program or the tooling.
 """
@@ -10,6 +11,7 @@ through this module, so a Pulumi SDK upgrade that moves an internal breaks here 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -57,9 +59,37 @@ def unwrap_secret(value: Any) -> Any:
     return _rpc.unwrap_rpc_secret(value)
 
 
+def is_unknown(value: Any) -> bool:
+    """True for a property value a preview does not know yet (as a dynamic provider's `check` sees it)."""
+    return isinstance(value, str) and value == _rpc.UNKNOWN
+
+
 def deserialize_properties(struct: Any) -> Any:
     """A protobuf Struct of resource properties as Python values (secrets stay wrapped)."""
     return _rpc.deserialize_properties(struct)
+
+
+# ------------------------------------------------------------------------------- the dynamic-provider host
+DYNAMIC_PROVIDER_HOST = "pulumi.dynamic.__main__"  # `python -m pulumi.dynamic`, started by the engine
+
+
+def in_dynamic_provider_host() -> bool:
+    """True in the process Pulumi runs dynamic providers in (never in a program, a test or the mock engine)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == DYNAMIC_PROVIDER_HOST
+
+
+def report_errors_without_frames() -> None:
+    """Called just before a dynamic provider raises an operator's mistake: the host reports it (and any
+    later exception of this process) as its last line, `<type>: <message>`.
+
+    The host answers an exception of a provider's create/update/diff/check with
+    `traceback.format_exc()`, and the CLI prints that text. With `sys.tracebacklimit = 0` it holds no
+    frames and no "Traceback" header. Set only inside the host, a process of its own that ends with the
+    deployment; a program, a test or the mock engine is never affected.
+    """
+    if in_dynamic_provider_host():
+        sys.tracebacklimit = 0
 
 
 # ------------------------------------------------------------------------------- the mock runtime

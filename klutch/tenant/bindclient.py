@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import hashlib
 import http.client
 import json
 import ssl
@@ -41,14 +42,38 @@ from klutch.config.kubeconfig import KubeconfigError, KubeconfigFacts, parse_kub
 
 USER_AGENT = "klutch-tenant-bind/1"
 _AUTH_CHECKS = (
-    "check (1) oidc.clientId / oidc.clientSecret, (2) that the IdP adds the audience 'kube-bind' to this "
-    "client's tokens (an audience mapper), and (3) that the client may use the client-credentials grant "
-    "(Keycloak: 'Service accounts roles' enabled)"
+    "likely the IdP does not add the audience 'kube-bind' to this client's tokens (add an audience mapper to "
+    "the client), or oidc.tokenUrl belongs to another realm than the central stack's oidc.issuerUrl; check both"
 )
 
 
 class BindError(RuntimeError):
-    """The bind failed; the message says what happened and what to check."""
+    """The bind failed; the message says what was refused, by whom, the likely cause and the fix."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of the bind, as messages name it."""
+
+    request: str  # "token request", "bind request"
+    url: str
+    who: str  # who answers: "the IdP", "the kube-bind backend"
+    setting: str  # the setting that names the URL
+    backend: bool  # the kube-bind backend (whose CA the central stack may export), not the IdP
+
+    @property
+    def what(self) -> str:
+        return f"{self.request} to {self.url}"
+
+
+def _token_endpoint(url: str) -> Endpoint:
+    return Endpoint("token request", url, "the IdP", "oidc.tokenUrl", backend=False)
+
+
+def _bind_endpoint(url: str) -> Endpoint:
+    return Endpoint(
+        "bind request", url, "the kube-bind backend", "the central stack's bindNonInteractiveUrl output", backend=True
+    )
 
 
 @dataclass(frozen=True)
@@ -137,10 +162,10 @@ def bind(
     apis = [{"group": a.get("group", ""), "resource": a["resource"]} for a in apis]
     token = fetch_token(credentials, ca_pem=ca_pem, policy=policy)
     body = json.dumps({"clusterID": cluster_id, "apis": apis}).encode()
-    what = f"bind request to {url}"
+    end = _bind_endpoint(url)
     request = _post(url, body, content_type="application/json", authorization=f"Bearer {token}")
-    status, answer = _exchange(request, what, ca_pem, policy)
-    _check_bind_answer(what, status, answer, credentials.client_id)
+    status, answer = _exchange(request, end, ca_pem, policy)
+    _check_bind_answer(end, status, answer, credentials.client_id, apis)
     return parse_response(answer, url)
 
 
@@ -151,7 +176,7 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
         form["scope"] = credentials.scope
     user, password = (urllib.parse.quote(v, safe="") for v in (credentials.client_id, credentials.client_secret))
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-    what = f"token request to {credentials.token_url}"
+    end = _token_endpoint(credentials.token_url)
     status, body = _exchange(
         _post(
             credentials.token_url,
@@ -159,32 +184,38 @@ def fetch_token(credentials: Credentials, *, ca_pem: str | None = None, policy: 
             content_type="application/x-www-form-urlencoded",
             authorization=f"Basic {basic}",
         ),
-        what,
+        end,
         ca_pem,
         policy,
     )
-    _check_token_answer(what, status, body, credentials.client_id)
-    return _access_token(what, body)
+    _check_token_answer(end, status, body, credentials.client_id)
+    return _access_token(end, body)
 
 
-def _check_token_answer(what: str, status: int, body: bytes, client_id: str) -> None:
+def _check_token_answer(end: Endpoint, status: int, body: bytes, client_id: str) -> None:
     """BindError for a token request the IdP refused or failed, saying what to check."""
     if status in (400, 401, 403):
         error = _oauth_error(body)
         hint = (
-            "enable the client-credentials grant for this client (Keycloak: 'Service accounts roles')"
+            "this client may not use the client-credentials grant; enable it at the IdP "
+            "(Keycloak: the client's 'Service accounts roles')"
             if error in ("unauthorized_client", "unsupported_grant_type")
-            else "check oidc.clientId and oidc.clientSecret, and that oidc.tokenUrl is the token endpoint "
-            "of the realm the central backend trusts"
+            else "the client id or secret is wrong, or oidc.tokenUrl names another realm than the one the central "
+            "backend trusts; check oidc.clientId and oidc.tokenUrl, and set the secret with "
+            "`pulumi config set --secret --path oidc.clientSecret <secret>`"
         )
         raise BindError(
-            f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client '{client_id}': {hint}"
+            f"{end.what} was refused by {end.who} (HTTP {status}{', ' + error if error else ''}) "
+            f"for client '{client_id}': {hint}"
         )
     if not 200 <= status < 300:
-        raise BindError(f"{what} failed (HTTP {status}): {_excerpt(body)}; check oidc.tokenUrl")
+        raise BindError(
+            f"{end.what} failed at {end.who} (HTTP {status}): {_excerpt(body)}; check {end.setting} "
+            "(the IdP's OAuth2 token endpoint)"
+        )
 
 
-def _access_token(what: str, body: bytes) -> str:
+def _access_token(end: Endpoint, body: bytes) -> str:
     """The access token of a token response."""
     try:
         doc = json.loads(body)
@@ -193,25 +224,38 @@ def _access_token(what: str, body: bytes) -> str:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise BindError(
-            f"{what} answered without an access_token; check that oidc.tokenUrl is the IdP's OAuth2 token endpoint"
+            f"{end.what} answered without an access_token; check that {end.setting} is the IdP's OAuth2 token endpoint"
         ) from None
     return token
 
 
-def _check_bind_answer(what: str, status: int, answer: bytes, client_id: str) -> None:
+def _check_bind_answer(end: Endpoint, status: int, answer: bytes, client_id: str, apis: list[dict[str, str]]) -> None:
     """BindError for a bind request the backend did not answer with a binding, saying what to check."""
-    if status in (401, 403):
-        who = f" for client '{client_id}'" if client_id else ""
+    said = f" (it answered {_excerpt(answer)})"
+    if status == 401:
         raise BindError(
-            f"{what} was rejected (HTTP {status}){who}: the backend did not accept the access token; {_AUTH_CHECKS}"
+            f"{end.what} was refused by {end.who} (HTTP 401) for client '{client_id}'{said}: it did not accept "
+            f"the access token from oidc.tokenUrl; {_AUTH_CHECKS}"
+        )
+    if status == 403:
+        raise BindError(
+            f"{end.what} was refused by {end.who} (HTTP 403) for client '{client_id}'{said}: the token is valid "
+            f"but does not allow this bind; {_AUTH_CHECKS}, and that no other client bound this clusterId"
         )
     if status == 404:
+        unknown = [qualified_resource(a["resource"], a["group"]) for a in apis if a["resource"].encode() in answer]
+        if unknown:
+            raise BindError(
+                f"{end.what} was refused by {end.who} (HTTP 404){said}: it exports no {', '.join(unknown)}; "
+                "bind only APIs of the central stack's bindingApis output (set apis), or enable the data "
+                "service in the central stack"
+            )
         raise BindError(
-            f"{what} failed (HTTP 404): the backend has no /bind-noninteractive endpoint; check the "
-            "central stack's bindNonInteractiveUrl, or bind interactively with its kubectlBindCommand"
+            f"{end.what} failed (HTTP 404){said}: {end.who} has no /bind-noninteractive endpoint there; check "
+            f"{end.setting}, or bind interactively with its kubectlBindCommand output"
         )
     if not 200 <= status < 300:
-        raise BindError(f"{what} failed (HTTP {status}): {_excerpt(answer)}")
+        raise BindError(f"{end.what} failed at {end.who} (HTTP {status}){said}; check {end.setting}")
 
 
 def parse_response(body: bytes, url: str = "the backend") -> Binding:
@@ -331,8 +375,40 @@ def _context(ca_pem: str | None) -> ssl.SSLContext:
     return ctx
 
 
+def trusted(ca_pem: str | None) -> str:
+    """The CAs a request trusts, as messages name them: tlsCaPem's by subject and SHA-256 fingerprint."""
+    if not ca_pem:
+        return "the system's trusted CAs (the central stack exports no tlsCaPem)"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(cadata=ca_pem)
+    subjects = [dict(rdn[0] for rdn in c.get("subject", ())) for c in ctx.get_ca_certs()]
+    fingerprints = [hashlib.sha256(der).hexdigest()[:16] for der in ctx.get_ca_certs(binary_form=True)]
+    named = ", ".join(
+        f"{s.get('commonName', '?')!r} (SHA-256 {f}…)" for s, f in zip(subjects, fingerprints, strict=True)
+    )
+    return f"the central stack's tlsCaPem (CA {named}) and the system's trusted CAs"
+
+
+def _tls_failure(end: Endpoint, reason: ssl.SSLError, ca_pem: str | None) -> BindError:
+    if not end.backend:
+        fix = f"the IdP's certificate must be issued for the host of {end.setting} by a CA this machine trusts"
+    elif ca_pem:
+        fix = (
+            "the backend's certificate is not issued by these CAs for this host: check on the central cluster that "
+            "the backend's certificate (cert-manager Certificate) is Ready and issued by the stack's CA"
+        )
+    else:
+        fix = (
+            "if the central backend serves a self-signed certificate (no backend.host), the central stack must "
+            "export its CA as tlsCaPem; with backend.host, check that its certificate is issued for that host"
+        )
+    return BindError(
+        f"{end.what}: TLS verification of {end.who}'s certificate failed ({reason}) against {trusted(ca_pem)}; {fix}"
+    )
+
+
 def _exchange(
-    make: Callable[[], urllib.request.Request], what: str, ca_pem: str | None, policy: Policy
+    make: Callable[[], urllib.request.Request], end: Endpoint, ca_pem: str | None, policy: Policy
 ) -> tuple[int, bytes]:
     """(status, body) of one HTTP exchange, retrying transient failures; non-transient statuses are returned."""
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_context(ca_pem)), _NoRedirect())
@@ -347,23 +423,26 @@ def _exchange(
             if e.code != 429 and e.code < 500:
                 if 300 <= e.code < 400:
                     raise BindError(
-                        f"{what} was redirected (HTTP {e.code} to {e.headers.get('Location')}); configure the final URL"
+                        f"{end.what} was redirected by {end.who} (HTTP {e.code} to {e.headers.get('Location')}); "
+                        f"set {end.setting} to the final URL"
                     ) from None
                 return e.code, body
             last = f"HTTP {e.code}"
             retry_after = _retry_after(e.headers.get("Retry-After"))
         except urllib.error.URLError as e:
             if isinstance(e.reason, ssl.SSLError):
-                raise BindError(
-                    f"{what}: TLS verification failed ({e.reason}); if the central backend uses a "
-                    "self-signed certificate, the central stack must export its CA as tlsCaPem"
-                ) from None
+                raise _tls_failure(end, e.reason, ca_pem) from None
             last = "timed out" if isinstance(e.reason, TimeoutError) else f"connection failed ({e.reason})"
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
             last = "timed out" if isinstance(e, TimeoutError) else f"connection failed ({e})"
         if attempt < policy.attempts:
             policy.sleep(policy.delay(attempt, retry_after))
-    raise BindError(f"{what} failed after {policy.attempts} attempts (last: {last}, timeout {policy.timeout:g}s each)")
+    host = urllib.parse.urlsplit(end.url).netloc
+    raise BindError(
+        f"{end.what} failed after {policy.attempts} attempts (last: {last}, timeout {policy.timeout:g}s each): "
+        f"{end.who} at {host} did not answer; check {end.setting}, that {end.who} is running, and that this "
+        "machine reaches it (DNS, firewall, proxy); then run `pulumi up` again"
+    )
 
 
 def _read(e: urllib.error.HTTPError) -> bytes:

@@ -9,6 +9,13 @@ side — the kube-bind backend has no unbind endpoint — and says so on the pro
 Pulumi shows in the update's output: the export requests and APIServiceNamespaces this stack made
 are ordinary Kubernetes resources and are deleted by Pulumi itself, before the binding.
 
+A refused bind is an operator's mistake, reported as the bind client's message alone (what was
+refused, by whom, the likely cause, the fix), never as a Python traceback: `check`, which runs in
+`preview` and `up` before a new bind, asks the IdP for a token (a read, no bind) and returns a refusal
+as a CheckFailure, which the engine prints as "… resource 'binding' has a problem: <message>"; a
+refusal of the bind itself in `create` is raised so that the dynamic-provider host reports its
+message only (`compat.report_errors_without_frames`).
+
 How the provider reaches its code: Pulumi pickles the provider object (dill) into the state and
 unpickles it in a separate provider process (`python -m pulumi.dynamic`, run by the project's
 virtualenv, where the `klutch` package is installed). The provider class is pickled by reference.
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
 
+from klutch.config import compat
 from klutch.config.reader import unwrap_secrets
 from klutch.config.tenant import Api, OidcClient
 from klutch.tenant import bindclient
@@ -32,6 +40,7 @@ TYPE = "pulumi-python:dynamic/klutch:Binding"
 # Inputs kept in the outputs (what the bind used); the client secret is never echoed.
 PUBLIC_INPUTS = ("clusterId", "apis", "bindUrl", "tokenUrl", "clientId", "scope", "caPem")
 REPLACE_ON = ("clusterId", "apis")  # a different tenant identity or API set is a new bind
+TOKEN_INPUTS = ("tokenUrl", "clientId", "clientSecret", "scope", "caPem")
 RESULTS = ("kubeconfig", "namespace", "exports")
 
 
@@ -59,17 +68,32 @@ class BindingProvider(ResourceProvider):
     def __init__(self, policy: bindclient.Policy | None = None) -> None:
         self._policy = policy or bindclient.Policy()
 
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """Before a new bind (in preview too): the IdP must issue this client a token. A refusal is a
+        CheckFailure naming what to fix; no bind request is sent here."""
+        plain = unwrap_secrets(news)
+        if _replaces(unwrap_secrets(olds), plain) and not any(compat.is_unknown(plain.get(k)) for k in TOKEN_INPUTS):
+            try:
+                bindclient.fetch_token(_credentials(plain), ca_pem=plain.get("caPem"), policy=self._policy)
+            except bindclient.BindError as e:
+                return CheckResult(news, [CheckFailure("", str(e))])
+        return CheckResult(news, [])
+
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = unwrap_secrets(props)
-        binding = bindclient.bind(
-            props["bindUrl"],
-            bindclient.Credentials(props["tokenUrl"], props["clientId"], props["clientSecret"], props.get("scope")),
-            props["clusterId"],
-            props["apis"],
-            ca_pem=props.get("caPem"),
-            policy=self._policy,
-        )
-        exports = binding.exports_for(props["apis"])
+        try:
+            binding = bindclient.bind(
+                props["bindUrl"],
+                _credentials(props),
+                props["clusterId"],
+                props["apis"],
+                ca_pem=props.get("caPem"),
+                policy=self._policy,
+            )
+            exports = binding.exports_for(props["apis"])
+        except bindclient.BindError as e:
+            compat.report_errors_without_frames()
+            raise e from None
         outs = {
             **{k: props.get(k) for k in PUBLIC_INPUTS},
             "kubeconfig": binding.kubeconfig,
@@ -83,8 +107,7 @@ class BindingProvider(ResourceProvider):
         used at bind time only: changing them changes nothing until the next bind, and the outputs keep
         the ones the binding was made with. (An in-place update would also make every output unknown in
         a preview, showing the objects that read them as replaced.)"""
-        olds, news = unwrap_secrets(olds), unwrap_secrets(news)
-        replaces = [k for k in REPLACE_ON if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
+        replaces = _replaces(unwrap_secrets(olds), unwrap_secrets(news))
         return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=False)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
@@ -104,6 +127,15 @@ def release_message(cluster_id: str, namespace: str) -> str:
         f"binding uses cluster id '{cluster_id}', the central operator may run "
         f"`kubectl delete namespace {namespace}` on the central cluster."
     )
+
+
+def _credentials(props: Mapping[str, Any]) -> bindclient.Credentials:
+    return bindclient.Credentials(props["tokenUrl"], props["clientId"], props["clientSecret"], props.get("scope"))
+
+
+def _replaces(olds: Mapping[str, Any], news: Mapping[str, Any]) -> list[str]:
+    """The inputs whose change makes a new bind (every one of them when there is no binding yet)."""
+    return [k for k in REPLACE_ON if _normal(k, olds.get(k)) != _normal(k, news.get(k))]
 
 
 def _normal(key: str, value: Any) -> Any:
