@@ -24,8 +24,8 @@ Choices (what is real, what is a double):
   writes an equivalent shim onto the stacks' PATH.
 
 The tests run in order on one module-scoped setup: prepare-only (no tenant cluster), then the full bind,
-then an `apis` change, a token URL change, 503s before success, a refused token, an unexported API
-and the tenant's destroy.
+then an `apis` change, a token URL change, 503s before success, a client the IdP refuses and a token
+the backend refuses (both without a traceback), an unexported API and the tenant's destroy.
 """
 
 from __future__ import annotations
@@ -320,45 +320,64 @@ def test_a_bind_answered_503_twice_is_retried_and_succeeds(setup: Setup):
     setup.pulumi.preview("--expect-no-changes")
 
 
+TRACEBACK = re.compile(r'^\s*(Traceback \(most recent call last\)|File ")', re.M)
+
+
+def refused(setup: Setup, done: Any, *hints: str) -> str:
+    """The output of a command the program refused: non-zero, each hint, no traceback, no credential."""
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-3000:]
+    for hint in hints:
+        assert hint in out, f"{hint!r} not in\n{out[-3000:]}"
+    assert not TRACEBACK.search(out), out[-3000:]
+    assert CLIENT_SECRET not in out and not any(token in out for token in setup.backend.tokens)
+    return out
+
+
+def created_nothing(setup: Setup, pulumi: Pulumi, cluster_id: str) -> None:
+    assert [r["type"] for r in pulumi.resources() if not r["type"].startswith("pulumi:")] == []
+    assert not setup.central.exists("namespace", f"cluster-{cluster_id}")
+
+
 def test_a_refused_bind_fails_with_the_hint_and_creates_nothing(setup: Setup):
     pulumi = tenant_stack(setup, "denied", "denied-dev", APIS, kubeconfig=True)
+    before = len(setup.backend.bind_requests)
+    # The IdP refuses the client: preview and up say so before any bind request.
+    pulumi.config("klutch-tenant:oidc.clientSecret", "not-the-secret", secret=True, path=True)
+    idp = "was refused by the IdP (HTTP 401, invalid_client) for client 'acme-binder': the client id or secret is wrong"
+    refused(setup, pulumi.preview(check=False), "resource 'binding' has a problem: token request to", idp)
+    refused(setup, pulumi.up(check=False), idp)
+    assert len(setup.backend.bind_requests) == before
+    created_nothing(setup, pulumi, "denied-dev")
+    # The backend refuses the token (401): up fails on the bind, with the hint and nothing else.
+    pulumi.config("klutch-tenant:oidc.clientSecret", CLIENT_SECRET, secret=True, path=True)
     setup.backend.always(401)
     try:
         done = pulumi.up(check=False)
     finally:
         setup.backend.always(None)
-    assert done.returncode != 0
-    out = done.stdout + done.stderr
-    assert "was rejected (HTTP 401) for client 'acme-binder'" in out, out[-3000:]
-    assert "audience 'kube-bind'" in out
-    assert CLIENT_SECRET not in out
-    assert not any(token in out for token in setup.backend.tokens)
-    # Known: Pulumi's dynamic-provider host (pulumi/dynamic/__main__.py) reports any exception of a dynamic
-    # provider with its Python traceback; the BindError's message is its last line.
-    assert "klutch.tenant.bindclient.BindError: bind request to" in out
-    created = [
-        r["type"] for r in pulumi.resources() if r["type"].startswith("kubernetes:") and "providers" not in r["type"]
-    ]
-    assert created == []
-    assert not setup.central.exists("namespace", "cluster-denied-dev")
+    refused(
+        setup,
+        done,
+        "klutch.tenant.bindclient.BindError: bind request to",
+        "was refused by the kube-bind backend (HTTP 401) for client 'acme-binder'",
+        "audience 'kube-bind'",
+    )
+    assert len(setup.backend.bind_requests) == before + 1
+    created_nothing(setup, pulumi, "denied-dev")
 
 
 def test_an_api_the_central_stack_does_not_export_fails_preview_and_creates_nothing(setup: Setup):
     pulumi = tenant_stack(setup, "stray", "stray-dev", ["redisinstances.anynines.com"], kubeconfig=True)
     before = len(setup.backend.bind_requests)
-    done = pulumi.preview(check=False)
-    assert done.returncode != 0
-    out = done.stdout + done.stderr
-    assert (
+    hint = (
         "klutch-tenant:apis[0] = 'redisinstances.anynines.com': is not exported by central stack "
-        f"'{setup.central_stack}'; valid: " in out
-    ), out[-3000:]
-    assert "Traceback" not in out
-    done = pulumi.run("up", "--yes", check=False)  # the same refusal stops `up` before any bind
-    assert done.returncode != 0 and "is not exported by central stack" in done.stdout + done.stderr
+        f"'{setup.central_stack}'; valid: "
+    )
+    refused(setup, pulumi.preview(check=False), hint)
+    refused(setup, pulumi.run("up", "--yes", check=False), hint)  # the same refusal stops `up` before any bind
     assert len(setup.backend.bind_requests) == before
-    assert [r["type"] for r in pulumi.resources() if not r["type"].startswith("pulumi:")] == []
-    assert not setup.central.exists("namespace", "cluster-stray-dev")
+    created_nothing(setup, pulumi, "stray-dev")
 
 
 def test_a_tenant_destroy_removes_both_sides_and_keeps_the_crds_and_the_central_namespace(setup: Setup):
