@@ -76,6 +76,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(CentralOutputs)}
 
 # The outputs a tenant stack binds with (the contract between the two programs).
 TENANT_READS = (
+    "klutch_release",
     "export_url",
     "bind_noninteractive_url",
     "konnector_image",

@@ -9,7 +9,7 @@ from typing import Any
 from klutch.central import program
 from klutch.config import central as central_config
 from klutch.offline import stackfile
-from klutch.offline.mockengine import Evaluation, evaluate
+from klutch.offline.mockengine import MOCK_REGION, Evaluation, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = central_config.NAMESPACE
@@ -76,12 +76,13 @@ def run(
     secret_keys: tuple[str, ...] | None = None,
     stack: str = "test",
     raw: dict[str, Any] | None = None,
+    region: str | None = MOCK_REGION,
     **kwargs: Any,
 ) -> Evaluation:
-    """Evaluate the central program with the base config plus `overrides`."""
+    """Evaluate the central program with the base config plus `overrides` (and `aws:region`, unless None)."""
     raw = merged(overrides) if raw is None else raw
     keys = BASE_SECRET_KEYS if secret_keys is None else secret_keys
-    config = {f"{NS}:{k}": v for k, v in raw.items()}
+    config = {f"{NS}:{k}": v for k, v in raw.items()} | ({"aws:region": region} if region else {})
     return evaluate(program.main, config, [f"{NS}:{k}" for k in keys], project="klutch-central", stack=stack, **kwargs)
 
 
@@ -91,9 +92,12 @@ def parse(
     secret_keys: tuple[str, ...] | None = None,
     raw: dict[str, Any] | None = None,
     stack: str = "test",
+    others: dict[str, Any] | None = None,
 ) -> central_config.CentralConfig:
+    """The parsed base config plus `overrides`; `others`: the stack's keys of other namespaces (None: unknown)."""
     raw = merged(overrides) if raw is None else raw
-    return central_config.parse(raw, set(BASE_SECRET_KEYS if secret_keys is None else secret_keys), stack=stack)
+    keys = set(BASE_SECRET_KEYS if secret_keys is None else secret_keys)
+    return central_config.parse(raw, keys, stack=stack, others=others)
 
 
 def run_stack_file(stack: str) -> Evaluation:

@@ -381,3 +381,112 @@ def test_one_walker_unwraps_finds_and_masks_secrets():
     target: dict = {"x": None, "l": [1]}
     assert dotted_set(target, "x.y.z", 1) and target["x"] == {"y": {"z": 1}}
     assert not dotted_set(target, "l.y", 1) and target["l"] == [1]
+
+
+# ------------------------------------------------------------------------------- holes the CLI does not see
+REGION = {"aws:region": "eu-central-1"}
+
+
+def test_a_misspelt_config_namespace_is_an_error_with_the_key_it_meant():
+    message = problems_of(others={**REGION, "klutch-centrall:environment": "prod", "klutch_central:protect": "true"})
+    assert (
+        "  - klutch-centrall:environment = 'prod': unknown config namespace 'klutch-centrall'; "
+        "did you mean 'klutch-central:environment'?"
+    ) in message.splitlines()
+    assert "did you mean 'klutch-central:protect'?" in message
+
+
+def test_an_unrelated_config_namespace_is_a_warning():
+    cfg = harness.parse(others={**REGION, "pulumi:disable-default-providers": '["*"]', "myteam:owner": "ops"})
+    assert (
+        "config 'myteam:owner' ignored: namespace 'myteam' is not read by this program (it reads 'klutch-central', "
+        "'pulumi', 'aws', 'eks', 'kubernetes', 'random', 'tls')"
+    ) in cfg.warnings
+
+
+def test_a_public_access_cidr_without_prefix_is_rejected():
+    message = problems_of({"cluster": {"publicAccessCidrs": ["10.0.0.0"]}})
+    assert (
+        "  - klutch-central:cluster.publicAccessCidrs[0] = '10.0.0.0': must be a CIDR block with its prefix "
+        "length, e.g. '10.0.0.0/32' for this one address"
+    ) in message.splitlines()
+
+
+@pytest.mark.parametrize("cidr", ["169.254.0.0/16", "100.64.0.0/16", "172.32.0.0/16"])
+def test_a_vpc_cidr_outside_rfc_1918_is_rejected(cidr):
+    assert (
+        f"  - klutch-central:network.cidr = '{cidr}': must be inside an RFC 1918 private range: 10.0.0.0/8, "
+        "172.16.0.0/12 or 192.168.0.0/16"
+    ) in problems_of({"network": {"cidr": cidr}}).splitlines()
+
+
+def test_an_eks_stack_without_aws_region_is_an_error_before_any_cloud_call():
+    assert (
+        "  - aws:region = <unset>: required for cluster.mode 'eks', an AWS region such as 'eu-central-1' (where the "
+        "cluster and its network are created): `pulumi config set aws:region <region>`"
+    ) in problems_of(others={}).splitlines()
+    existing = {"cluster": {"mode": "existing"}, "network": None, "kubeconfig": KUBECONFIG}
+    assert harness.parse(existing, secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"), others={}).cluster.mode == (
+        "existing"
+    )
+    with pytest.raises(ConfigError, match="aws:region"):
+        harness.run(region=None)  # the program reads it
+
+
+def test_every_availability_zone_problem_is_reported_in_one_round():
+    zones = ["eu-central-1a", "eu-central-1a", "us-east-1b", "central"]
+    lines = problems_of({"network": {"availabilityZones": zones}}, others=REGION).splitlines()
+    assert lines[1:] == [
+        "  - klutch-central:network.availabilityZones[2] = 'us-east-1b': is not a zone of aws:region "
+        "'eu-central-1' (e.g. 'eu-central-1a')",
+        "  - klutch-central:network.availabilityZones[3] = 'central': must be an availability-zone name such as "
+        "'eu-central-1a'",
+        '  - klutch-central:network.availabilityZones = ["eu-central-1a", "eu-central-1a", "us-east-1b", '
+        '"central"]: must not repeat a zone',
+    ]
+
+
+def test_reserved_example_hosts_are_warned_about_first():
+    warnings = harness.parse().warnings  # the base config names example.com hosts everywhere
+    assert list(warnings[:4]) == [
+        "klutch-central:backend.host = 'klutch.example.com' names the reserved example host 'klutch.example.com', "
+        "where nothing answers: set your own (`pulumi config set --path backend.host <value>`) before `pulumi up`",
+        "klutch-central:oidc.issuerUrl = 'https://idp.example.com/realms/klutch' names the reserved example host "
+        "'idp.example.com', where nothing answers: set your own (`pulumi config set --path oidc.issuerUrl <value>`) "
+        "before `pulumi up`",
+        "klutch-central:dataServices.postgresql.serviceBroker.url = 'http://postgresql-broker.example.com:3000' "
+        "names the reserved example host 'postgresql-broker.example.com', where nothing answers: set your own "
+        "(`pulumi config set --path dataServices.postgresql.serviceBroker.url <value>`) before `pulumi up`",
+        "klutch-central:dataServices.postgresql.backupManager.url = 'http://postgresql-backup.example.com:3000' "
+        "names the reserved example host 'postgresql-backup.example.com', where nothing answers: set your own "
+        "(`pulumi config set --path dataServices.postgresql.backupManager.url <value>`) before `pulumi up`",
+    ]
+    real = harness.parse(
+        {
+            "backend": {"host": "klutch.acme.io"},
+            "oidc": {"issuerUrl": "https://login.acme.io/realms/klutch"},
+            "dataServices": {},
+        }
+    )
+    assert not any("reserved example host" in w for w in real.warnings)
+
+
+@pytest.mark.parametrize(
+    ("host", "reserved"),
+    [
+        ("example.com", True),
+        ("idp.example.org", True),
+        ("a.b.example.net", True),
+        ("klutch.example", True),
+        ("nothing.invalid", True),
+        ("EXAMPLE.COM.", True),
+        ("example.com.au", False),
+        ("myexample.com", False),
+        ("klutch.e2e.test", False),
+        ("", False),
+    ],
+)
+def test_reserved_hosts(host, reserved):
+    from klutch.config.reader import reserved_host
+
+    assert reserved_host(host) is reserved

@@ -99,7 +99,7 @@ def test_every_subnet_is_associated_with_its_route_table(ev):
 
 def test_explicit_zones_and_a_fourth_zone():
     zones = ["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"]
-    ev = harness.run({"network": {"cidr": "172.20.0.0/16", "availabilityZones": zones}})
+    ev = harness.run({"network": {"cidr": "172.20.0.0/16", "availabilityZones": zones}}, region="eu-west-1")
     assert [s.get("availabilityZone") for s in subnets(ev, "private")] == zones
     assert len(subnets(ev, "public")) == 4
 

@@ -223,3 +223,18 @@ def test_a_bad_central_stack_name_is_reported_at_once(tmp_path, capsys):
         "  - klutch-tenant:centralStack = 'klutch-central-dev': must be the central stack's fully qualified" in stderr
     )
     assert "Traceback" not in stderr
+
+
+def test_a_tenant_release_other_than_the_central_stack_s_fails_the_render(tmp_path, capsys):
+    project = tenant_project(
+        tmp_path,
+        "  klutch-tenant:clusterId: acme\n  klutch-tenant:klutchRelease: v1.0.0\n"
+        "  klutch-tenant:oidc:\n    tokenUrl: https://idp.acme.io/token\n    clientId: c\n",
+    )
+    code, _, stderr = run(["--project-dir", str(project), "--stack", "t", "--out", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert stderr.splitlines()[1] == (
+        "  - klutch-tenant:klutchRelease = 'v1.0.0': differs from the klutchRelease output 'v1.5.0' of central "
+        "stack 'organization/klutch-central/dev'; use the central stack's release: "
+        "`pulumi config set klutchRelease v1.5.0`"
+    )

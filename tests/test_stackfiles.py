@@ -222,3 +222,41 @@ def test_every_tracked_stack_is_declared_for_checkouts_without_git():
             pytest.skip("not a git checkout")
         assert set(tracked) <= set(project.shipped), project.name
         assert all((ROOT / project.directory / f"Pulumi.{s}.yaml").exists() for s in project.shipped), project.name
+
+
+def test_the_render_reports_the_holes_pulumi_up_would_in_one_round(tmp_path, capsys):
+    text = (
+        DEV.replace("  aws:region: eu-central-1\n", "  klutch-centrall:environment: prod\n")
+        .replace("cidr: 10.0.0.0/16", "cidr: 169.254.0.0/16\n    availabilityZones: [eu-central-1a, eu-central-1a]")
+        .replace("      - 0.0.0.0/0", "      - 10.0.0.0")
+    )
+    code, stderr = render_text(tmp_path, text, capsys)
+    assert code == 1 and "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert lines[0] == "error: invalid configuration for stack 'dev' (5 problems):"
+    assert [line.split(" = ")[0] for line in lines[1:]] == [
+        "  - klutch-centrall:environment",
+        "  - klutch-central:cluster.publicAccessCidrs[0]",
+        "  - aws:region",
+        "  - klutch-central:network.cidr",
+        "  - klutch-central:network.availabilityZones",
+    ]
+    assert "did you mean 'klutch-central:environment'?" in lines[1]
+    assert "must be a CIDR block with its prefix length" in lines[2]
+    assert "must be inside an RFC 1918 private range" in lines[4] and "must not repeat a zone" in lines[5]
+
+
+def test_the_shipped_example_stacks_render_with_the_reserved_host_warnings_first(tmp_path, capsys):
+    code, stderr = render_text(tmp_path, DEV, capsys)
+    assert code == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings[0].startswith("warning: klutch-central:backend.host = 'klutch.dev.example.com' names the reserved")
+    summary = yaml.safe_load((tmp_path / "out" / "summary.yaml").read_text())
+    reserved = [w for w in summary["warnings"] if "names the reserved example host" in w]
+    assert [w.split(" = ")[0] for w in reserved] == [
+        "klutch-central:backend.host",
+        "klutch-central:oidc.issuerUrl",
+        "klutch-central:dataServices.postgresql.serviceBroker.url",
+        "klutch-central:dataServices.postgresql.backupManager.url",
+    ]
+    assert summary["warnings"][:4] == reserved

@@ -408,3 +408,30 @@ def test_a_central_stack_that_cannot_be_read_fails_at_once():
 def test_without_defer_parse_raises_every_problem():
     with pytest.raises(ConfigError):
         tenant_config.parse({**base_raw(), "clusterId": "ACME"}, set(SECRET_KEYS), stack="s")
+
+
+def test_a_release_other_than_the_central_stack_s_is_an_error_naming_both():
+    cfg = parse({"klutchRelease": "v1.5.0", "apis": ["backups.anynines.com"]})
+    with pytest.raises(ConfigError) as e:
+        tenant_config.resolve_central(cfg, central_outputs(klutchRelease="v1.0.0"))
+    assert problems(e) == [
+        f"{NS}:klutchRelease = 'v1.5.0': differs from the klutchRelease output 'v1.0.0' of central stack "
+        f"'{CENTRAL_STACK}'; use the central stack's release: `pulumi config set klutchRelease v1.0.0`"
+    ]
+    same = parse({"klutchRelease": "v1.0.0"})
+    assert tenant_config.resolve_central(same, central_outputs(klutchRelease="v1.0.0"))[0].stack == CENTRAL_STACK
+
+
+def test_a_misspelt_namespace_is_an_error_and_an_unrelated_one_a_warning():
+    others = {"klutch-tenat:clusterId": "acme", "pulumi:disable-default-providers": '["kubernetes"]', "x:y": "1"}
+    with pytest.raises(ConfigError) as e:
+        tenant_config.parse(base_raw(), set(SECRET_KEYS), stack="s", others=others)
+    assert problems(e) == [
+        "klutch-tenat:clusterId = 'acme': unknown config namespace 'klutch-tenat'; did you mean "
+        "'klutch-tenant:clusterId'?"
+    ]
+    cfg = tenant_config.parse(base_raw(), set(SECRET_KEYS), stack="s", others={"x:y": "1"})
+    assert cfg.warnings[0] == (
+        "config 'x:y' ignored: namespace 'x' is not read by this program (it reads 'klutch-tenant', 'pulumi', "
+        "'aws', 'kubernetes')"
+    )

@@ -31,9 +31,14 @@ from klutch.config.reader import (
     decode_object,
     load_stack,
     parse_top,
+    reserved_host_warning,
 )
 
 NAMESPACE = "klutch-central"
+# The other config namespaces the program reads (the Pulumi engine's and its providers').
+OTHER_NAMESPACES = ("pulumi", "aws", "eks", "kubernetes", "random", "tls")
+REGION_KEY = "aws:region"
+RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 NAT_STRATEGIES = ("single", "one-per-az")
 CLUSTER_MODES = ("eks", "existing")
 CONSUMER_SCOPES = ("Namespaced", "Cluster")
@@ -181,19 +186,36 @@ def load() -> CentralConfig:
     return load_stack(NAMESPACE, parse)
 
 
-def parse(raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str) -> CentralConfig:
-    return parse_top(NAMESPACE, raw, secret_keys, stack=stack, read=lambda top, warnings: _read(top, warnings, stack))
+def parse(
+    raw: Mapping[str, Any],
+    secret_keys: set[str] | frozenset[str],
+    *,
+    stack: str,
+    others: Mapping[str, Any] | None = None,
+) -> CentralConfig:
+    """The central config; raises ConfigError with every problem. `others`: the stack's config outside
+    the namespace (full keys), whose namespaces and `aws:region` are checked too (None: not known)."""
+    return parse_top(
+        NAMESPACE,
+        raw,
+        secret_keys,
+        stack=stack,
+        read=lambda top, warnings: _read(top, warnings, stack, others),
+        others=others,
+        known_namespaces=OTHER_NAMESPACES,
+    )
 
 
-def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
+def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, Any] | None) -> CentralConfig:
     environment = top.string("environment", "dev", choices=catalog.ENVIRONMENTS)
     protect = top.boolean("protect", environment == "prod")
     if environment == "prod" and not protect:
         warnings.append("environment is 'prod' but protect is false: a `pulumi destroy` can delete tenants' data")
     tags = _tags(top)
 
-    network = _network(top.child("network"))
     cluster = _cluster(top, stack)
+    region = _region(top, cluster.mode, others)
+    network = _network(top.child("network"), region)
     if cluster.mode == "existing" and top.has("network"):
         top.problem("network", "{...}", "must not be set when cluster.mode is 'existing' (no AWS network is built)")
 
@@ -208,6 +230,7 @@ def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
     email_set = exposure_reader.has("acmeEmail")
     backend = _backend(top.child("backend"), release, exposure, cluster.mode, warnings, acme_email_set=email_set)
     oidc = _oidc(top.child("oidc"))
+    warnings[:0] = _reserved_hosts(top, backend, oidc, data_services)  # first: the costliest mistake
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -237,20 +260,49 @@ def _tags(top: TopReader) -> Mapping[str, str]:
     return good
 
 
-def _network(r: Reader) -> NetworkConfig:
+def _region(top: TopReader, mode: str, others: Mapping[str, Any] | None) -> str | None:
+    """The AWS region of an EKS stack; a problem when it is unset (the AWS provider would ask the cloud)."""
+    if others is None or mode != "eks":
+        return None
+    region = others.get(REGION_KEY)
+    if not isinstance(region, str) or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        top.problem_at(
+            REGION_KEY,
+            region,
+            "required for cluster.mode 'eks', an AWS region such as 'eu-central-1' (where the cluster and its "
+            f"network are created): `pulumi config set {REGION_KEY} <region>`",
+        )
+        return None
+    return region
+
+
+def _network(r: Reader, region: str | None) -> NetworkConfig:
     cidr = r.string("cidr", "10.0.0.0/16", check=_check_vpc_cidr)
-    zones = r.strings(
-        "availabilityZones",
-        check=lambda z: None if _AZ.match(z) else "must be an availability-zone name such as 'eu-central-1a'",
-    )
+    zones = _zones(r, region)
     az_count = r.integer("azCount", max(len(zones), 3), minimum=3, maximum=6)
     if zones and len(zones) != az_count:
         r.problem("availabilityZones", list(zones), f"must list exactly azCount ({az_count}) zones")
-    if zones and len(set(zones)) != len(zones):
-        r.problem("availabilityZones", list(zones), "must not repeat a zone")
     nat = r.string("natGateways", "single", choices=NAT_STRATEGIES)
     r.finish()
     return NetworkConfig(cidr=cidr, availability_zones=zones, az_count=az_count, nat_gateways=nat)
+
+
+def _zones(r: Reader, region: str | None) -> tuple[str, ...]:
+    """The configured zones, every problem of them in one round (names, region, repeats)."""
+
+    def check(zone: str) -> str | None:
+        if not _AZ.match(zone):
+            return "must be an availability-zone name such as 'eu-central-1a'"
+        if region and not re.fullmatch(rf"{re.escape(region)}[a-z]", zone):
+            return f"is not a zone of {REGION_KEY} {region!r} (e.g. '{region}a')"
+        return None
+
+    listed = r.peek("availabilityZones")
+    zones = r.strings("availabilityZones", check=check)
+    if isinstance(listed, list) and len(set(map(str, listed))) != len(listed):
+        r.problem("availabilityZones", listed, "must not repeat a zone")
+        return ()
+    return zones
 
 
 def _check_vpc_cidr(value: str) -> str | None:
@@ -260,8 +312,8 @@ def _check_vpc_cidr(value: str) -> str | None:
         return "must be an IPv4 CIDR block with no host bits set, e.g. '10.0.0.0/16'"
     if not 16 <= net.prefixlen <= 20:
         return "prefix must be /16 to /20 (3 private subnets for nodes and pods plus 3 public subnets must fit)"
-    if not net.is_private:
-        return "must be a private range (RFC 1918), e.g. 10.0.0.0/16"
+    if not any(net.subnet_of(block) for block in RFC1918):
+        return "must be inside an RFC 1918 private range: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
     return None
 
 
@@ -538,6 +590,20 @@ def _backend(
         pretty_name=pretty,
         consumer_scope=scope,
     )
+
+
+def _reserved_hosts(
+    top: TopReader, backend: BackendConfig, oidc: OidcConfig, services: tuple[DataServiceConfig, ...]
+) -> list[str]:
+    """A warning for each host or URL naming a reserved example host: a stack copied from an example
+    that would fail only at the end of a long `pulumi up`."""
+    values = [(top.key("backend.host"), backend.host), (top.key("oidc.issuerUrl"), oidc.issuer_url)]
+    values += [
+        (top.key(f"dataServices.{s.key}.{kind}.url"), endpoint.url)
+        for s in services
+        for kind, endpoint in s.endpoints.items()
+    ]
+    return [w for key, value in values if value and (w := reserved_host_warning(key, value))]
 
 
 def _check_backend_kind(value: str, release: catalog.KlutchRelease) -> str | None:

@@ -199,10 +199,45 @@ def read_stack_config(namespace: str) -> tuple[dict[str, str], set[str]]:
     return raw, {k[len(prefix) :] for k in secret if k.startswith(prefix)}
 
 
+def read_other_config(namespace: str) -> dict[str, Any]:
+    """Every config value of the running stack outside `namespace` (full keys); a secret one as '[secret]'."""
+    secret = compat.config_secret_keys()
+    return {
+        k: "[secret]" if k in secret else v
+        for k, v in compat.config_values().items()
+        if not k.startswith(f"{namespace}:")
+    }
+
+
 def load_stack(namespace: str, parse: Callable[..., T]) -> T:
-    """`parse(raw, secret_keys, stack=…)` of this stack's config in `namespace`."""
+    """`parse(raw, secret_keys, stack=…, others=…)` of this stack's config in `namespace`."""
     raw, secret_keys = read_stack_config(namespace)
-    return parse(raw, secret_keys, stack=pulumi.get_stack())
+    return parse(raw, secret_keys, stack=pulumi.get_stack(), others=read_other_config(namespace))
+
+
+def check_namespaces(others: Mapping[str, Any], known: Sequence[str], problems: list[Problem]) -> list[str]:
+    """A key in a namespace the program does not read is ignored by Pulumi: a problem when the namespace
+    is close to one it reads (a typo: 'did you mean'), else a warning (returned)."""
+    warnings = []
+    strays: dict[str, list[str]] = {}
+    for key in sorted(others):
+        namespace, _, name = key.partition(":")
+        if namespace not in known:
+            strays.setdefault(namespace, []).append(key)
+    for namespace, keys in strays.items():
+        close = difflib.get_close_matches(namespace, list(known), n=1, cutoff=0.8)
+        if close:
+            for key in keys:
+                fixed = f"{close[0]}:{key.partition(':')[2]}"
+                problems.append(
+                    Problem(key, others[key], f"unknown config namespace {namespace!r}; did you mean {fixed!r}?")
+                )
+        else:
+            warnings.append(
+                f"config {_list(keys)} ignored: namespace {namespace!r} is not read by this program "
+                f"(it reads {_list(known)})"
+            )
+    return warnings
 
 
 def parse_top(
@@ -213,9 +248,12 @@ def parse_top(
     stack: str,
     read: Callable[[TopReader, list[str]], T],
     defer: Callable[[list[Problem]], bool] | None = None,
+    others: Mapping[str, Any] | None = None,
+    known_namespaces: Sequence[str] = (),
 ) -> T:
     """The frame of every program's `parse()`: `read(top, warnings)` reads each key and builds the
-    config; then unknown keys are reported and every problem is raised together in one ConfigError.
+    config; then unknown keys (and, given the stack's `others` keys, unknown namespaces) are reported
+    and every problem is raised together in one ConfigError.
 
     `defer(problems)` true: the problems are not raised but returned in the result's `deferred`
     field, for a later check to raise together with its own (the tenant's central-stack check).
@@ -223,6 +261,8 @@ def parse_top(
     problems: list[Problem] = []
     warnings: list[str] = []
     top = TopReader(raw, set(secret_keys), problems, namespace)
+    if others is not None:
+        warnings += check_namespaces(others, (namespace, *known_namespaces), problems)
     result = read(top, warnings)
     top.finish()
     if problems:
@@ -277,6 +317,11 @@ class Reader:
     def has(self, name: str) -> bool:
         self._known.add(name)
         return self._data.get(name) is not None
+
+    def peek(self, name: str) -> Any:
+        """The raw value of `name` (a JSON text decoded), without reading it; None when unset."""
+        value = self._data.get(name)
+        return _json(value, value) if isinstance(value, str) else value
 
     @property
     def keys(self) -> list[str]:
@@ -424,6 +469,10 @@ class TopReader(Reader):
     def key(self, name: str) -> str:
         return f"{self._namespace}:{name}"
 
+    def problem_at(self, key: str, value: Any, allowed: str) -> None:
+        """A problem of a key outside this namespace (`aws:region`), reported with this namespace's."""
+        self._problems.append(Problem(key, value, allowed))
+
     def child(self, name: str) -> Reader:
         data, malformed = self._object(name)
         return Reader(data, self.key(name), self._problems, name in self._secret_keys, quiet=malformed)
@@ -510,7 +559,33 @@ def check_cidr(value: str) -> str | None:
         ipaddress.ip_network(value, strict=True)
     except ValueError:
         return "must be a CIDR block with no host bits set, e.g. '203.0.113.0/24'"
+    if "/" not in value:
+        return f"must be a CIDR block with its prefix length, e.g. '{value}/32' for this one address"
     return None
+
+
+# Names reserved for examples and documentation (RFC 2606, RFC 6761): nothing answers there.
+RESERVED_DOMAINS = ("example.com", "example.org", "example.net")
+RESERVED_TLDS = ("example", "invalid")
+
+
+def reserved_host(host: str | None) -> bool:
+    """True for a host name reserved for examples ('idp.example.com', 'klutch.example', 'x.invalid')."""
+    name = (host or "").lower().rstrip(".")
+    return any(name == d or name.endswith(f".{d}") for d in RESERVED_DOMAINS) or (
+        bool(name) and name.rsplit(".", 1)[-1] in RESERVED_TLDS
+    )
+
+
+def reserved_host_warning(key: str, value: str) -> str | None:
+    """The warning for a config value (a host or URL) that names a reserved example host, else None."""
+    host = urlparse(value).hostname if "://" in value else value
+    if not reserved_host(host):
+        return None
+    return (
+        f"{key} = {show(value)} names the reserved example host {host!r}, where nothing answers: "
+        f"set your own (`pulumi config set --path {key.split(':', 1)[-1]} <value>`) before `pulumi up`"
+    )
 
 
 def check_kubeconfig(text: str, *, need_ca: bool = False) -> str | None:

@@ -36,6 +36,7 @@ from klutch.config.reader import (
     check_kubeconfig,
     check_url,
     parse_top,
+    read_other_config,
     read_stack_config,
     secret_hint,
     show,
@@ -43,6 +44,8 @@ from klutch.config.reader import (
 from klutch.outputs import tenant_output_names
 
 NAMESPACE = "klutch-tenant"
+# The other config namespaces the program reads (the Pulumi engine's and its providers').
+OTHER_NAMESPACES = ("pulumi", "aws", "kubernetes")
 
 _STACK_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _QUALIFIED_STACK = re.compile(rf"^{_STACK_PART}/{_STACK_PART}/{_STACK_PART}$")
@@ -149,13 +152,19 @@ def load() -> TenantConfig:
     """Read and validate this stack's configuration. Raises ConfigError listing every problem when
     the central stack cannot be read; other problems are deferred to `resolve_central()`."""
     raw, secret_keys = read_stack_config(NAMESPACE)
-    return parse(raw, secret_keys, stack=pulumi.get_stack(), defer=True)
+    return parse(raw, secret_keys, stack=pulumi.get_stack(), defer=True, others=read_other_config(NAMESPACE))
 
 
 def parse(
-    raw: Mapping[str, Any], secret_keys: set[str] | frozenset[str], *, stack: str, defer: bool = False
+    raw: Mapping[str, Any],
+    secret_keys: set[str] | frozenset[str],
+    *,
+    stack: str,
+    defer: bool = False,
+    others: Mapping[str, Any] | None = None,
 ) -> TenantConfig:
-    """The tenant config; raises ConfigError with every problem (`defer`: see `load`)."""
+    """The tenant config; raises ConfigError with every problem (`defer`: see `load`; `others`: the
+    stack's config outside the namespace, whose namespaces are checked too)."""
 
     def readable(problems: list[Problem]) -> bool:  # the central stack can still be read and checked
         return not any(p.key == f"{NAMESPACE}:centralStack" for p in problems)
@@ -167,6 +176,8 @@ def parse(
         stack=stack,
         read=lambda top, warnings: _read(top, warnings, stack),
         defer=readable if defer else None,
+        others=others,
+        known_namespaces=OTHER_NAMESPACES,
     )
 
 
@@ -372,6 +383,7 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
 
     exported = _binding_apis(present.get("bindingApis"), bad)
     apis = _resolve_apis(cfg, exported, problems) if exported else ()
+    _check_release(cfg, present.get("klutchRelease"), problems)
 
     if problems:
         raise ConfigError(cfg.stack, problems)
@@ -386,6 +398,20 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
         kubectl_bind_command=command,
     )
     return facts, apis
+
+
+def _check_release(cfg: TenantConfig, central: Any, problems: list[Problem]) -> None:
+    """The tenant's kube-bind objects (group, version, konnector names) follow its klutchRelease: it must be
+    the central stack's. (A central stack that does not say is not checked.)"""
+    if isinstance(central, str) and central != cfg.release.name:
+        problems.append(
+            Problem(
+                f"{NAMESPACE}:klutchRelease",
+                cfg.release.name,
+                f"differs from the klutchRelease output {central!r} of central stack '{cfg.central_stack}'; "
+                f"use the central stack's release: `pulumi config set klutchRelease {central}`",
+            )
+        )
 
 
 def _crd_urls(value: Any, bad: Callable[[str, str], None]) -> tuple[str, ...]:

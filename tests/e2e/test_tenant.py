@@ -10,7 +10,7 @@ Choices (what is real, what is a double):
   outputs the tenant reads (`klutch.outputs.TENANT_READS`). The real central program cannot point a tenant
   at the fake backend: it computes `bindNonInteractiveUrl`/`exportUrl` as `https://<backend.host>/...`,
   `backend.host` must be a DNS name (no port, no IP), and the tenant config has no URL override. So the
-  double copies the real stack's `konnectorImage`, `bindingApis` and `kubeBindCrdUrls` (the local chart
+  double copies the real stack's `klutchRelease`, `konnectorImage`, `bindingApis` and `kubeBindCrdUrls` (the local chart
   repository's kube-bind file) and replaces only the URLs (the fake backend's 127.0.0.1:<port>),
   `kubectlBindCommand` (built from them) and `tlsCaPem` (the fake backend's CA, as a central backend with
   a self-signed CA exports it). This avoids depending on DNS.
@@ -175,6 +175,7 @@ def setup(
             assert real_outputs["kubeBindCrdUrls"] == [crd_url]
             assert real_outputs["bindingApis"] == catalog.binding_apis(REL, SERVICES)
             outputs = {
+                "klutchRelease": real_outputs["klutchRelease"],
                 "exportUrl": f"{backend.url}/export",
                 "bindNonInteractiveUrl": backend.bind_url,
                 "konnectorImage": real_outputs["konnectorImage"],
