@@ -135,7 +135,7 @@ EXTRA_APIS: Mapping[str, ExtraApi] = MappingProxyType(
     }
 )
 
-_SEED_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
+_V100_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
 _V15_SERVICES = ("keyvalue", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
 _ECR = "public.ecr.aws/w5n9a2g2"
 # klutchio's v1.5.0 tag; its root kustomization names these files on a moving branch, pinned here.
@@ -170,7 +170,7 @@ RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
                 konnector_namespace="klutch-bind",
                 crossplane_min=(1, 15),
                 crossplane_max=(1, 20),
-                data_services=_SEED_SERVICES,
+                data_services=_V100_SERVICES,
                 backends=MappingProxyType(
                     {
                         "anynines": Backend(

@@ -9,7 +9,7 @@ import pytest
 from klutch import catalog
 from tests import harness
 
-SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
+V100_TABLE = {  # the manual procedure's "Data-service Value" and "Resource Value" tables
     "redis": "redisinstances",
     "messaging": "messaginginstances",
     "logme2": "logme2instances",
@@ -22,15 +22,15 @@ SEED_TABLE = {  # the seed's "Data-service Value" and "Resource Value" tables
 
 
 def test_v100_release_serves_the_manual_procedures_table():
-    seed = catalog.RELEASES["v1.0.0"]
-    assert seed.name == "v1.0.0"
-    assert seed.data_services == tuple(SEED_TABLE)
-    assert {k: catalog.DATA_SERVICES[k].plural for k in seed.data_services} == SEED_TABLE
-    assert {catalog.DATA_SERVICES[k].group for k in seed.data_services} == {"anynines.com"}
-    assert seed.provider_package == "public.ecr.aws/w5n9a2g2/anynines/provider-anynines:v1.2.0"
-    assert seed.configuration_package == "public.ecr.aws/w5n9a2g2/anynines/dataservices:v1.2.0"
-    assert seed.functions == () and seed.provider_config_service_type is False
-    assert (seed.crossplane_min, seed.crossplane_max) == ((1, 15), (1, 20))
+    v100 = catalog.RELEASES["v1.0.0"]
+    assert v100.name == "v1.0.0"
+    assert v100.data_services == tuple(V100_TABLE)
+    assert {k: catalog.DATA_SERVICES[k].plural for k in v100.data_services} == V100_TABLE
+    assert {catalog.DATA_SERVICES[k].group for k in v100.data_services} == {"anynines.com"}
+    assert v100.provider_package == "public.ecr.aws/w5n9a2g2/anynines/provider-anynines:v1.2.0"
+    assert v100.configuration_package == "public.ecr.aws/w5n9a2g2/anynines/dataservices:v1.2.0"
+    assert v100.functions == () and v100.provider_config_service_type is False
+    assert (v100.crossplane_min, v100.crossplane_max) == ((1, 15), (1, 20))
 
 
 @pytest.mark.parametrize("release", list(catalog.RELEASES.values()), ids=list(catalog.RELEASES))
@@ -46,8 +46,8 @@ def test_every_release_is_consistent(release):
 
 def test_default_crossplane_chart_is_inside_the_default_release_range():
     major, minor, _ = (int(x) for x in catalog.CHARTS["crossplane"].version.split("."))
-    seed = catalog.RELEASES["v1.0.0"]
-    assert seed.crossplane_min <= (major, minor) <= seed.crossplane_max
+    v100 = catalog.RELEASES["v1.0.0"]
+    assert v100.crossplane_min <= (major, minor) <= v100.crossplane_max
     chart = catalog.CHARTS["crossplane"]
     assert (chart.chart, chart.repo, chart.namespace) == (
         "crossplane",
@@ -81,5 +81,5 @@ def test_readme_data_service_table_matches_the_catalog():
     reference = (harness.ROOT / "docs" / "configuration.md").read_text()
     section = reference.split("## `dataServices`", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| (a9s [^|]+) \| `([a-z0-9]+)` \| `([a-z0-9]+)` \|", section, re.MULTILINE)
-    seed = catalog.RELEASES["v1.0.0"]
-    assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in seed.data_services]
+    v100 = catalog.RELEASES["v1.0.0"]
+    assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in v100.data_services]

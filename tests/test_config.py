@@ -312,7 +312,7 @@ def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
     if "clustre" in overrides:  # top level: every key the program reads, and where they are documented
         top = next(ln for ln in message.splitlines() if "clustre" in ln)
         assert "'network', 'oidc', 'protect', 'tags'" in top
-        assert top.endswith("(see the README's configuration reference)")
+        assert top.endswith("(see docs/configuration.md)")
 
 
 def test_a_bad_acme_email_is_one_problem():

@@ -21,7 +21,7 @@ FUNCTION = "kubernetes:pkg.crossplane.io/v1:Function"
 DRC = "kubernetes:pkg.crossplane.io/v1beta1:DeploymentRuntimeConfig"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 PROVIDER_CONFIG = "kubernetes:dataservices.anynines.com/v1:ProviderConfig"
-SEED_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
+V100_SERVICES = ("redis", "messaging", "logme2", "prometheus", "search", "mongodb", "mariadb", "postgresql")
 WAIT = {"pulumi.com/waitFor": "condition=Healthy"}
 PACKAGE_TIMEOUTS = {"create": "20m", "update": "20m", "delete": "10m"}
 
@@ -78,7 +78,7 @@ def ev() -> Evaluation:
 
 @pytest.fixture(scope="module")
 def all_eight() -> Evaluation:
-    return harness.run({"dataServices": harness.services(*SEED_SERVICES), "cluster": {"kubernetesVersion": "1.35"}})
+    return harness.run({"dataServices": harness.services(*V100_SERVICES), "cluster": {"kubernetesVersion": "1.35"}})
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_release_version_and_output_follow_config(given, chart):
     assert ev.output("crossplaneVersion") == chart
 
 
-def test_deployment_runtime_config_is_the_seeds(ev):
+def test_deployment_runtime_config_is_the_manual_procedures(ev):
     drc = ev.one(DRC)
     assert drc.inputs == {
         "apiVersion": "pkg.crossplane.io/v1beta1",
@@ -188,20 +188,20 @@ def test_configuration_installs_dataservices_after_the_provider(ev):
     assert not ev.depends_on(ev.one(PROVIDER), c)
 
 
-def test_seed_release_needs_no_functions(ev):
+def test_v1_0_0_needs_no_functions(ev):
     assert ev.by_type(FUNCTION) == []
 
 
 # ------------------------------------------------------------------------------- data services
 @pytest.mark.parametrize(
     "services",
-    [(), ("postgresql",), ("mongodb", "mariadb", "search"), SEED_SERVICES],
+    [(), ("postgresql",), ("mongodb", "mariadb", "search"), V100_SERVICES],
     ids=["none", "one", "several", "all-eight"],
 )
 def test_secrets_and_provider_configs_per_enabled_service(services, request):
     ev = (
         request.getfixturevalue("all_eight")
-        if services == SEED_SERVICES
+        if services == V100_SERVICES
         else harness.run({"dataServices": harness.services(*services) if services else None})
     )
     names = {f"{s}-{e}" for s in services for e in ("service-broker", "backup-manager")}
@@ -375,7 +375,7 @@ def test_bad_config_fails_before_any_resource_with_every_problem():
         }
     )
     assert f"{NS}:crossplaneVersion = '2.0.0'" in message
-    assert f"{NS}:dataServices.postgres" in message and "valid: " + ", ".join(SEED_SERVICES) in message
+    assert f"{NS}:dataServices.postgres" in message and "valid: " + ", ".join(V100_SERVICES) in message
     assert "(2 problems)" in message
 
 
@@ -406,7 +406,7 @@ def test_release_functions_and_service_type_are_emitted(function_release):
     assert [p for o in layer_manifests(ev) for p in manifests.check(o, "1.33")] == []
 
 
-def test_seed_release_sets_no_service_type(ev):
+def test_v1_0_0_sets_no_service_type(ev):
     assert all(pc.get("spec.serviceType") is None for pc in ev.kinds("ProviderConfig"))
 
 
@@ -423,7 +423,7 @@ def test_release_decides_the_valid_services_and_crossplane_range(function_releas
     assert "1.17.1 to 1.20.x" in _error({"klutchRelease": "v1.5.0", "crossplaneVersion": "1.17.0"})
     harness.parse({"klutchRelease": "v1.5.0", "crossplaneVersion": "1.17.1", "dataServices": None})
     with pytest.raises(ConfigError):
-        harness.parse({"dataServices": harness.services("keyvalue")})  # the seed release has no keyvalue
+        harness.parse({"dataServices": harness.services("keyvalue")})  # v1.0.0 has no keyvalue
 
 
 # ------------------------------------------------------------------------------- config of this layer
@@ -452,7 +452,7 @@ def test_data_services_parse_into_endpoints_in_name_order():
 def test_unknown_service_lists_the_valid_ones():
     assert _problems({"dataServices": harness.services("postgres")}) == [
         f"{NS}:dataServices.postgres = '{{...}}': unknown data service for Klutch v1.0.0; valid: "
-        + ", ".join(SEED_SERVICES)
+        + ", ".join(V100_SERVICES)
     ]
 
 

@@ -166,7 +166,7 @@ def test_gateway_listeners_tls_and_issuer_annotation():
         "mode": "Terminate",
         "certificateRefs": [{"group": "", "kind": "Secret", "name": edge.TLS_SECRET}],
     }
-    # the annotation names the Issuer that exists (the seed's letsencrypt-prod vs letsencrypt bug)
+    # the annotation names the Issuer that exists (the manual procedure's letsencrypt-prod vs letsencrypt bug)
     assert gw.get("metadata.annotations")["cert-manager.io/issuer"] == iss.get("metadata.name")
     assert iss.get("metadata.namespace") == gw.get("metadata.namespace")  # an Issuer serves its own namespace
     assert gw.get("metadata.annotations")["pulumi.com/waitFor"] == "jsonpath={.status.addresses[0].value}"

@@ -26,7 +26,7 @@ from tests import harness
 HOST = harness.base_raw()["backend"]["host"]
 RELEASE = catalog.RELEASES["v1.0.0"]
 NS = RELEASE.backend_namespace
-SEED_SERVICES = RELEASE.data_services
+V100_SERVICES = RELEASE.data_services
 SERVER = RELEASE.backend()
 TEMPLATE = f"kubernetes:{SERVER.export_template_api_version}:APIServiceExportTemplate"
 
@@ -94,7 +94,7 @@ def test_binder_cluster_role_uses_the_release_group():
         {"apiGroups": [group], "resources": ["apiserviceexports/status"], "verbs": ["get", "patch", "update"]},
         {"apiGroups": [group], "resources": ["apiservicenamespaces"], "verbs": rw},
     ]
-    assert "kube-bind.io" not in json.dumps(role.inputs)  # the seed's group grants nothing
+    assert "kube-bind.io" not in json.dumps(role.inputs)  # the manual procedure's group grants nothing
 
 
 def test_backend_is_cluster_admin_through_its_service_account():
@@ -109,12 +109,12 @@ def test_backend_is_cluster_admin_through_its_service_account():
     assert binding.get("subjects") == [
         {"kind": "ServiceAccount", "name": account.get("metadata.name"), "namespace": account.get("metadata.namespace")}
     ]
-    assert binding.get("metadata.namespace") is None  # cluster-scoped (the seed set one)
+    assert binding.get("metadata.namespace") is None  # cluster-scoped (the manual procedure set one)
     assert deployment(ev).get("spec.template.spec.serviceAccountName") == account.get("metadata.name")
 
 
 # ------------------------------------------------------------------------------ export templates
-@pytest.mark.parametrize("services", [(), ("postgresql",), SEED_SERVICES], ids=["0", "1", "8"])
+@pytest.mark.parametrize("services", [(), ("postgresql",), V100_SERVICES], ids=["0", "1", "8"])
 def test_one_template_per_exported_api(services):
     ev = ev_for({"dataServices": harness.services(*services)})
     templates = {t.get("metadata.name"): t for t in ev.by_type(TEMPLATE)}
@@ -138,14 +138,14 @@ def test_one_template_per_exported_api(services):
 
 
 def test_templates_and_binding_apis_are_the_same_list():
-    ev = ev_for({"dataServices": harness.services(*SEED_SERVICES)})
+    ev = ev_for({"dataServices": harness.services(*V100_SERVICES)})
     apis = ev.output("bindingApis")
     assert {(a["group"], a["resource"]) for a in apis} == {
         (t.get("spec.APIServiceSelector.group"), t.get("spec.APIServiceSelector.resource"))
         for t in ev.by_type(TEMPLATE)
     }
-    # the seed's binding.json, exactly
-    seed = [
+    # the manual procedure's binding.json, exactly
+    procedure = [
         "logme2instances",
         "mariadbinstances",
         "messaginginstances",
@@ -158,7 +158,7 @@ def test_templates_and_binding_apis_are_the_same_list():
         "backups",
         "restores",
     ]
-    assert sorted(a["resource"] for a in apis) == sorted(seed)
+    assert sorted(a["resource"] for a in apis) == sorted(procedure)
     assert {a["group"] for a in apis} == {"anynines.com"}
     assert all(set(a) == {"group", "resource"} for a in apis)
 
@@ -169,7 +169,7 @@ def test_binding_apis_helper_rejects_services_the_release_lacks():
         "resource": "postgresqlinstances",
     }
     with pytest.raises(ValueError, match="keyvalue"):
-        catalog.binding_apis(RELEASE, ["keyvalue"])  # v1.5.0's name, not in the seed release
+        catalog.binding_apis(RELEASE, ["keyvalue"])  # v1.5.0's name, not in v1.0.0
 
 
 def test_templates_can_wait_for_the_crossplane_namespace_object_only():
@@ -273,7 +273,7 @@ def test_deployment_spec():
     assert dep.custom_timeouts == {"create": "10m", "update": "10m"}
 
 
-def test_deployment_args_are_the_seeds():
+def test_deployment_args_are_the_manual_procedures():
     ev = ev_for()
     assert container(ev)["args"] == [
         "--namespace-prefix=cluster",
@@ -436,7 +436,7 @@ def test_secrets_never_plain_in_inputs_or_outputs(overrides):
 
 
 # ------------------------------------------------------------------------------ validation
-@pytest.mark.parametrize("services", [(), SEED_SERVICES], ids=["0", "8"])
+@pytest.mark.parametrize("services", [(), V100_SERVICES], ids=["0", "8"])
 @pytest.mark.parametrize("version", ["1.30", "1.33", "1.35"])
 def test_kube_bind_manifests_are_valid(services, version):
     ev = ev_for({"dataServices": harness.services(*services), "cluster": {"mode": "eks", "kubernetesVersion": version}})

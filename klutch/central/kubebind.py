@@ -2,14 +2,14 @@
 
 - The release's kube-bind CRDs (pinned URL from the catalog), retained on delete and protected in prod:
   deleting a CRD deletes every tenant's binding objects of that kind.
-- The binder ClusterRole (the manual procedure's rules over the release's kube-bind API group — see DESIGN.md §3
-  for why the manual procedure's `kube-bind.io` grants nothing).
+- The binder ClusterRole (the manual procedure's rules over the release's kube-bind API group — see
+  docs/architecture.md for why the manual procedure's `kube-bind.io` grants nothing).
 - One APIServiceExportTemplate per exported API (catalog: every enabled data service plus service
   bindings, backups and restores) in the Crossplane namespace.
 - The backend in the edge's namespace: ServiceAccount, ClusterRoleBinding to cluster-admin (the backend
-  creates a namespace, RBAC and service-account kubeconfigs per tenant — see the README for the risk),
-  cookie keys from pulumi-random, the cluster CA as PEM, the OIDC client, the Deployment and its Service
-  (ClusterIP: the edge's Gateway/Ingress fronts it).
+  creates a namespace, RBAC and service-account kubeconfigs per tenant — docs/operations.md, "Security",
+  says what that risks), cookie keys from pulumi-random, the cluster CA as PEM, the OIDC client, the
+  Deployment and its Service (ClusterIP: the edge's Gateway/Ingress fronts it).
 
 Nothing here waits on Crossplane: the backend serves `/export` whether or not the data-service APIs exist.
 """

@@ -2,7 +2,7 @@
 
 `load()` reads the stack's config; `parse()` is the pure function behind it (tests call it with
 plain dicts). Every problem is collected and raised together in one `ConfigError` before any
-resource is declared. The README's configuration reference documents each key.
+resource is declared. docs/configuration.md documents each key.
 """
 
 from __future__ import annotations

@@ -489,7 +489,7 @@ class TopReader(Reader):
     def finish(self) -> None:
         for name in sorted(set(self._data) - self._read):
             shown = "[secret]" if name in self._secret_keys else self._data[name]
-            self.problem(name, shown, self.unknown(name, " (see the README's configuration reference)"))
+            self.problem(name, shown, self.unknown(name, " (see docs/configuration.md)"))
 
 
 def plain_text_secret(how: str) -> str:

@@ -12,7 +12,7 @@ So that a stack's problems are reported in one round, `load()` raises at once on
 central stack cannot be read (a bad `centralStack`); any other problem it holds back
 (`TenantConfig.deferred`) for `resolve_central()` to raise together with the central stack's.
 
-The README's `tenant` section documents every key.
+docs/tenant.md ("Tenant stack configuration") documents every key.
 """
 
 from __future__ import annotations
