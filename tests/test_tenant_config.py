@@ -176,8 +176,8 @@ def test_every_problem_is_reported_together():
         f"{NS}:namespaces[0] = 'Apps': must be a DNS label (lowercase a-z, 0-9 and '-', at most 63, no leading or "
         "trailing '-')",
         f"{NS}:colour = 'blue': unknown key; valid keys: 'apis', 'centralStack', 'clusterId', 'eksClusterName', "
-        "'klutchRelease', 'konnectorImage', 'kubeconfig', 'namespaces', 'oidc', 'protect' (see the README's "
-        "configuration reference)",
+        "'klutchRelease', 'konnectorImage', 'kubeconfig', 'namespaces', 'oidc', 'protect' (see "
+        "docs/tenant.md)",
     ]
     assert str(e.value).startswith("invalid configuration for stack 'acme-dev' (9 problems):")
 
@@ -435,3 +435,9 @@ def test_a_misspelt_namespace_is_an_error_and_an_unrelated_one_a_warning():
         "config 'x:y' ignored: namespace 'x' is not read by this program (it reads 'klutch-tenant', 'pulumi', "
         "'aws', 'kubernetes')"
     )
+
+
+def test_an_unknown_key_points_at_the_tenant_docs():
+    with pytest.raises(ConfigError) as e:
+        parse({"clusterID": "acme"})
+    assert problems(e)[0].endswith("(see docs/tenant.md)")

@@ -458,6 +458,10 @@ class Reader:
         return Secret(value)
 
 
+# Where each program's keys are documented (what an unknown-key message points at).
+REFERENCE = {"klutch-central": "docs/configuration.md", "klutch-tenant": "docs/tenant.md"}
+
+
 class TopReader(Reader):
     """The namespace's top level: each key may be individually secret, and objects arrive as JSON."""
 
@@ -489,7 +493,7 @@ class TopReader(Reader):
     def finish(self) -> None:
         for name in sorted(set(self._data) - self._read):
             shown = "[secret]" if name in self._secret_keys else self._data[name]
-            self.problem(name, shown, self.unknown(name, " (see docs/configuration.md)"))
+            self.problem(name, shown, self.unknown(name, f" (see {REFERENCE.get(self._namespace, 'docs/')})"))
 
 
 def plain_text_secret(how: str) -> str:
