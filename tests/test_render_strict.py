@@ -238,3 +238,16 @@ def test_a_tenant_release_other_than_the_central_stack_s_fails_the_render(tmp_pa
         "stack 'organization/klutch-central/dev'; use the central stack's release: "
         "`pulumi config set klutchRelease v1.5.0`"
     )
+
+
+def test_the_shipped_dev_stack_renders_with_its_reserved_example_hosts_warned_about_first(dev):
+    warnings = yaml.safe_load((dev / "summary.yaml").read_text())["warnings"]
+    assert [w.split(" names the reserved example host")[0] for w in warnings[:4]] == [
+        "klutch-central:backend.host = 'klutch.dev.example.com'",
+        "klutch-central:oidc.issuerUrl = 'https://keycloak.dev.example.com/realms/klutch'",
+        "klutch-central:dataServices.postgresql.serviceBroker.url = "
+        "'http://postgresql-service-broker.dev.example.com:3000'",
+        "klutch-central:dataServices.postgresql.backupManager.url = "
+        "'http://postgresql-backup-manager.dev.example.com:3000'",
+    ]
+    assert not any("reserved example host" in w for w in warnings[4:])

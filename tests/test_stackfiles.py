@@ -244,19 +244,3 @@ def test_the_render_reports_the_holes_pulumi_up_would_in_one_round(tmp_path, cap
     assert "did you mean 'klutch-central:environment'?" in lines[1]
     assert "must be a CIDR block with its prefix length" in lines[2]
     assert "must be inside an RFC 1918 private range" in lines[4] and "must not repeat a zone" in lines[5]
-
-
-def test_the_shipped_example_stacks_render_with_the_reserved_host_warnings_first(tmp_path, capsys):
-    code, stderr = render_text(tmp_path, DEV, capsys)
-    assert code == 0, stderr
-    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
-    assert warnings[0].startswith("warning: klutch-central:backend.host = 'klutch.dev.example.com' names the reserved")
-    summary = yaml.safe_load((tmp_path / "out" / "summary.yaml").read_text())
-    reserved = [w for w in summary["warnings"] if "names the reserved example host" in w]
-    assert [w.split(" = ")[0] for w in reserved] == [
-        "klutch-central:backend.host",
-        "klutch-central:oidc.issuerUrl",
-        "klutch-central:dataServices.postgresql.serviceBroker.url",
-        "klutch-central:dataServices.postgresql.backupManager.url",
-    ]
-    assert summary["warnings"][:4] == reserved
