@@ -221,7 +221,7 @@ def check_namespaces(others: Mapping[str, Any], known: Sequence[str], problems: 
     warnings = []
     strays: dict[str, list[str]] = {}
     for key in sorted(others):
-        namespace, _, name = key.partition(":")
+        namespace = key.partition(":")[0]
         if namespace not in known:
             strays.setdefault(namespace, []).append(key)
     for namespace, keys in strays.items():
@@ -560,11 +560,11 @@ def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
 
 def check_cidr(value: str) -> str | None:
     try:
-        ipaddress.ip_network(value, strict=True)
+        net = ipaddress.ip_network(value, strict=True)
     except ValueError:
         return "must be a CIDR block with no host bits set, e.g. '203.0.113.0/24'"
     if "/" not in value:
-        return f"must be a CIDR block with its prefix length, e.g. '{value}/32' for this one address"
+        return f"must be a CIDR block with its prefix length, e.g. '{value}/{net.max_prefixlen}' for this one address"
     return None
 
 
