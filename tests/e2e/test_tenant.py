@@ -44,6 +44,7 @@ import yaml
 
 from klutch import catalog
 from klutch.outputs import tenant_output_names
+from klutch.tenant.binding import TYPE as BINDING_TYPE
 from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
 from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane, running
@@ -336,7 +337,10 @@ def refused(setup: Setup, done: Any, *hints: str) -> str:
 
 
 def created_nothing(setup: Setup, pulumi: Pulumi, cluster_id: str) -> None:
-    assert [r["type"] for r in pulumi.resources() if not r["type"].startswith("pulumi:")] == []
+    """No binding and no Kubernetes object in the state (components and providers are no objects), and no
+    tenant namespace on the central cluster."""
+    types = [r["type"] for r in pulumi.resources()]
+    assert [t for t in types if t == BINDING_TYPE or (t.startswith("kubernetes:") and "providers" not in t)] == []
     assert not setup.central.exists("namespace", f"cluster-{cluster_id}")
 
 
