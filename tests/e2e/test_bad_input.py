@@ -1,4 +1,5 @@
-"""Bad input through the real CLI: the program's own message, no stack trace, nothing created."""
+"""Bad input through the real CLI (a missing secret, a misspelt key, a misspelt config namespace): the
+program's own message, no stack trace, nothing created."""
 
 from __future__ import annotations
 
@@ -67,3 +68,14 @@ def test_an_unknown_key_names_the_closest_valid_one(plane, chart_repo, workspace
     pulumi = stack("unknown-key", plane, chart_repo, workspace, plugin_dirs)
     edit_config(pulumi, exposure={"controler": "envoy-gateway", "acmeEmail": "ops@e2e.test"})
     assert_refused_with(pulumi, plane, "klutch-central:exposure.controler", "did you mean 'controller'?")
+
+
+def test_a_misspelt_config_namespace_names_the_key_it_meant(plane, chart_repo, workspace, plugin_dirs):
+    pulumi = stack("namespace-typo", plane, chart_repo, workspace, plugin_dirs)
+    pulumi.run("config", "set", "klutch-centrall:environment", "prod")  # the CLI hands every namespace over
+    assert_refused_with(
+        pulumi,
+        plane,
+        "klutch-centrall:environment = 'prod': unknown config namespace 'klutch-centrall'; "
+        "did you mean 'klutch-central:environment'?",
+    )
