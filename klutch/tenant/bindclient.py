@@ -375,7 +375,7 @@ def _context(ca_pem: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def trusted(ca_pem: str | None) -> str:
+def _trusted(ca_pem: str | None) -> str:
     """The CAs a request trusts, as messages name them: tlsCaPem's by subject and SHA-256 fingerprint."""
     if not ca_pem:
         return "the system's trusted CAs (the central stack exports no tlsCaPem)"
@@ -403,7 +403,7 @@ def _tls_failure(end: Endpoint, reason: ssl.SSLError, ca_pem: str | None) -> Bin
             "export its CA as tlsCaPem; with backend.host, check that its certificate is issued for that host"
         )
     return BindError(
-        f"{end.what}: TLS verification of {end.who}'s certificate failed ({reason}) against {trusted(ca_pem)}; {fix}"
+        f"{end.what}: TLS verification of {end.who}'s certificate failed ({reason}) against {_trusted(ca_pem)}; {fix}"
     )
 
 
