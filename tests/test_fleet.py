@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from klutch.fleet import cli, runner, select, status
+from klutch.fleet import cli, runner, secrets, select, status
 from klutch.fleet.select import Change, Plan, Tenant
 
 CENTRALS = ("dev", "prod")
@@ -255,3 +255,53 @@ def test_the_fleet_view_as_json_and_as_a_table(monkeypatch, capsys):
     assert "1 to create" in table and "UNHEALTHY" in table and "postgresqlinstances.anynines.com" in table
     monkeypatch.setattr(status, "rows", lambda *_a, **_k: found[:1])
     assert cli.main(["status"]) == 0
+
+
+# ------------------------------------------------------------------------------- secret config
+FAKE_PULUMI = """#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_LOG"
+cat >> "$FAKE_LOG"; echo >> "$FAKE_LOG"
+"""
+
+
+def test_secret_config_is_masked_then_set_from_stdin_never_on_a_command_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pulumi").write_text(FAKE_PULUMI)
+    (tmp_path / "pulumi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "log"))
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    kubeconfig = "apiVersion: v1\nclusters:\n- cluster: {}\n"
+    document = {
+        "klutch-tenant/acme": {"oidc.clientSecret": "s3cret", "kubeconfig": kubeconfig},
+        "klutch-central/dev": {},
+    }
+    monkeypatch.setenv("PULUMI_SECRET_CONFIG", json.dumps(document))
+    assert cli.main(["secrets", "--project-dir", str(tmp_path), "--project", "klutch-tenant", "--stack", "acme"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:4] == [
+        "::add-mask::s3cret",
+        "::add-mask::apiVersion: v1",
+        "::add-mask::clusters:",
+        "::add-mask::- cluster: {}",
+    ]
+    assert out[4:] == ["acme: secret config kubeconfig set", "acme: secret config oidc.clientSecret set"]
+    log = (tmp_path / "log").read_text()
+    assert log == (
+        f"config set --stack acme --secret --path --non-interactive kubeconfig\n{kubeconfig}\n"
+        "config set --stack acme --secret --path --non-interactive oidc.clientSecret\ns3cret\n"
+    )
+    assert secrets.stacks_of(document, "klutch-tenant") == ["acme"]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"klutch-tenant/acme": ', "error: the secret config is not JSON (line 1, column 24)\n"),
+        ('{"klutch-tenant/acme": {"kubeconfig": 1}}', 'error: the secret config must be {"<project>/<stack>": '),
+    ],
+)
+def test_a_malformed_secret_config_fails_without_echoing_it(monkeypatch, capsys, document, message):
+    monkeypatch.setenv("PULUMI_SECRET_CONFIG", document)
+    assert cli.main(["secrets", "--project", "klutch-tenant", "--stack", "acme"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "kubeconfig" not in err

@@ -4,6 +4,7 @@
     klutch-fleet up [--parallel N] [--policy-pack DIR] STACK...          # pulumi up, N at a time
     klutch-fleet retire [--parallel N] STACK...                          # pulumi destroy + stack rm
     klutch-fleet status [--check-drift] [--json]                         # the fleet view
+    klutch-fleet secrets --project P (--stack S | --all)                 # secret config from $PULUMI_SECRET_CONFIG
 
 The Pulumi commands run in the tenant project (`--project-dir`, default `tenant`) against the backend
 and with the secrets the environment sets (PULUMI_BACKEND_URL, PULUMI_CONFIG_PASSPHRASE or a KMS key).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from functools import partial
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from pulumi import automation as auto
 
-from klutch.fleet import runner, select, status
+from klutch.fleet import runner, secrets, select, status
 
 
 def _positive(text: str) -> int:
@@ -49,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     view.add_argument("--check-drift", action="store_true", help="also run pulumi preview --refresh per stack")
     view.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     view.add_argument("--parallel", type=_positive, default=4, help="stacks checked at a time (default 4)")
+    setter = commands.add_parser("secrets", help="set a stack's secret config from a JSON document in the environment")
+    setter.add_argument("--project", required=True, help="the Pulumi project: klutch-central or klutch-tenant")
+    which = setter.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stack", help="the stack")
+    which.add_argument(
+        "--all", action="store_true", help="every stack of the project the backend and the document have"
+    )
+    setter.add_argument("--from-env", default="PULUMI_SECRET_CONFIG", metavar="NAME", help="the variable holding it")
     for command in commands.choices.values():
         if command.prog.split()[-1] != "select":
             command.add_argument("--project-dir", type=Path, default=Path(select.TENANT_DIR), metavar="DIR")
@@ -67,7 +77,8 @@ def _select(args: argparse.Namespace) -> int:
 def _operate(args: argparse.Namespace) -> int:
     echo = runner.locked(partial(print, file=sys.stderr, flush=True))
     if args.command == "up":
-        operation = partial(runner.up, args.project_dir, policy_packs=args.policy_pack, echo=echo)
+        packs = [str(Path(p).resolve()) for p in args.policy_pack]  # the stacks run in the project directory
+        operation = partial(runner.up, args.project_dir, policy_packs=packs, echo=echo)
     else:
         operation = partial(runner.retire, args.project_dir, echo=echo)
     outcomes = runner.run_all(operation, args.stacks, args.parallel)
@@ -89,12 +100,26 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if all(r.healthy for r in found) else 2
 
 
+def _secrets(args: argparse.Namespace) -> int:
+    entries = secrets.parse(os.environ.get(args.from_env, ""))
+    if args.all:
+        backend = {s.name for s in auto.LocalWorkspace(work_dir=str(args.project_dir)).list_stacks()}
+        stacks = [s for s in secrets.stacks_of(entries, args.project) if s in backend]
+    else:
+        stacks = [args.stack]
+    mask = os.environ.get("GITHUB_ACTIONS") == "true"
+    for stack in stacks:
+        secrets.apply(args.project_dir, stack, entries.get(f"{args.project}/{stack}", {}), mask)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"select": _select, "up": _operate, "retire": _operate, "status": _status}[args.command]
+    handlers = {"select": _select, "up": _operate, "retire": _operate, "status": _status, "secrets": _secrets}
+    handler = handlers[args.command]
     try:
         return handler(args)
-    except select.SelectError as e:
+    except (select.SelectError, secrets.SecretConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except auto.CommandError as e:
