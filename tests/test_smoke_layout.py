@@ -19,6 +19,7 @@ ALLOWED = {
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
+    "fleet": {"tenant"},  # operates tenant stacks (Automation API); reads the Binding's type from the state
 }
 
 

@@ -30,7 +30,7 @@ class Row:
     stack: str
     cluster_id: str | None  # None: the stack holds no binding
     apis: tuple[str, ...]
-    last_update: str | None  # ISO 8601, UTC
+    last_update: str | None  # the end (or start) of the last operation, ISO 8601 in UTC
     result: str | None  # e.g. "update succeeded", "destroy failed"
     preview: str | None  # None: not checked; "clean"; the pending changes; or "failed: <reason>"
 
@@ -71,7 +71,7 @@ def row(workspace: auto.LocalWorkspace, name: str, check_drift: bool) -> Row:
         stack=name,
         cluster_id=cluster_id,
         apis=apis,
-        last_update=when.isoformat() if when else None,
+        last_update=when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None,
         result=f"{last.kind} {last.result}" if last else None,
         preview=preview_state(stack) if check_drift else None,
     )
