@@ -71,6 +71,7 @@ def test_one_reusable_check_job_gates_both_workflows(pr, push, checks):
         ".venv/bin/python -m pytest",
         "klutch-render --all --check --out render",
         "klutch-render --list",
+        '.venv/bin/klutch-fleet select --base ""',
     ):
         assert command in commands
     assert runs(checks["jobs"]["e2e"]).strip() == "bash e2e/run"
