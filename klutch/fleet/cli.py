@@ -81,7 +81,7 @@ def _operate(args: argparse.Namespace) -> int:
         operation = partial(runner.up, args.project_dir, policy_packs=packs, echo=echo)
     else:
         operation = partial(runner.retire, args.project_dir, echo=echo)
-    outcomes = runner.run_all(operation, args.stacks, args.parallel)
+    outcomes = runner.run_all(operation, list(dict.fromkeys(args.stacks)), args.parallel)  # each stack once
     if args.json:
         print(json.dumps([o.as_dict() for o in outcomes], indent=2))
     else:

@@ -19,6 +19,7 @@ from pulumi import automation as auto
 from rich.console import Console
 from rich.table import Table
 
+from klutch.config.tenant import Api
 from klutch.fleet.runner import failure, run_all
 from klutch.tenant.binding import TYPE as BINDING_TYPE
 
@@ -48,7 +49,7 @@ def binding_of(deployment: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]
     for resource in deployment.get("resources") or []:
         if resource.get("type") == BINDING_TYPE:
             outputs = resource.get("outputs") or {}
-            apis = tuple(f"{a['resource']}.{a['group']}" if a.get("group") else a["resource"] for a in outputs["apis"])
+            apis = tuple(Api(a.get("group", ""), a["resource"]).name for a in outputs.get("apis") or [])
             return outputs.get("clusterId"), apis
     return None, ()
 
