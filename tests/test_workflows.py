@@ -175,6 +175,7 @@ def test_push_selects_tenants_in_the_package_and_updates_them_after_their_centra
         assert job["needs"] == ["select", f"up-{central}"]  # after the central stack's up
         assert job["if"] == f"needs.select.outputs.up-{central} != '[]'"
         assert job["uses"] == "./.github/workflows/tenants.yml"
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}  # the called jobs' OIDC token
         assert job["with"] == {
             "operation": "up",
             "stacks": f"${{{{ needs.select.outputs.up-{central} }}}}",
@@ -186,6 +187,7 @@ def test_push_selects_tenants_in_the_package_and_updates_them_after_their_centra
 def test_a_removed_tenant_is_destroyed_only_behind_a_reviewer_from_the_commit_that_had_its_file(push):
     retire = push["jobs"]["retire-tenants"]
     assert (retire["needs"], retire["if"]) == ("select", "needs.select.outputs.retire != '[]'")
+    assert retire["permissions"] == {"contents": "read", "id-token": "write"}
     assert retire["with"] == {
         "operation": "retire",
         "stacks": "${{ needs.select.outputs.retire }}",
