@@ -19,6 +19,8 @@ from pulumi import automation as auto
 
 Echo = Callable[[str], None]
 T = TypeVar("T")
+# `pulumi stack select` rewrites the project's workspace file in PULUMI_HOME: one selection at a time.
+SELECTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,8 @@ def up(project_dir: Path, stack: str, policy_packs: Sequence[str] = (), echo: Ec
     """`pulumi up` of one stack (created first if the backend has none, as `pulumi stack select --create`)."""
     started = time.time()
     try:
-        found = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
+        with SELECTING:
+            found = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
         result = found.up(policy_packs=list(policy_packs) or None, on_output=_prefixed(stack, echo), color="never")
         return Outcome(stack, "up", True, started, time.time(), _summary(result.summary.resource_changes))
     except auto.CommandError as e:
@@ -69,7 +72,8 @@ def retire(project_dir: Path, stack: str, echo: Echo = print) -> Outcome:
         workspace = auto.LocalWorkspace(work_dir=str(project_dir))
         if stack not in {s.name for s in workspace.list_stacks()}:
             return Outcome(stack, "retire", True, started, time.time(), "already retired: no such stack")
-        found = auto.Stack.select(stack, workspace)
+        with SELECTING:
+            found = auto.Stack.select(stack, workspace)
         result = found.destroy(on_output=_prefixed(stack, echo), color="never")
         workspace.remove_stack(stack)
         detail = f"destroyed ({_summary(result.summary.resource_changes)}); stack removed"

@@ -10,7 +10,7 @@ binding, its last operation succeeded and, where checked, its preview is clean.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from klutch.config.tenant import Api
-from klutch.fleet.runner import failure, run_all
+from klutch.fleet.runner import SELECTING, failure, run_all
 from klutch.tenant.binding import TYPE as BINDING_TYPE
 
 CLEAN = "clean"
@@ -44,7 +44,7 @@ class Row:
         return {**asdict(self), "apis": list(self.apis), "healthy": self.healthy}
 
 
-def binding_of(deployment: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+def binding_of(deployment: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
     """(cluster id, bound APIs as `<resource>.<group>`) of the stack's Binding, or (None, ())."""
     for resource in deployment.get("resources") or []:
         if resource.get("type") == BINDING_TYPE:
@@ -64,7 +64,8 @@ def preview_state(stack: auto.Stack) -> str:
 
 
 def row(workspace: auto.LocalWorkspace, name: str, check_drift: bool) -> Row:
-    stack = auto.Stack.select(name, workspace)
+    with SELECTING:
+        stack = auto.Stack.select(name, workspace)
     cluster_id, apis = binding_of(stack.export_stack().deployment or {})
     [last] = stack.history(page_size=1, show_secrets=False) or [None]
     when = last and (last.end_time or last.start_time)
