@@ -58,7 +58,12 @@ def up(project_dir: Path, stack: str, policy_packs: Sequence[str] = (), echo: Ec
     try:
         with SELECTING:
             found = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
-        result = found.up(policy_packs=list(policy_packs) or None, on_output=_prefixed(stack, echo), color="never")
+        result = found.up(
+            policy_packs=list(policy_packs) or None,
+            on_output=_prefixed(stack, echo),
+            color="never",
+            suppress_progress=True,
+        )
         return Outcome(stack, "up", True, started, time.time(), _summary(result.summary.resource_changes))
     except auto.CommandError as e:
         return Outcome(stack, "up", False, started, time.time(), failure(e))
@@ -74,7 +79,7 @@ def retire(project_dir: Path, stack: str, echo: Echo = print) -> Outcome:
             return Outcome(stack, "retire", True, started, time.time(), "already retired: no such stack")
         with SELECTING:
             found = auto.Stack.select(stack, workspace)
-        result = found.destroy(on_output=_prefixed(stack, echo), color="never")
+        result = found.destroy(on_output=_prefixed(stack, echo), color="never", suppress_progress=True)
         workspace.remove_stack(stack)
         detail = f"destroyed ({_summary(result.summary.resource_changes)}); stack removed"
         return Outcome(stack, "retire", True, started, time.time(), detail)
