@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pulumi import automation as auto
 
@@ -38,8 +38,13 @@ class Outcome:
         return asdict(self)
 
 
-def _prefixed(stack: str, echo: Echo) -> Echo:
-    return lambda line: echo(f"[{stack}] {line.rstrip()}")
+def _display(stack: str, echo: Echo) -> dict[str, Any]:
+    """How an operation shows: its stdout and stderr lines prefixed with the stack, no colour, no dots."""
+
+    def line(text: str) -> None:
+        echo(f"[{stack}] {text.rstrip()}")
+
+    return {"on_output": line, "on_error": line, "color": "never", "suppress_progress": True}
 
 
 def failure(error: Exception) -> str:
@@ -58,12 +63,7 @@ def up(project_dir: Path, stack: str, policy_packs: Sequence[str] = (), echo: Ec
     try:
         with SELECTING:
             found = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
-        result = found.up(
-            policy_packs=list(policy_packs) or None,
-            on_output=_prefixed(stack, echo),
-            color="never",
-            suppress_progress=True,
-        )
+        result = found.up(policy_packs=list(policy_packs) or None, **_display(stack, echo))
         return Outcome(stack, "up", True, started, time.time(), _summary(result.summary.resource_changes))
     except auto.CommandError as e:
         return Outcome(stack, "up", False, started, time.time(), failure(e))
@@ -79,7 +79,7 @@ def retire(project_dir: Path, stack: str, echo: Echo = print) -> Outcome:
             return Outcome(stack, "retire", True, started, time.time(), "already retired: no such stack")
         with SELECTING:
             found = auto.Stack.select(stack, workspace)
-        result = found.destroy(on_output=_prefixed(stack, echo), color="never", suppress_progress=True)
+        result = found.destroy(**_display(stack, echo))
         workspace.remove_stack(stack)
         detail = f"destroyed ({_summary(result.summary.resource_changes)}); stack removed"
         return Outcome(stack, "retire", True, started, time.time(), detail)

@@ -126,7 +126,7 @@ def tenant_config(fleet: Fleet, cluster_id: str) -> dict[str, Any]:
 def add_tenants(fleet: Fleet, stacks: list[str]) -> str:
     """What a platform engineer merges for new tenants: each stack created once (the file keeps the lines
     `pulumi stack init` adds), its config in the file, no secret in it. Returns the commit before."""
-    base = fleet.git("rev-parse", "HEAD") if fleet.git("rev-list", "--all") else ""
+    base = fleet.git("rev-parse", "HEAD")
     for stack in stacks:
         pulumi = Pulumi(cwd=fleet.repo / "tenant", env=fleet.env, stack=stack)
         pulumi.init()
@@ -134,7 +134,7 @@ def add_tenants(fleet: Fleet, stacks: list[str]) -> str:
         document = yaml.safe_load(path.read_text()) or {}
         document["config"] = tenant_config(fleet, stack)
         path.write_text(yaml.safe_dump(document, sort_keys=False))
-    fleet.git("add", "-A")
+    fleet.git("add", "--", *(f"tenant/Pulumi.{s}.yaml" for s in stacks))  # the checkout's secrets stay out
     fleet.git("commit", "-q", "-m", f"tenants {', '.join(stacks)}")
     return base
 
@@ -203,7 +203,7 @@ def status(fleet: Fleet, *extra: str) -> tuple[int, list[dict[str, Any]]]:
 def test_merged_tenant_files_are_selected_and_bound_sequentially_then_four_at_a_time(fleet: Fleet):
     first, second = TENANTS[:4], TENANTS[4:]
     base = add_tenants(fleet, first)
-    assert select(fleet, base) == {"up": {"dev": first}, "retire": []}  # no base yet: every tenant file
+    assert select(fleet, base) == {"up": {"dev": first}, "retire": []}  # exactly the added files
     set_secrets(fleet, first)
     assert overlap(up(fleet, first, parallel=1)) == 1
     base = add_tenants(fleet, second)
@@ -234,7 +234,7 @@ def test_the_fleet_view_lists_ten_healthy_stacks_with_clean_previews(fleet: Flee
 def test_a_removed_tenant_file_retires_only_that_stack_behind_the_workflow_s_checkout(fleet: Fleet, tmp_path: Path):
     others = {s: central_objects(fleet, s) for s in TENANTS if s != RETIRED}
     base = fleet.git("rev-parse", "HEAD")
-    fleet.git("rm", "-q", f"tenant/Pulumi.{RETIRED}.yaml")
+    fleet.git("rm", "-q", "-f", f"tenant/Pulumi.{RETIRED}.yaml")  # -f: the checkout had set its secret
     fleet.git("commit", "-q", "-m", f"retire {RETIRED}")
     assert select(fleet, base) == {"up": {"dev": []}, "retire": [RETIRED]}
     # The workflow retires from a checkout of the commit that still has the file.
