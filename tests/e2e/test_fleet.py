@@ -78,6 +78,8 @@ def fleet_repo(base: Path) -> Path:
         ("init", "-q", "-b", "main"),
         ("config", "user.email", "e2e@example.com"),
         ("config", "user.name", "e2e"),
+        ("add", "-A"),
+        ("commit", "-q", "-m", "the fleet, no tenant yet"),
     ):
         subprocess.run(["git", *args], cwd=repo, check=True)
     return repo
