@@ -12,8 +12,9 @@ destroy. Every `up` runs the policy pack, as in the workflow.
 
 The story, in order: merge 1 adds four tenant files (updated one at a time: the sequential rate), merge 2
 adds six (four at a time: the parallel rate); the fleet view lists ten healthy rows with clean
-previews; merge 3 removes one file, its stack is retired from a checkout of the commit before (as the
-workflow does) and only its objects go; an object deleted behind Pulumi's back shows as drift.
+previews; a change of the central stack file selects all ten; merge 4 removes one file, its stack is
+retired from a checkout of the commit before (as the workflow does) and only its objects go; an
+object deleted behind Pulumi's back shows as drift.
 """
 
 from __future__ import annotations
@@ -231,6 +232,13 @@ def test_the_fleet_view_lists_ten_healthy_stacks_with_clean_previews(fleet: Flee
             True,
         ), row
         assert row["last_update"]
+
+
+def test_a_central_stack_change_selects_every_tenant_reading_it(fleet: Fleet):
+    base = fleet.git("rev-parse", "HEAD")
+    (fleet.repo / "Pulumi.dev.yaml").write_text("config:\n  klutch-central:environment: dev\n")
+    fleet.git("commit", "-q", "-am", "the central stack changes")
+    assert select(fleet, base) == {"up": {"dev": TENANTS}, "retire": []}
 
 
 def test_a_removed_tenant_file_retires_only_that_stack_behind_the_workflow_s_checkout(fleet: Fleet, tmp_path: Path):
