@@ -19,6 +19,7 @@ ALLOWED = {
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
+    "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
 }
 
 

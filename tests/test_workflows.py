@@ -45,6 +45,16 @@ def setup() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def tenants() -> dict[str, Any]:
+    return load(WORKFLOWS / "tenants.yml")
+
+
+@pytest.fixture(scope="module")
+def drift() -> dict[str, Any]:
+    return load(WORKFLOWS / "drift.yml")
+
+
+@pytest.fixture(scope="module")
 def checks() -> dict[str, Any]:
     return load(WORKFLOWS / "checks.yml")
 
@@ -61,6 +71,7 @@ def test_one_reusable_check_job_gates_both_workflows(pr, push, checks):
         ".venv/bin/python -m pytest",
         "klutch-render --all --check --out render",
         "klutch-render --list",
+        '.venv/bin/klutch-fleet select --base ""',
     ):
         assert command in commands
     assert runs(checks["jobs"]["e2e"]).strip() == "bash e2e/run"
@@ -99,12 +110,19 @@ def test_setup_assumes_an_aws_role_by_oidc_and_installs_the_policy_pack(setup):
     assert not {"aws-access-key-id", "aws-secret-access-key"} & set(aws["with"])
     shell = "\n".join(s.get("run", "") for s in steps)
     assert "python -m venv .venv && .venv/bin/pip install -q -r requirements.txt" in shell
-    assert 'pulumi config set --stack "$STACK" --secret --path' in shell and "::add-mask::" in shell
+    [secret_step] = [s for s in steps if "klutch-fleet secrets" in s.get("run", "")]
+    assert secret_step["env"]["PULUMI_SECRET_CONFIG"] == "${{ inputs.secret-config }}"  # never on a command line
+    assert "${{" not in secret_step["run"]
+    assert setup["inputs"]["stack"] == {
+        "description": "Stack name; empty for every stack of the project the backend has (the fleet view)",
+        "required": False,
+        "default": "",
+    }
 
 
 def test_push_deploys_dev_then_prod_behind_an_environment(push):
     assert push["on"] == {"push": {"branches": ["main"]}}
-    jobs = push["jobs"]
+    jobs = {k: v for k, v in push["jobs"].items() if k in ("checks", "up-dev", "up-prod")}
     assert (jobs["up-dev"]["needs"], jobs["up-prod"]["needs"]) == ("checks", "up-dev")
     assert (jobs["up-dev"]["environment"], jobs["up-prod"]["environment"]) == ("dev", "prod")
     for job, stack in (("up-dev", "dev"), ("up-prod", "prod")):
@@ -117,9 +135,7 @@ def test_push_deploys_dev_then_prod_behind_an_environment(push):
     assert push["concurrency"]["cancel-in-progress"] is False
 
 
-@pytest.mark.parametrize(
-    "path", [WORKFLOWS / "pull_request.yml", WORKFLOWS / "push.yml", SETUP_ACTION], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("path", [*sorted(WORKFLOWS.glob("*.yml")), SETUP_ACTION], ids=lambda p: p.name)
 def test_actions_are_pinned_and_the_cli_matches_the_sdk(path):
     text = path.read_text()
     uses = re.findall(r"uses:\s*(\S+)", text)
@@ -141,3 +157,73 @@ def test_ci_script_runs_the_readme_commands_after_the_offline_checks():
     assert tests in readme and "bash e2e/run" in readme
     assert lines.index('.venv/bin/klutch-render --all --check --out "$render_out"') < lines.index(tests)
     assert lines[-2:] == [tests, "bash e2e/run"]  # the e2e's pytest line is the run's last word
+
+
+def test_push_selects_tenants_in_the_package_and_updates_them_after_their_central_stack(push):
+    jobs = push["jobs"]
+    select = jobs["select"]
+    assert (select["needs"], select["if"]) == ("checks", SKIP_UNLESS_CLOUD)
+    assert select["steps"][0]["with"] == {"fetch-depth": 0}
+    [step] = [s for s in select["steps"] if s.get("id") == "select"]
+    assert step["run"] == (
+        '.venv/bin/klutch-fleet select --base "$BASE" --head "$GITHUB_SHA" --github-output "$GITHUB_OUTPUT"'
+    )
+    assert "gh run list --workflow push.yml --branch main --status success" in runs(select)
+    assert set(select["outputs"]) == {"base", "up-dev", "up-prod", "retire"}
+    for central in ("dev", "prod"):
+        job = jobs[f"tenants-{central}"]
+        assert job["needs"] == ["select", f"up-{central}"]  # after the central stack's up
+        assert job["if"] == f"needs.select.outputs.up-{central} != '[]'"
+        assert job["uses"] == "./.github/workflows/tenants.yml"
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}  # the called jobs' OIDC token
+        assert job["with"] == {
+            "operation": "up",
+            "stacks": f"${{{{ needs.select.outputs.up-{central} }}}}",
+            "environment": "tenants",
+        }
+        assert job["secrets"] == "inherit"
+
+
+def test_a_removed_tenant_is_destroyed_only_behind_a_reviewer_from_the_commit_that_had_its_file(push):
+    retire = push["jobs"]["retire-tenants"]
+    assert (retire["needs"], retire["if"]) == ("select", "needs.select.outputs.retire != '[]'")
+    assert retire["permissions"] == {"contents": "read", "id-token": "write"}
+    assert retire["with"] == {
+        "operation": "retire",
+        "stacks": "${{ needs.select.outputs.retire }}",
+        "environment": "tenants-retire",
+        "ref": "${{ needs.select.outputs.base }}",
+    }
+
+
+def test_the_tenant_matrix_is_bounded_never_fails_fast_and_never_overlaps_one_stack(tenants):
+    assert set(tenants["on"]["workflow_call"]["inputs"]) == {"operation", "stacks", "environment", "ref"}
+    job = tenants["jobs"]["stack"]
+    assert job["strategy"] == {
+        "fail-fast": False,
+        "max-parallel": "${{ fromJSON(vars.TENANT_MAX_PARALLEL || '4') }}",
+        "matrix": {"stack": "${{ fromJSON(inputs.stacks) }}"},
+    }
+    assert job["concurrency"] == {"group": "pulumi-klutch-tenant-${{ matrix.stack }}", "cancel-in-progress": False}
+    assert job["environment"] == "${{ inputs.environment }}"
+    [setup_step] = steps_using(job, "./.github/actions/pulumi-setup")
+    assert setup_step["with"]["project"] == "klutch-tenant" and setup_step["with"]["stack"] == "${{ matrix.stack }}"
+    assert setup_step["with"]["secret-config"] == "${{ secrets.PULUMI_SECRET_CONFIG }}"
+    commands = runs(job)
+    assert '.venv/bin/klutch-fleet up --policy-pack policy "$STACK"' in commands
+    assert '.venv/bin/klutch-fleet retire "$STACK"' in commands
+    assert "${{" not in commands  # inputs reach the shell through env only
+
+
+def test_the_drift_check_runs_daily_and_opens_or_updates_one_issue(drift):
+    assert drift["on"]["schedule"] == [{"cron": "17 5 * * *"}]
+    job = drift["jobs"]["drift"]
+    assert job["if"] == SKIP_UNLESS_CLOUD
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
+    [setup_step] = steps_using(job, "./.github/actions/pulumi-setup")
+    assert "stack" not in setup_step["with"]  # every tenant stack's secret config
+    commands = runs(job)
+    assert ".venv/bin/klutch-fleet status --check-drift" in commands
+    assert "gh issue comment" in commands and "gh issue create --title" in commands
+    [issue] = [s for s in job["steps"] if s.get("name") == "Open or update the drift issue"]
+    assert issue["if"] == "steps.status.outputs.code == '2'"

@@ -26,6 +26,7 @@ NEEDED = (
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "actionlint",
 )
 
 
