@@ -19,6 +19,7 @@ ALLOWED = {
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
+    "ops": set(),  # operator commands against a deployed stack: the CLI and the live cluster only
 }
 
 
