@@ -235,3 +235,10 @@ def test_the_kubeconfig_comes_from_the_pending_operations_provider():
     assert recover.stack_kubeconfig(state) == "apiVersion: v1"
     with pytest.raises(recover.RecoverError, match="pass --kubeconfig"):
         recover.stack_kubeconfig({"deployment": {"pending_operations": [pending(SECRET.type, "s", {})]}})
+
+
+def test_a_lock_file_as_the_cli_writes_it():
+    content = {"pid": 4242, "username": "ci", "hostname": "runner", "timestamp": "2026-12-02T14:35:36.123456789Z"}
+    parsed = Lock.from_json("file:///state/.pulumi/locks/organization/klutch-central/prod/1.json", content)
+    assert (parsed.pid, parsed.host, parsed.created) == (4242, "runner", datetime(2026, 12, 2, 14, 35, 36, 123456, UTC))
+    assert str(parsed).endswith("taken by ci@runner (pid 4242) at 2026-12-02T14:35:36.123456+00:00")

@@ -80,10 +80,12 @@ def test_a_new_cookie_key_generation_replaces_both_keys_and_rolls_the_backend():
     assert secret.replacement_trigger is None
 
 
-def test_the_first_ca_generation_has_no_trigger_and_the_certificate_no_subject():
+def test_the_first_ca_generation_triggers_0_and_the_certificate_has_no_subject():
+    # the engine never replaces for a trigger recorded as none (an earlier release's stack), only when a
+    # recorded trigger differs: 0 is recorded, and raising it replaces
     ev = run(SELF_SIGNED)
-    assert ev.one(PRIVATE_KEY).replacement_trigger is None
-    assert ev.one(CA_CERT).replacement_trigger is None
+    assert ev.one(PRIVATE_KEY).replacement_trigger == 0
+    assert ev.one(CA_CERT).replacement_trigger == 0
     assert ev.one(CERTIFICATE).get("spec.subject") is None
 
 

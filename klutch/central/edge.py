@@ -450,8 +450,10 @@ class Edge(pulumi.ComponentResource):
 
     def _self_signed_ca(self) -> k8s.core.v1.Secret:
         name = self.prefix
-        # a new generation replaces the key and the certificate; the Secret holding them is updated in place
-        renew = pulumi.ResourceOptions(parent=self, replacement_trigger=self._args.ca_generation or None)
+        # A new generation replaces the key and the certificate; the Secret holding them is updated in place.
+        # The engine compares the trigger with the recorded one: a stack that recorded none takes 0 over
+        # without a change, and every later generation differs.
+        renew = pulumi.ResourceOptions(parent=self, replacement_trigger=self._args.ca_generation)
         key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=renew)
         cert = tls.SelfSignedCert(
             f"{name}-ca",

@@ -56,6 +56,7 @@ class Cli:
 
     def run(self, *args: str, stack: bool = True, stream: bool = False) -> str:
         command = ["pulumi", *args, *(["--stack", self.stack] if stack else []), "--non-interactive"]
+        sys.stdout.flush()  # what this command printed comes before the CLI's output
         done = subprocess.run(command, cwd=self.cwd, text=True, stdout=None if stream else subprocess.PIPE)
         if done.returncode != 0:
             raise RecoverError(f"`pulumi {' '.join(args)}` failed (exit {done.returncode}); see its message above")
