@@ -129,26 +129,23 @@ def running_pulumi_pids() -> list[int]:
     return pids
 
 
-def settle_lock(cli: Cli, stale_after: timedelta, unlock: bool, dry_run: bool) -> None:
-    """Lift the stack's lock when its holder is gone; stop when an update may still run."""
+def stale_lock(cli: Cli, stale_after: timedelta, unlock: bool) -> bool:
+    """Whether the stack's lock is to be lifted (nothing is changed here); stops when an update may still run."""
     files = lock_files(cli.backend_url(), cli.project(), cli.stack)
     if files is None:
-        print("lock: this backend's lock cannot be read here" + ("; --unlock: lifted" if unlock else ""))
-        if unlock and not dry_run:
-            cli.run("cancel", "--yes")
-        return
+        print("lock: this backend's lock cannot be read here" + ("; --unlock: it is lifted" if unlock else ""))
+        return unlock
     if not files:
         print("lock: none")
-        return
+        return False
     now, host, running = datetime.now(UTC), socket.gethostname(), running_pulumi_pids()
     locks = [Lock.from_json(str(f), json.loads(f.read_text())) for f in files]
     busy = [f"{lock}: {why}" for lock in locks if (why := live_holder(lock, host, now, stale_after, running))]
     if busy:
         raise RecoverError("an update may still be running; nothing was changed:\n  " + "\n  ".join(busy))
     for lock in locks:
-        print(f"lock: stale, lifted: {lock}")
-    if not dry_run:
-        cli.run("cancel", "--yes")
+        print(f"lock: stale, its holder is gone: {lock}")
+    return True
 
 
 # ------------------------------------------------------------------------------- the pending operations
@@ -190,21 +187,26 @@ def apply(cli: Cli, cluster: LiveCluster, decisions: Sequence[Decision]) -> None
 
 def recover(args: argparse.Namespace) -> int:
     cli = Cli(Path(args.cwd).resolve(), args.stack)
-    settle_lock(cli, timedelta(minutes=args.stale_after), args.unlock, args.dry_run)
+    lift = stale_lock(cli, timedelta(minutes=args.stale_after), args.unlock)
     state = cli.state()
-    if not state.get("deployment", {}).get("pending_operations"):
-        print(f"no pending operations in stack {args.stack}: run `pulumi up --stack {args.stack}`")
-        return 0
-    kubeconfig = Path(args.kubeconfig).read_text() if args.kubeconfig else stack_kubeconfig(state)
-    cluster = LiveCluster(kubeconfig)
-    decisions = plan(state, cluster)
-    print("pending operations:")
-    show(decisions)
+    decisions: list[Decision] = []
+    cluster: LiveCluster | None = None
+    if state.get("deployment", {}).get("pending_operations"):
+        kubeconfig = Path(args.kubeconfig).read_text() if args.kubeconfig else stack_kubeconfig(state)
+        cluster = LiveCluster(kubeconfig)
+        decisions = plan(state, cluster)
+        print("pending operations:")
+        show(decisions)
+    else:
+        print("pending operations: none")
     if manual := [d for d in decisions if d.action is Action.MANUAL]:
         raise RecoverError(f"{len(manual)} pending operation(s) to decide by hand (above); nothing was changed")
     if args.dry_run:
         return 0
-    apply(cli, cluster, decisions)
+    if lift:
+        cli.run("cancel", "--yes")
+    if cluster is not None:
+        apply(cli, cluster, decisions)
     if left := cli.state().get("deployment", {}).get("pending_operations"):
         raise RecoverError(f"{len(left)} pending operation(s) remain after the refresh")
     print(f"recovered: run `pulumi up --stack {args.stack}`")

@@ -94,7 +94,7 @@ def test_an_up_killed_in_the_first_helm_release_is_recovered(stack, tmp_path_fac
     assert pulumi.state()["deployment"].get("pending_operations")
     report = recover(pulumi)
     assert re.search(r"reinstall +kubernetes:helm.sh/v3:Release crossplane: ", report), report
-    assert "lock: stale, lifted" in report and f"run `pulumi up --stack {pulumi.stack}`" in report
+    assert "lock: stale, its holder is gone" in report and f"run `pulumi up --stack {pulumi.stack}`" in report
     converges(pulumi, plane, tmp_path_factory.mktemp("day2-helm"))
     [record] = [r for r in helm_records(plane, "crossplane") if r["metadata"]["labels"]["status"] == "deployed"]
     assert record["metadata"]["labels"]["version"] == "1"  # one release, installed over the chart's objects
