@@ -242,3 +242,74 @@ def test_a_lock_file_as_the_cli_writes_it():
     parsed = Lock.from_json("file:///state/.pulumi/locks/organization/klutch-central/prod/1.json", content)
     assert (parsed.pid, parsed.host, parsed.created) == (4242, "runner", datetime(2026, 12, 2, 14, 35, 36, 123456, UTC))
     assert str(parsed).endswith("taken by ci@runner (pid 4242) at 2026-12-02T14:35:36.123456+00:00")
+
+
+class FakeCli:
+    """The Pulumi CLI of one stack on a file backend in `root`: records the commands that change something."""
+
+    def __init__(self, root: Path, states: list[dict]) -> None:
+        self.root, self.states, self.stack, self.calls = root, states, "prod", []
+
+    def backend_url(self) -> str:
+        return self.root.as_uri()
+
+    def project(self) -> str:
+        return "klutch-central"
+
+    def state(self) -> dict:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+    def run(self, *args: str, **_: object) -> str:
+        self.calls.append(args)
+        return ""
+
+
+class RecordingCluster(FakeCluster):
+    def drop_helm_record(self, namespace: str, record: HelmRecord) -> None:
+        self.releases[(namespace, record.secret.split(".")[-2])].remove(record)
+
+
+def run_recover(monkeypatch, tmp_path: Path, ops: list[dict], *flags: str) -> tuple[int, FakeCli]:
+    """`klutch-recover --stack prod` with a stale lock of this host, the given pending operations, CLUSTER."""
+    locks = tmp_path / ".pulumi" / "locks" / "organization" / "klutch-central" / "prod"
+    locks.mkdir(parents=True)
+    gone = {"pid": 2**22 + 1, "username": "ci", "hostname": recover.socket.gethostname(), "timestamp": NOW.isoformat()}
+    (locks / "a.json").write_text(json.dumps(gone))
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1")
+    cli = FakeCli(tmp_path, [{"deployment": {"pending_operations": ops}}, {"deployment": {}}])
+    releases = {key: list(records) for key, records in CLUSTER.releases.items()}
+    monkeypatch.setattr(recover, "Cli", lambda cwd, stack: cli)
+    monkeypatch.setattr(
+        recover, "LiveCluster", lambda kubeconfig: RecordingCluster(CLUSTER.kinds, CLUSTER.objects, releases)
+    )
+    code = recover.main(["--stack", "prod", "--kubeconfig", str(tmp_path / "kubeconfig"), *flags])
+    return code, cli
+
+
+def test_recover_lifts_the_lock_drops_helm_records_then_refreshes_once(monkeypatch, tmp_path, capsys):
+    ops = [pending(RELEASE.type, "crossplane", dict(RELEASE.inputs)), pending(SECRET.type, "s", dict(SECRET.inputs))]
+    code, cli = run_recover(monkeypatch, tmp_path, ops)
+    assert code == 0
+    imports = ("--import-pending-creates", ops[1]["resource"]["urn"])
+    imports += ("--import-pending-creates", "crossplane-system/postgresql-service-broker-creds")
+    refresh = ("refresh", "--yes", "--skip-preview", *imports, "--clear-pending-creates")
+    assert cli.calls == [("cancel", "--yes"), refresh]
+    out = capsys.readouterr().out
+    assert "lock: stale, its holder is gone" in out
+    assert "dropped Helm record crossplane-system/sh.helm.release.v1.crossplane.v1 (deployed)" in out
+    assert out.strip().endswith("recovered: run `pulumi up --stack prod`")
+
+
+@pytest.mark.parametrize("flags", [(), ("--dry-run",)])
+def test_recover_changes_nothing_when_one_operation_is_to_be_decided_by_hand(monkeypatch, tmp_path, capsys, flags):
+    ops = [pending("aws:ec2/vpc:Vpc", "network-vpc", {}), pending(RELEASE.type, "crossplane", dict(RELEASE.inputs))]
+    code, cli = run_recover(monkeypatch, tmp_path, ops, *flags)
+    assert (code, cli.calls) == (1, [])
+    assert "1 pending operation(s) to decide by hand (above); nothing was changed" in capsys.readouterr().err
+
+
+def test_a_live_update_keeps_its_lock_and_nothing_is_changed(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(recover, "running_pulumi_pids", lambda: [2**22 + 1])
+    code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))])
+    assert (code, cli.calls) == (1, [])
+    assert f"pulumi (pid {2**22 + 1}) still runs on this host" in capsys.readouterr().err
