@@ -17,10 +17,12 @@ from klutch.ops.recovery import (
     Lock,
     ObjectRef,
     PendingOp,
+    Process,
     decide,
     import_args,
     live_holder,
     object_ref,
+    orphaned_plugins,
     plan,
 )
 
@@ -269,8 +271,11 @@ class RecordingCluster(FakeCluster):
         self.releases[(namespace, record.secret.split(".")[-2])].remove(record)
 
 
-def run_recover(monkeypatch, tmp_path: Path, ops: list[dict], *flags: str) -> tuple[int, FakeCli]:
-    """`klutch-recover --stack prod` with a stale lock of this host, the given pending operations, CLUSTER."""
+def run_recover(
+    monkeypatch, tmp_path: Path, ops: list[dict], *flags: str, procs: list[Process] | None = None
+) -> tuple[int, FakeCli]:
+    """`klutch-recover --stack prod` with a stale lock of this host, the given pending operations and
+    processes (none by default), and CLUSTER."""
     locks = tmp_path / ".pulumi" / "locks" / "organization" / "klutch-central" / "prod"
     locks.mkdir(parents=True)
     gone = {"pid": 2**22 + 1, "username": "ci", "hostname": recover.socket.gethostname(), "timestamp": NOW.isoformat()}
@@ -278,6 +283,7 @@ def run_recover(monkeypatch, tmp_path: Path, ops: list[dict], *flags: str) -> tu
     (tmp_path / "kubeconfig").write_text("apiVersion: v1")
     cli = FakeCli(tmp_path, [{"deployment": {"pending_operations": ops}}, {"deployment": {}}])
     releases = {key: list(records) for key, records in CLUSTER.releases.items()}
+    monkeypatch.setattr(recover, "processes", lambda: procs or [])
     monkeypatch.setattr(recover, "Cli", lambda cwd, stack: cli)
     monkeypatch.setattr(
         recover, "LiveCluster", lambda kubeconfig: RecordingCluster(CLUSTER.kinds, CLUSTER.objects, releases)
@@ -309,7 +315,20 @@ def test_recover_changes_nothing_when_one_operation_is_to_be_decided_by_hand(mon
 
 
 def test_a_live_update_keeps_its_lock_and_nothing_is_changed(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(recover, "running_pulumi_pids", lambda: [2**22 + 1])
-    code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))])
+    ops = [pending(SECRET.type, "s", dict(SECRET.inputs))]
+    code, cli = run_recover(monkeypatch, tmp_path, ops, procs=[Process(2**22 + 1, 1, "pulumi")])
     assert (code, cli.calls) == (1, [])
     assert f"pulumi (pid {2**22 + 1}) still runs on this host" in capsys.readouterr().err
+
+
+def test_provider_plugins_whose_pulumi_is_gone_keep_the_lock(monkeypatch, tmp_path, capsys):
+    procs = [
+        Process(10, 1, "pulumi"),
+        Process(11, 10, "pulumi-resource-kubernetes"),  # a running update's plugin
+        Process(12, 1, "pulumi-resource-kubernetes"),  # its pulumi was killed: it may still install a release
+        Process(13, 1, "pulumi-language-python"),
+    ]
+    assert [p.pid for p in orphaned_plugins(procs)] == [12]
+    code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))], procs=procs)
+    assert (code, cli.calls) == (1, [])
+    assert "pulumi-resource-kubernetes (pid 12) runs without its pulumi" in capsys.readouterr().err

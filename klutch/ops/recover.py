@@ -6,8 +6,9 @@ It runs the `pulumi` CLI on the PATH in the project directory, with the environm
 Kubernetes provider (or `--kubeconfig`). In order:
 
 1. The lock. On a file backend (`file://`) the lock files are read: a lock is lifted (`pulumi cancel`) only
-   when its holder is gone (on this host, no `pulumi` process has its pid; on another host, it is older
-   than `--stale-after` minutes); otherwise nothing is changed. Other backends' locks cannot be read
+   when its holder is gone (on this host, no `pulumi` process has its pid and no provider plugin runs
+   without its `pulumi`; on another host, it is older than `--stale-after` minutes); otherwise nothing
+   is changed. Other backends' locks cannot be read
    here: after confirming no update runs, `--unlock` lifts them.
 2. The plan (`klutch.ops.recovery`): every pending operation, looked up on the cluster, printed.
 3. The Helm records the plan drops, then one `pulumi refresh` that imports the existing objects, clears the
@@ -37,7 +38,17 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
-from klutch.ops.recovery import Action, Decision, HelmRecord, Lock, import_args, live_holder, plan
+from klutch.ops.recovery import (
+    Action,
+    Decision,
+    HelmRecord,
+    Lock,
+    Process,
+    import_args,
+    live_holder,
+    orphaned_plugins,
+    plan,
+)
 
 HELM_OWNER = "owner=helm"
 SHOW_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # an exported secret: {sig: ..., "plaintext": json}
@@ -116,17 +127,17 @@ def lock_files(backend_url: str, project: str, stack: str) -> list[Path] | None:
     return sorted((root / ".pulumi" / "locks" / qualified).glob("*.json"))
 
 
-def running_pulumi_pids() -> list[int]:
-    """The pids of the `pulumi` processes on this host."""
-    pids = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def processes() -> list[Process]:
+    """The processes of this host: pid, parent and executable name (from /proc)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            argv0 = cmdline.read_bytes().split(b"\0", 1)[0]
-        except OSError:
-            continue
-        if Path(argv0.decode(errors="replace")).name == "pulumi":
-            pids.append(int(cmdline.parent.name))
-    return pids
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile, or a kernel thread
+        found.append(Process(int(proc.name), parent, Path(argv0).name))
+    return found
 
 
 def stale_lock(cli: Cli, stale_after: timedelta, unlock: bool) -> bool:
@@ -138,9 +149,12 @@ def stale_lock(cli: Cli, stale_after: timedelta, unlock: bool) -> bool:
     if not files:
         print("lock: none")
         return False
-    now, host, running = datetime.now(UTC), socket.gethostname(), running_pulumi_pids()
+    now, host, procs = datetime.now(UTC), socket.gethostname(), processes()
+    running = [p.pid for p in procs if p.name == "pulumi"]
     locks = [Lock.from_json(str(f), json.loads(f.read_text())) for f in files]
     busy = [f"{lock}: {why}" for lock in locks if (why := live_holder(lock, host, now, stale_after, running))]
+    if any(lock.host == host for lock in locks):
+        busy += [f"{p.name} (pid {p.pid}) runs without its pulumi" for p in orphaned_plugins(procs)]
     if busy:
         raise RecoverError("an update may still be running; nothing was changed:\n  " + "\n  ".join(busy))
     for lock in locks:

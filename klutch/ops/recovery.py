@@ -220,3 +220,18 @@ def live_holder(lock: Lock, host: str, now: datetime, stale_after: timedelta, ru
         minutes = int(age.total_seconds() // 60)
         return f"taken on another host {minutes} min ago: an update may still run there"
     return None
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    parent: int
+    name: str  # the file name of its executable
+
+
+def orphaned_plugins(processes: Sequence[Process]) -> list[Process]:
+    """Provider plugins whose `pulumi` is gone. The CLI starts each plugin in a process group of its own,
+    so killing the CLI (even its whole group) leaves them running, and they may still finish, or start,
+    what they were asked to do: the cluster is not settled until they have exited."""
+    names = {p.pid: p.name for p in processes}
+    return [p for p in processes if p.name.startswith("pulumi-resource-") and names.get(p.parent) != "pulumi"]

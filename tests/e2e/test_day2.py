@@ -6,6 +6,7 @@ secret rotated, each with one `up`. The tests run in this order and share the st
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -45,8 +46,31 @@ def stack(chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory) -> Iter
         yield pulumi, plane
 
 
+def process_groups(root: int) -> set[int]:
+    """The process groups of `root` and its descendants: the CLI's, and those of the plugins it starts (each
+    plugin gets a group of its own, which a kill of the CLI's group alone would leave running)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(parents.get(pid, []))
+    groups = set()
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(pid))
+    return groups - {os.getpgid(0)}
+
+
 def up_killed_when(pulumi: Pulumi, ready: Callable[[], bool]) -> None:
-    """`pulumi up` in its own process group, SIGKILLed (the group) as soon as `ready()` holds."""
+    """`pulumi up` SIGKILLed as soon as `ready()` holds, as when its machine goes away: the process groups of
+    the CLI and of every plugin it started."""
     command = ["pulumi", "up", "--yes", "--skip-preview", "--stack", pulumi.stack, "--non-interactive"]
     log = (pulumi.cwd / "killed-up.log").open("w")
     up = subprocess.Popen(
@@ -56,7 +80,9 @@ def up_killed_when(pulumi: Pulumi, ready: Callable[[], bool]) -> None:
     while not ready() and up.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert up.poll() is None, "the up ended before the kill point: " + (pulumi.cwd / "killed-up.log").read_text()
-    os.killpg(up.pid, signal.SIGKILL)
+    for group in process_groups(up.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     up.wait(timeout=30)
     log.close()
 
