@@ -78,13 +78,17 @@ def up_killed_when(pulumi: Pulumi, ready: Callable[[], bool]) -> None:
     )
     deadline = time.monotonic() + KILL_WAIT
     while not ready() and up.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert up.poll() is None, "the up ended before the kill point: " + (pulumi.cwd / "killed-up.log").read_text()
+        time.sleep(0.02)
+    assert up.poll() is None, "the up ended before the kill point: " + killed_up_log(pulumi)
     for group in process_groups(up.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
     up.wait(timeout=30)
     log.close()
+
+
+def killed_up_log(pulumi: Pulumi) -> str:
+    return (pulumi.cwd / "killed-up.log").read_text()
 
 
 def recover(pulumi: Pulumi) -> str:
@@ -132,10 +136,18 @@ def test_an_up_killed_among_provider_configs_is_recovered(stack, tmp_path_factor
     for kind in ("serviceBroker", "backupManager"):
         for key, value in (("url", f"http://127.0.0.1:9/mongodb/{kind}"), ("username", "admin"), ("password", "pw")):
             pulumi.config(f"klutch-central:dataServices.mongodb.{kind}.{key}", value, secret=True, path=True)
-    first = catalog.SERVICE_BROKER.provider_config_name("mongodb")
-    up_killed_when(pulumi, lambda: plane.exists(PROVIDER_CONFIGS, first))
+    up_killed_when(pulumi, lambda: "ProviderConfig crossplane-mongodb-" in killed_up_log(pulumi))
+    pending_configs = {
+        op["resource"]["urn"].rsplit("::", 1)[-1]: op["resource"]["inputs"]["metadata"]["name"]
+        for op in pulumi.state()["deployment"].get("pending_operations") or []
+        if op["resource"]["type"].endswith(":ProviderConfig")
+    }
+    assert pending_configs, "the kill came after every ProviderConfig was recorded"
     report = recover(pulumi)
-    assert re.search(rf"import +kubernetes:dataservices.anynines.com/v1:ProviderConfig crossplane-{first}: ", report)
+    for resource, name in pending_configs.items():  # imported when it made it to the cluster, else cleared
+        action = "import" if plane.exists(PROVIDER_CONFIGS, name) else "clear"
+        line = rf"{action} +kubernetes:dataservices.anynines.com/v1:ProviderConfig {resource}: "
+        assert re.search(line, report), report
     converges(pulumi, plane, tmp_path_factory.mktemp("day2-pc"))
     assert len(plane.items(PROVIDER_CONFIGS)) == 4
 
