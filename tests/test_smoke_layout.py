@@ -20,6 +20,7 @@ ALLOWED = {
     "tenant": {"catalog", "config", "central", "outputs"},
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
     "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
+    "ops": set(),  # operator commands against a deployed stack: the CLI and the live cluster only
 }
 
 

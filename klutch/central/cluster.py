@@ -75,6 +75,9 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             delete_unreachable=False,
+            # a changed Secret (a rotated password, key or CA) is updated in place, never replaced: a
+            # protected Secret cannot be replaced, and a replaced one is missing for a moment
+            enable_secret_mutable=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
         )
         self.register_outputs(

@@ -59,6 +59,7 @@ class EdgeArgs:
     acme_server: str
     acme_email: str | None
     stack: str  # names the self-signed CA
+    ca_generation: int = 0  # rotation.backendCa: raising it makes a new self-signed CA
 
 
 def load_balancer_address(status: Any) -> str:
@@ -240,6 +241,21 @@ def envoy_proxy_spec() -> dict[str, Any]:
     return {"provider": {"type": "Kubernetes", "kubernetes": {"envoyService": service}}}
 
 
+def self_signed_certificate_spec(host: pulumi.Input[str], ca_generation: int) -> dict[str, Any]:
+    """The backend's certificate from the self-signed CA. cert-manager re-issues a certificate when its
+    spec changes, not when its CA does: a new CA generation names itself in the subject, so the next
+    `pulumi up` re-issues the certificate from the new CA (none for the first generation, as every
+    stack started)."""
+    spec: dict[str, Any] = {
+        "secretName": TLS_SECRET,
+        "dnsNames": [host],
+        "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": api_group(catalog.CERT_MANAGER_API)},
+    }
+    if ca_generation:
+        spec["subject"] = {"organizationalUnits": [f"backend CA generation {ca_generation}"]}
+    return spec
+
+
 def gateway_listeners(host: str | None) -> list[dict[str, Any]]:
     """The Gateway's HTTP and HTTPS listeners (for `host`, or any host); HTTPS terminates with the
     backend's certificate."""
@@ -417,11 +433,7 @@ class Edge(pulumi.ComponentResource):
             api_version=catalog.CERT_MANAGER_API,
             kind="Certificate",
             metadata={"name": TLS_SECRET, "namespace": self.namespace},
-            spec={
-                "secretName": TLS_SECRET,
-                "dnsNames": [self.host],
-                "issuerRef": {"name": ISSUER_NAME, "kind": "Issuer", "group": api_group(catalog.CERT_MANAGER_API)},
-            },
+            spec=self_signed_certificate_spec(self.host, self._args.ca_generation),
             opts=self.child_opts(depends_on=[self.issuer]),
         )
 
@@ -438,9 +450,11 @@ class Edge(pulumi.ComponentResource):
 
     def _self_signed_ca(self) -> k8s.core.v1.Secret:
         name = self.prefix
-        key = tls.PrivateKey(
-            f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=pulumi.ResourceOptions(parent=self)
-        )
+        # A new generation replaces the key and the certificate; the Secret holding them is updated in place.
+        # The engine compares the trigger with the recorded one: a stack that recorded none takes 0 over
+        # without a change, and every later generation differs.
+        renew = pulumi.ResourceOptions(parent=self, replacement_trigger=self._args.ca_generation)
+        key = tls.PrivateKey(f"{name}-ca", algorithm="ECDSA", ecdsa_curve="P256", opts=renew)
         cert = tls.SelfSignedCert(
             f"{name}-ca",
             private_key_pem=key.private_key_pem,
@@ -451,7 +465,7 @@ class Edge(pulumi.ComponentResource):
             validity_period_hours=10 * 365 * 24,
             early_renewal_hours=365 * 24,  # a `pulumi up` in the CA's last year replaces it (tenants re-trust)
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=renew,
         )
         self.ca_pem = cert.cert_pem
         return k8s.core.v1.Secret(

@@ -50,6 +50,12 @@ ADMIN_ROLE = "cluster-admin"
 CHECKSUM_ANNOTATION = "klutch.anynines.com/secrets-checksum"
 
 
+def generation_keepers(generation: int) -> dict[str, str] | None:
+    """The keepers of a generated key: a new generation replaces it. None for the first generation, as
+    every stack started, so taking over an existing stack keeps its keys."""
+    return {"generation": str(generation)} if generation else None
+
+
 def checksum(secret_data: dict[str, dict[str, pulumi.Input[str]]]) -> pulumi.Output[str]:
     """sha256 over the backend's Secrets (names, keys, values). Not secret itself: a digest of
     high-entropy keys reveals nothing, and the Deployment stays readable in previews and renders."""
@@ -85,6 +91,7 @@ class KubeBindArgs:
     # Crossplane release. None: the catalog's name, without a dependency (the Kubernetes provider
     # retries a create whose namespace does not exist yet).
     export_namespace: pulumi.Input[str] | None = None
+    cookie_keys_generation: int = 0  # rotation.cookieKeys: raising it generates new cookie keys
 
 
 def backend_args(
@@ -316,7 +323,10 @@ class KubeBind(pulumi.ComponentResource):
         """The data of the backend's Secrets: generated cookie keys, the cluster CA, the OIDC client."""
         keys = {
             key: random.RandomBytes(
-                f"{self._name}-cookie-{key}", length=COOKIE_KEY_BYTES, opts=pulumi.ResourceOptions(parent=self)
+                f"{self._name}-cookie-{key}",
+                length=COOKIE_KEY_BYTES,
+                keepers=generation_keepers(args.cookie_keys_generation),
+                opts=pulumi.ResourceOptions(parent=self),
             )
             for key in ("signing-key", "encryption-key")
         }

@@ -74,6 +74,7 @@ def edge_args(cfg: CentralConfig, provider: k8s.Provider) -> EdgeArgs:
         acme_server=cfg.exposure.acme_server,
         acme_email=cfg.exposure.acme_email,
         stack=cfg.stack,
+        ca_generation=cfg.rotation.backend_ca,
     )
 
 
@@ -98,6 +99,7 @@ def kube_bind_args(
         oidc=cfg.oidc,
         # from the Crossplane layer
         export_namespace=export_namespace,
+        cookie_keys_generation=cfg.rotation.cookie_keys,
     )
 
 

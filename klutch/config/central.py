@@ -46,6 +46,7 @@ ENDPOINT_KINDS = tuple(e.config_key for e in catalog.PROVIDER_ENDPOINTS)  # serv
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assumed-role)/[\w+=,.@/-]+$")
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+ROTATION_MAX = 1_000_000
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -137,6 +138,15 @@ class OidcConfig:
 
 
 @dataclass(frozen=True)
+class RotationConfig:
+    """Generation counters of what the stack generates itself: raising one makes the next `pulumi up`
+    generate that secret anew (0: the first generation, as every stack starts)."""
+
+    cookie_keys: int = 0  # the backend's cookie signing and encryption keys
+    backend_ca: int = 0  # the self-signed CA of the backend's certificate (no backend.host)
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     stack: str
     environment: str
@@ -151,6 +161,7 @@ class CentralConfig:
     backend: BackendConfig
     oidc: OidcConfig
     mirrors: Mirrors = Mirrors()
+    rotation: RotationConfig = RotationConfig()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -231,6 +242,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
     backend = _backend(top.child("backend"), release, exposure, cluster.mode, warnings, acme_email_set=email_set)
     oidc = _oidc(top.child("oidc"))
     warnings[:0] = _reserved_hosts(top, backend, oidc, data_services)  # first: the costliest mistake
+    rotation = _rotation(top.child("rotation"))
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -245,6 +257,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
         exposure=exposure,
         backend=backend,
         oidc=oidc,
+        rotation=rotation,
         warnings=tuple(warnings),
     )
 
@@ -620,6 +633,14 @@ def _oidc(r: Reader) -> OidcConfig:
     secret = r.secret("clientSecret", required=True)
     r.finish()
     return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))
+
+
+def _rotation(r: Reader) -> RotationConfig:
+    """The generation counters (docs/operations.md, "Rotating secrets")."""
+    cookie_keys = r.integer("cookieKeys", 0, minimum=0, maximum=ROTATION_MAX)
+    backend_ca = r.integer("backendCa", 0, minimum=0, maximum=ROTATION_MAX)
+    r.finish()
+    return RotationConfig(cookie_keys=cookie_keys, backend_ca=backend_ca)
 
 
 __all__ = ["CentralConfig", "ConfigError", "load", "parse", "secret_paths", "subnet_layout"]

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import json_format
+
 from klutch.config import compat
 from klutch.config.reader import contains_secret, dotted_get, dotted_walk, unwrap_secrets
 
@@ -118,6 +120,7 @@ class Registration:
     delete_before_replace: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     replace_on_changes: list[str] = field(default_factory=list)
+    replacement_trigger: Any = None  # a change of this value replaces the resource (None: none set)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     aliases: list[Any] = field(default_factory=list)
     remote: bool = False
@@ -403,6 +406,11 @@ class RecordingMonitor(compat.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             ignore_changes=list(request.ignoreChanges),
             replace_on_changes=list(request.replaceOnChanges),
+            replacement_trigger=(
+                json_format.MessageToDict(request.replacement_trigger)
+                if request.HasField("replacement_trigger")
+                else None
+            ),
             custom_timeouts={
                 k: v for k, v in (("create", ct.create), ("update", ct.update), ("delete", ct.delete)) if v
             },

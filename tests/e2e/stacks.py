@@ -79,3 +79,12 @@ def rendered_objects(pulumi: Pulumi, out: Path) -> list[dict[str, Any]]:
         if "/kubernetes/" in str(path):
             objects.append(yaml.safe_load(path.read_text()))
     return objects
+
+
+def assert_rendered_objects_exist(plane: ControlPlane, pulumi: Pulumi, out: Path) -> None:
+    """Every Kubernetes object of the offline render exists on the cluster (by kind, name and namespace)."""
+    for obj in rendered_objects(pulumi, out):
+        meta, kind = obj["metadata"], obj["kind"].lower()
+        group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else None
+        resource = f"{kind}.{group}" if group else kind
+        assert plane.exists(resource, meta["name"], meta.get("namespace")), (obj["kind"], meta["name"])

@@ -9,7 +9,7 @@ import pytest
 
 from klutch import catalog
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.stacks import configure, existing_cluster_config, rendered_objects
+from tests.e2e.stacks import assert_rendered_objects_exist, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e
 DOWN_FOR = 15.0
@@ -39,13 +39,5 @@ def test_an_up_interrupted_by_the_api_server_converges_on_the_next_up(
         state = pulumi.state()["deployment"]
         assert not state.get("pending_operations")
         pulumi.preview("--expect-no-changes")
-        rendered = rendered_objects(pulumi, tmp_path_factory.mktemp("fault-render"))
-        for obj in rendered:  # every object once, none missing
-            meta = obj["metadata"]
-            kind = obj["kind"].lower()
-            assert plane.exists(
-                kind if "/" not in obj["apiVersion"] else f"{kind}.{obj['apiVersion'].split('/')[0]}",
-                meta["name"],
-                meta.get("namespace"),
-            ), (obj["kind"], meta["name"])
+        assert_rendered_objects_exist(plane, pulumi, tmp_path_factory.mktemp("fault-render"))
         assert len(plane.items("providerconfigs.dataservices.anynines.com")) == 4
