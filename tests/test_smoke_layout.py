@@ -18,6 +18,7 @@ ALLOWED = {
     "policy": {"catalog"},
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
+    "ops": {"catalog", "config", "central", "outputs"},  # operator tools that read a live cluster
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
 }
 
