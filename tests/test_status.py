@@ -249,7 +249,7 @@ def test_tenants_are_grouped_by_namespace_and_an_export_not_ready_fails_its_tena
     ]
     a, b = health.tenant_rows(exports)
     assert a == Row("Tenant", "kube-bind-a", True, "2 APIs", "backups, postgresqlinstances")
-    assert b == Row("Tenant", "kube-bind-b", False, "1 APIs", "not ready: kube-bind-b/mongodbinstances")
+    assert b == Row("Tenant", "kube-bind-b", False, "1 API", "not ready: kube-bind-b/mongodbinstances")
     assert health.tenant_rows([]) == [Row("Tenants", "-", True, "none bound")]
 
 

@@ -238,7 +238,7 @@ def tenant_rows(exports: Sequence[Mapping[str, Any]]) -> list[Row]:
         failing = sorted(_name(e) for e in items if conditions(e).get("Ready") == "False")
         apis = ", ".join(sorted((e.get("metadata") or {}).get("name", "") for e in items))
         detail = f"not ready: {', '.join(failing)}" if failing else apis
-        rows.append(Row("Tenant", namespace, not failing, f"{len(items)} APIs", detail))
+        rows.append(Row("Tenant", namespace, not failing, f"{len(items)} API{'s' if len(items) > 1 else ''}", detail))
     return rows
 
 
