@@ -176,14 +176,15 @@ def certificate_expiry(secret: Mapping[str, Any] | None) -> datetime | None:
         return None
 
 
-def _expiry_problem(expiry: datetime | None, now: datetime) -> str | None:
+def _expiry(expiry: datetime | None, now: datetime) -> tuple[bool, str]:
+    """Whether a certificate expiring at `expiry` is fine at `now`, and what to say about it."""
     if expiry is None:
-        return "no certificate in its Secret"
+        return False, "no certificate in its Secret"
     if expiry <= now:
-        return f"expired {expiry:%Y-%m-%d %H:%M} UTC"
+        return False, f"expired {expiry:%Y-%m-%d %H:%M} UTC"
     if expiry - now < RENEWAL_MARGIN:
-        return f"expires {expiry:%Y-%m-%d %H:%M} UTC, in under {RENEWAL_MARGIN.days} days: renewal is failing"
-    return None
+        return False, f"expires {expiry:%Y-%m-%d %H:%M} UTC, in under {RENEWAL_MARGIN.days} days: renewal is failing"
+    return True, f"expires {expiry:%Y-%m-%d} ({(expiry - now).days} days)"
 
 
 def certificate_rows(expected: Expected, snapshot: Snapshot, now: datetime) -> list[Row]:
@@ -193,16 +194,15 @@ def certificate_rows(expected: Expected, snapshot: Snapshot, now: datetime) -> l
         rows = [_missing("Certificate", name)]
     else:
         ready, state = _condition_state(snapshot.certificate, ["Ready"])
-        expiry = certificate_expiry(snapshot.tls_secret)
-        problem = _expiry_problem(expiry, now)
-        detail = problem or f"expires {expiry:%Y-%m-%d} ({(expiry - now).days} days)"  # type: ignore[operator]
-        rows = [Row("Certificate", name, ready and problem is None, state, detail)]
+        fine, detail = _expiry(certificate_expiry(snapshot.tls_secret), now)
+        rows = [Row("Certificate", name, ready and fine, state, detail)]
     if expected.ca_secret:
         ca_name = f"{expected.backend_namespace}/{expected.ca_secret}"
-        expiry = certificate_expiry(snapshot.ca_secret)
-        problem = _expiry_problem(expiry, now) if snapshot.ca_secret else "not found on the cluster"
-        detail = problem or f"expires {expiry:%Y-%m-%d} ({(expiry - now).days} days)"  # type: ignore[operator]
-        rows.append(Row("CA", ca_name, problem is None, "present" if snapshot.ca_secret else "missing", detail))
+        if snapshot.ca_secret is None:
+            rows.append(_missing("CA", ca_name))
+        else:
+            fine, detail = _expiry(certificate_expiry(snapshot.ca_secret), now)
+            rows.append(Row("CA", ca_name, fine, "present", detail))
     return rows
 
 

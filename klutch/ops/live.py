@@ -33,7 +33,7 @@ class Cluster:
         configuration = client.Configuration()
         try:
             document = yaml.safe_load(kubeconfig)
-            config.load_kube_config_from_dict(document, client_configuration=configuration)
+            config.load_kube_config_from_dict(document, client_configuration=configuration, persist_config=False)
         except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError) as e:
             raise Unreachable(f"the kubeconfig is not usable: {_one_line(e)}") from None
         configuration.retries = 1
