@@ -458,15 +458,24 @@ def test_stack_problems_are_one_message(workspace, tmp_path):
         status.read_stack(tmp_path, "prod")
 
 
-def test_a_failing_pulumi_command_is_its_error_line(monkeypatch, tmp_path):
+@pytest.mark.parametrize("stderr", ["error: passphrase must be set\n", "warning: x\nerror: passphrase must be set\n"])
+def test_a_failing_pulumi_command_is_its_error_line(monkeypatch, tmp_path, stderr):
     from pulumi import automation as auto
 
     def fail(work_dir: str) -> None:
-        raise auto.CommandError(
-            auto.CommandResult(stdout="", stderr="warning: x\nerror: passphrase must be set\n", code=255)
-        )
+        raise auto.CommandError(auto.CommandResult(stdout="", stderr=stderr, code=255))
 
     monkeypatch.setattr(auto, "LocalWorkspace", fail)
     with pytest.raises(status.StackError) as raised:
         status.read_stack(tmp_path, "prod")
     assert str(raised.value) == f"cannot read the stack in {tmp_path}: error: passphrase must be set"
+
+
+def test_without_the_pulumi_cli_the_stack_cannot_be_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(status.StackError) as raised:
+        status.read_stack(tmp_path, "prod")
+    assert (
+        str(raised.value)
+        == f"cannot read the stack in {tmp_path}: the Pulumi CLI is not installed (pulumi is not on PATH)"
+    )

@@ -94,14 +94,14 @@ def _command_error(error: Exception) -> str:
     """The CLI's own `error:` line of a failed Automation API command, else the error's first line."""
     if isinstance(error, FileNotFoundError):
         return f"the Pulumi CLI is not installed ({error.filename} is not on PATH)"
-    text = str(error).strip().splitlines()
-    errors = [line.strip() for line in text if line.strip().startswith("error:")]
+    text = [line.strip() for line in str(error).splitlines() if line.strip()]
+    errors = [line[line.index("error:") :] for line in text if "error:" in line]
     return (errors or text or [type(error).__name__])[0]
 
 
 def read_stack(cwd: Path, stack: str | None) -> tuple[str, str, Expected]:
     """The stack's name, its `kubeconfig` output and what its configuration declares."""
-    from pulumi import automation as auto
+    from pulumi import automation as auto  # only a stack needs it (and the Pulumi CLI)
 
     try:
         workspace = auto.LocalWorkspace(work_dir=str(cwd))
