@@ -239,6 +239,7 @@ DEFAULT_RELEASE = "v1.5.0"  # what a new stack gets; every shipped stack names i
 # On every kube-bind CRD: the files (URLs or paths, a JSON list) the stack applied it from. The policy pack
 # reads it to check remote manifests under the real engine, which hands it the CRDs, not the file group.
 CRD_SOURCE_ANNOTATION = "klutch.anynines.com/source-files"
+CROSSPLANE_DEPLOYMENT = "crossplane"  # the core Deployment the Crossplane chart creates
 CROSSPLANE_ARGS = ("--enable-ssa-claims",)  # Server-Side Apply for claims (a Klutch prerequisite)
 CROSSPLANE_PKG_API_VERSION = "pkg.crossplane.io/v1"  # Provider, Configuration, Function
 CROSSPLANE_RUNTIME_CONFIG_API_VERSION = "pkg.crossplane.io/v1beta1"  # DeploymentRuntimeConfig (only version)

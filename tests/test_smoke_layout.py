@@ -18,9 +18,9 @@ ALLOWED = {
     "policy": {"catalog"},
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
+    "ops": {"catalog", "config", "central", "outputs"},  # operator tools that read a live cluster
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
     "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
-    "ops": set(),  # operator commands against a deployed stack: the CLI and the live cluster only
 }
 
 

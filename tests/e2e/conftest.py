@@ -43,10 +43,15 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Itera
 
 @contextlib.contextmanager
 def central_cluster(
-    name: str, tmp_path_factory: pytest.TempPathFactory, bin_dir: Path, lb_hostname: str | None = None
+    name: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    bin_dir: Path,
+    lb_hostname: str | None = None,
+    cert_manager: bool = False,
 ) -> Iterator[ControlPlane]:
     """`local.central_cluster` in a pytest temporary directory (`bin_dir`: the toolchain is built)."""
-    with local.central_cluster(name, tmp_path_factory.mktemp(f"cluster-{name}"), lb_hostname) as plane:
+    workdir = tmp_path_factory.mktemp(f"cluster-{name}")
+    with local.central_cluster(name, workdir, lb_hostname, cert_manager) as plane:
         yield plane
 
 

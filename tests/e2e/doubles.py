@@ -10,6 +10,11 @@
   every Ingress that address in its status (what ingress-nginx's controller publishes).
 - Envoy Gateway's controller, for what the program reads from it: the data-plane LoadBalancer
   Service named in the EnvoyProxy, and each Gateway's `status.addresses` (the load balancer's name).
+- cert-manager, where a scenario asks for it (`cert_manager`): its gateway- and ingress-shim (a
+  Certificate for each TLS Secret of a Gateway or Ingress annotated with an issuer) and its issuing
+  (every Certificate gets a TLS Secret with a 90-day certificate for its names, then `Ready`).
+- For a scenario to change on purpose: a package's `Healthy` condition, and the result of
+  provider-anynines' check of each ProviderConfig (`status.health`).
 
 Nothing here is product code; the doubles run in a thread of the test process, poll the API
 server every `PERIOD` seconds and stop with the fixture that started them.
@@ -17,16 +22,24 @@ server every `PERIOD` seconds and stop with the fixture that started them.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import urllib.error
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from klutch import catalog
+from klutch.central import edge
+from klutch.central.names import api_group
 from tests.e2e.controlplane import ControlPlane
 
 PERIOD = 0.5
@@ -34,6 +47,7 @@ HEALTHY_AFTER = 3.0
 LB_SUFFIX = "lb.klutch-e2e.test"
 PACKAGES = ("providers", "functions", "configurations")
 CLAIM_GROUP = "anynines.com"
+CERTIFICATE_DAYS = 90  # what Let's Encrypt and cert-manager's default duration give
 CLAIM_KINDS = ("Keyvalue", "Redis", "Messaging", "Logme2", "Prometheus", "Search", "Mongodb", "Mariadb", "Postgresql")
 
 
@@ -143,8 +157,10 @@ class Doubles:
         crossplane_crds: Path,
         envoy_service: tuple[str, str] | None,
         lb_hostname: str | None = None,
+        cert_manager: bool = False,
     ) -> None:
         self.plane = plane
+        self.cert_manager = cert_manager
         self.lb_hostname = lb_hostname  # every load balancer's name; None: <service>.<namespace>.<LB_SUFFIX>
         self.crossplane_crds = crossplane_crds
         self.envoy_service = envoy_service  # (namespace, name) of the EnvoyProxy's Service
@@ -172,6 +188,7 @@ class Doubles:
                 self._load_balancers,
                 self._gateways,
                 self._ingresses,
+                *((self._certificate_shim, self._issue_certificates) if self.cert_manager else ()),
             )
             for step in steps:
                 try:
@@ -325,3 +342,113 @@ class Doubles:
                 {"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}},
                 content_type="application/merge-patch+json",
             )
+
+    # ------------------------------------------------------------------ cert-manager
+    def _certificates_path(self, namespace: str | None = None) -> str:
+        where = f"/namespaces/{namespace}" if namespace else ""
+        return f"/apis/{catalog.CERT_MANAGER_API}{where}/certificates"
+
+    def _list(self, path: str) -> list[dict[str, Any]]:
+        try:
+            return self.plane.api("GET", path)["items"]
+        except urllib.error.HTTPError as e:
+            if e.code == 404:
+                return []  # the kind's CRD is not there yet
+            raise
+
+    def _tls_requests(self) -> Iterable[tuple[dict[str, Any], str, list[str]]]:
+        """(object, TLS Secret, DNS names) of every Gateway listener and Ingress that names an issuer."""
+        for gateway in self._list(f"/apis/{catalog.GATEWAY_API}/gateways"):
+            if edge.ISSUER_ANNOTATION in (gateway["metadata"].get("annotations") or {}):
+                for listener in gateway["spec"].get("listeners", []):
+                    for ref in (listener.get("tls") or {}).get("certificateRefs", []):
+                        yield gateway, ref["name"], [listener["hostname"]] if listener.get("hostname") else []
+        for ingress in self._list("/apis/networking.k8s.io/v1/ingresses"):
+            if edge.ISSUER_ANNOTATION in (ingress["metadata"].get("annotations") or {}):
+                for tls in ingress["spec"].get("tls", []):
+                    yield ingress, tls["secretName"], tls.get("hosts", [])
+
+    def _certificate_shim(self) -> None:
+        for owner, secret, names in self._tls_requests():
+            meta = owner["metadata"]
+            issuer = {
+                "name": meta["annotations"][edge.ISSUER_ANNOTATION],
+                "kind": "Issuer",
+                "group": api_group(catalog.CERT_MANAGER_API),
+            }
+            certificate = {
+                "apiVersion": catalog.CERT_MANAGER_API,
+                "kind": "Certificate",
+                "metadata": {"name": secret, "namespace": meta["namespace"]},
+                "spec": {"secretName": secret, "dnsNames": names, "issuerRef": issuer},
+            }
+            if self._missing(f"{self._certificates_path(meta['namespace'])}/{secret}"):
+                self._apply(certificate, self._certificates_path(meta["namespace"]))
+
+    def _issue_certificates(self) -> None:
+        for certificate in self._list(self._certificates_path()):
+            if {c["type"]: c["status"] for c in certificate.get("status", {}).get("conditions", [])}.get("Ready"):
+                continue
+            meta, spec = certificate["metadata"], certificate["spec"]
+            not_after = datetime.now(UTC).replace(microsecond=0) + timedelta(days=CERTIFICATE_DAYS)
+            cert, key = certificate_pem(spec.get("dnsNames") or [meta["name"]], not_after)
+            secret = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": spec["secretName"], "namespace": meta["namespace"]},
+                "type": "kubernetes.io/tls",
+                "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
+            }
+            self._apply(secret, f"/api/v1/namespaces/{meta['namespace']}/secrets")
+            ready = {"type": "Ready", "status": "True", "reason": "Ready", "message": "e2e double"}
+            status = {
+                "conditions": [{**ready, "lastTransitionTime": _rfc3339(datetime.now(UTC))}],
+                "notAfter": _rfc3339(not_after),
+            }
+            path = f"{self._certificates_path(meta['namespace'])}/{meta['name']}/status"
+            self.plane.api("PATCH", path, {"status": status}, content_type="application/merge-patch+json")
+
+    # ------------------------------------------------------------------ changed by a scenario
+    def set_package_healthy(self, plural: str, name: str, healthy: bool) -> None:
+        """The package's `Healthy` condition, as Crossplane reports a package whose runtime fails or recovers."""
+        conditions = [
+            {"type": t, "status": s, "reason": t, "lastTransitionTime": _rfc3339(datetime.now(UTC))}
+            for t, s in (("Installed", "True"), ("Healthy", str(healthy)))
+        ]
+        path = f"/apis/{catalog.CROSSPLANE_PKG_API_VERSION}/{plural}/{name}/status"
+        self.plane.api(
+            "PATCH", path, {"status": {"conditions": conditions}}, content_type="application/merge-patch+json"
+        )
+
+    def check_provider_configs(self, healthy: bool) -> None:
+        """provider-anynines' periodic check of every ProviderConfig: its endpoint answered (or not)."""
+        collection = f"/apis/{catalog.PROVIDER_CONFIG_API_VERSION}/{catalog.PROVIDER_CONFIG_PLURAL}"
+        health = {"lastStatus": healthy, "lastCheckTime": _rfc3339(datetime.now(UTC))}
+        for config in self._list(collection):
+            path = f"{collection}/{config['metadata']['name']}/status"
+            self.plane.api("PATCH", path, {"status": {"health": health}}, content_type="application/merge-patch+json")
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def certificate_pem(dns_names: list[str], not_after: datetime) -> tuple[bytes, bytes]:
+    """A self-signed certificate for `dns_names` valid until `not_after`, and its key (PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0][:64])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_after - timedelta(days=CERTIFICATE_DAYS))
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), pem_key

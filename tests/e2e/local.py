@@ -59,11 +59,14 @@ def chart_repository(root: Path) -> ChartRepository:
 
 
 @contextlib.contextmanager
-def central_cluster(name: str, workdir: Path, lb_hostname: str | None = None) -> Iterator[ControlPlane]:
-    """A local cluster with the doubles a central stack needs (Crossplane packages, load balancers)."""
+def central_cluster(
+    name: str, workdir: Path, lb_hostname: str | None = None, cert_manager: bool = False
+) -> Iterator[ControlPlane]:
+    """A local cluster with the doubles a central stack needs (Crossplane packages, load balancers;
+    with `cert_manager`, certificates issued)."""
     plane = ControlPlane(name=name, bin_dir=TOOLCHAIN / "bin", stages_dir=TOOLCHAIN / "kwok-stages", workdir=workdir)
     envoy = (catalog.CHARTS["envoy-gateway"].namespace, edge.ENVOY_PROXY)
     crossplane_crds = sorted((TOOLCHAIN / "crds").glob("crossplane-*"))[-1]  # Crossplane's own CRDs
-    with running(plane), Doubles(plane, crossplane_crds, envoy, lb_hostname) as doubles:
+    with running(plane), Doubles(plane, crossplane_crds, envoy, lb_hostname, cert_manager) as doubles:
         plane.doubles = doubles
         yield plane

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,9 +19,9 @@ import pytest
 
 from klutch import catalog
 from klutch.offline import stackfile
-from tests.e2e.cli import Pulumi
+from tests.e2e.cli import ROOT, Pulumi
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane
+from tests.e2e.controlplane import ControlPlane, free_port
 from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import SERVICES, configure, existing_cluster_config, rendered_objects
 
@@ -64,7 +65,7 @@ def deployed(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Deployed]:
     controller = request.param
-    with central_cluster(controller, tmp_path_factory, bin_dir) as plane:
+    with central_cluster(controller, tmp_path_factory, bin_dir, cert_manager=True) as plane:
         yield deploy(
             controller,
             controller.split("-")[0],
@@ -181,3 +182,64 @@ def test_preview_and_refresh_after_up_show_no_changes(deployed: Deployed):
     assert updated <= allowed, (updated, done.stdout[-3000:])
     deployed.pulumi.run("refresh", "--yes", "--expect-no-changes")
     deployed.pulumi.preview("--expect-no-changes")
+
+
+def klutch_status(deployed: Deployed, *args: str) -> subprocess.CompletedProcess:
+    """`klutch-status` as an operator runs it in the project directory, with the CLI's environment."""
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "klutch-status"), "--stack", deployed.pulumi.stack, *args],
+        cwd=deployed.pulumi.cwd,
+        env=deployed.pulumi.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def failing_rows(done: subprocess.CompletedProcess) -> list[tuple[str, str]]:
+    assert "Traceback" not in done.stderr, done.stderr
+    return [(r["component"], r["name"]) for r in json.loads(done.stdout)["rows"] if not r["healthy"]]
+
+
+def test_klutch_status_says_healthy_then_names_an_unhealthy_provider_and_a_stopped_backend(deployed: Deployed):
+    """Last in the module: it breaks the stack on purpose, and puts it back."""
+    plane, release = deployed.plane, catalog.RELEASES[RELEASE]
+    backend = f"{release.backend_namespace}/{release.backend_name}"
+    # every broker is unreachable (127.0.0.1:9): until provider-anynines reaches one, its ProviderConfig fails
+    unchecked = klutch_status(deployed, "--json")
+    assert unchecked.returncode == 1 and set(failing_rows(unchecked)) == {
+        ("ProviderConfig", f"{svc}-{kind}") for svc in SERVICES for kind in ("service-broker", "backup-manager")
+    }, unchecked.stdout
+    plane.doubles.check_provider_configs(healthy=True)
+    healthy = klutch_status(deployed)
+    assert healthy.returncode == 0, f"{healthy.stdout}\n{healthy.stderr}"
+    assert healthy.stdout.rstrip().splitlines()[-1].startswith("healthy: all")
+    scale = f"/apis/apps/v1/namespaces/{release.backend_namespace}/deployments/{release.backend_name}/scale"
+    merge = "application/merge-patch+json"
+    plane.doubles.set_package_healthy("providers", catalog.PROVIDER_NAME, healthy=False)
+    plane.api("PATCH", scale, {"spec": {"replicas": 0}}, content_type=merge)
+    try:
+        broken = klutch_status(deployed)
+        assert broken.returncode == 1, broken.stdout
+        rows = [line for line in broken.stdout.splitlines() if line.startswith("│")]  # the header has ┃
+        assert "FAIL" in rows[0] and "provider-anynines" in rows[0] and "Healthy=False" in rows[0], broken.stdout
+        assert "FAIL" in rows[1] and backend in rows[1] and "replicas" in rows[1], broken.stdout
+        assert not any("FAIL" in row for row in rows[2:]), broken.stdout
+        as_json = klutch_status(deployed, "--json")
+        assert as_json.returncode == 1
+        assert failing_rows(as_json) == [("Provider", catalog.PROVIDER_NAME), ("Backend", backend)]
+    finally:
+        plane.doubles.set_package_healthy("providers", catalog.PROVIDER_NAME, healthy=True)
+        plane.api("PATCH", scale, {"spec": {"replicas": 1}}, content_type=merge)
+
+
+def test_klutch_status_on_an_unreachable_cluster_is_one_line(deployed: Deployed, tmp_path: Path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        deployed.plane.kubeconfig_path.read_text().replace(deployed.plane.server, f"https://127.0.0.1:{free_port()}")
+    )
+    done = klutch_status(deployed, "--kubeconfig", str(kubeconfig))
+    assert done.returncode == 2 and done.stdout == ""
+    assert re.fullmatch(
+        r"klutch-status: cannot reach the cluster at https://127\.0\.0\.1:\d+: .*refused\n", done.stderr
+    )

@@ -67,7 +67,7 @@ def backend_behind_the_load_balancer(tmp_path: Path) -> Iterator[None]:
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[ControlPlane]:
-    with central_cluster("readme", tmp_path_factory, bin_dir, lb_hostname="localhost") as plane:
+    with central_cluster("readme", tmp_path_factory, bin_dir, lb_hostname="localhost", cert_manager=True) as plane:
         yield plane
 
 
@@ -105,7 +105,10 @@ def test_the_readme_quick_start_for_an_existing_cluster_works_as_written(
         stack_file.unlink(missing_ok=True)
     out = done.stdout
     assert done.returncode == 0, f"{out[-4000:]}\n{done.stderr[-3000:]}"
-    assert re.search(r"provider-anynines\s+True\s+True", out), out[-3000:]  # kubectl get providers
+    # klutch-status: every row ok, among them the provider and the backend's certificate from the stack's CA
+    assert re.search(r"ok\s+│ Provider\s+│ provider-anynines\s+│ Installed=True Healthy=True", out), out[-4000:]
+    assert re.search(r"ok\s+│ CA\s+│ bind/klutch-backend-ca", out), out[-4000:]
+    assert re.search(r"^healthy: all \d+ checks pass$", out, re.M), out[-4000:]
     assert out.rstrip().splitlines()[-1] == "200"  # curl of the exportUrl output
     assert "Traceback" not in done.stderr
     assert cluster.exists("deployment", "anynines-backend", "bind")
