@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from klutch import catalog
 from klutch.config.mirrors import Mirrors, parse_mirrors, release_images
@@ -33,7 +34,7 @@ from klutch.config.reader import (
     parse_top,
 )
 
-NAMESPACE = "klutch-central"
+NAMESPACE = catalog.CENTRAL_PROJECT
 NAT_STRATEGIES = ("single", "one-per-az")
 CLUSTER_MODES = ("eks", "existing")
 CONSUMER_SCOPES = ("Namespaced", "Cluster")
@@ -41,6 +42,7 @@ ENDPOINT_KINDS = tuple(e.config_key for e in catalog.PROVIDER_ENDPOINTS)  # serv
 _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assumed-role)/[\w+=,.@/-]+$")
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
+ANYWHERE = ("0.0.0.0/0",)
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -132,6 +134,17 @@ class OidcConfig:
 
 
 @dataclass(frozen=True)
+class NetworkPolicyConfig:
+    """Where the backend and the Crossplane provider may connect to (NetworkPolicies match addresses)."""
+
+    api_server_cidrs: tuple[str, ...]  # the API server's endpoints (where `kubernetes.default` forwards)
+    oidc_issuer_cidrs: tuple[str, ...]  # the OIDC issuer's addresses
+    oidc_issuer_namespace: str | None  # an IdP inside the cluster: its namespace's pods instead of CIDRs
+    oidc_issuer_port: int  # the port the backend's connections to the issuer arrive on
+    data_service_cidrs: tuple[str, ...]  # brokers and backup managers whose URL names a host (not an IP)
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     stack: str
     environment: str
@@ -145,6 +158,7 @@ class CentralConfig:
     exposure: ExposureConfig
     backend: BackendConfig
     oidc: OidcConfig
+    network_policy: NetworkPolicyConfig
     mirrors: Mirrors = Mirrors()
     warnings: tuple[str, ...] = ()
 
@@ -208,6 +222,7 @@ def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
     email_set = exposure_reader.has("acmeEmail")
     backend = _backend(top.child("backend"), release, exposure, cluster.mode, warnings, acme_email_set=email_set)
     oidc = _oidc(top.child("oidc"))
+    network_policy = _network_policy(top.child("networkPolicy"), cluster.mode, network.cidr, oidc.issuer_url)
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -222,6 +237,7 @@ def _read(top: TopReader, warnings: list[str], stack: str) -> CentralConfig:
         exposure=exposure,
         backend=backend,
         oidc=oidc,
+        network_policy=network_policy,
         warnings=tuple(warnings),
     )
 
@@ -554,6 +570,31 @@ def _oidc(r: Reader) -> OidcConfig:
     secret = r.secret("clientSecret", required=True)
     r.finish()
     return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))
+
+
+def _network_policy(r: Reader, cluster_mode: str, vpc_cidr: str, issuer_url: str) -> NetworkPolicyConfig:
+    """EKS: the API server's private endpoints are in the VPC. An existing cluster's are unknown: anywhere,
+    narrowed with apiServerCidrs. The issuer and name-addressed brokers: anywhere, unless narrowed."""
+    default_api = (vpc_cidr,) if cluster_mode == "eks" else ANYWHERE
+    api = r.strings("apiServerCidrs", default_api, check=check_cidr)
+    namespace = r.string("oidcIssuerNamespace", None, check=check_dns_label)
+    if r.has("oidcIssuerNamespace") and r.has("oidcIssuerCidrs"):
+        r.problem("oidcIssuerCidrs", "(set)", "must not be set with oidcIssuerNamespace (an IdP inside the cluster)")
+    issuer = r.strings("oidcIssuerCidrs", ANYWHERE, check=check_cidr)
+    port = r.integer("oidcIssuerPort", _url_port(issuer_url), minimum=1, maximum=65535)
+    brokers = r.strings("dataServiceCidrs", ANYWHERE, check=check_cidr)
+    for key, cidrs in (("apiServerCidrs", api), ("oidcIssuerCidrs", issuer), ("dataServiceCidrs", brokers)):
+        if r.has(key) and not cidrs:
+            r.problem(key, [], "must list at least one CIDR (an empty list would block that traffic)")
+    r.finish()
+    return NetworkPolicyConfig(api, () if namespace else issuer, namespace, port, brokers)
+
+
+def _url_port(url: str) -> int:
+    try:
+        return urlsplit(url).port or 443
+    except ValueError:
+        return 443  # an invalid issuer URL is reported as oidc.issuerUrl
 
 
 __all__ = ["CentralConfig", "ConfigError", "load", "parse", "secret_paths", "subnet_layout"]
