@@ -73,3 +73,39 @@ def test_a_prod_config_that_breaks_a_mandatory_rule_fails_preview_naming_it(plan
     assert done.returncode != 0 and "pinned-versions" in done.stdout + done.stderr
     assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
     assert not plane.exists("namespace", "crossplane-system")
+
+
+# The central program with a user's own change: a transformation that drops the backend's securityContext.
+WITHOUT_SECURITY_CONTEXT = """
+import pulumi
+
+from klutch.central.program import main
+
+
+def without_security_context(args):
+    if args.type_ != "kubernetes:apps/v1:Deployment":
+        return None
+    pod = args.props["spec"]["template"]["spec"]
+    pod.pop("securityContext", None)
+    for container in pod["containers"]:
+        container.pop("securityContext", None)
+    return pulumi.ResourceTransformationResult(args.props, args.opts)
+
+
+pulumi.runtime.register_stack_transformation(without_security_context)
+main()
+"""
+
+
+def test_a_change_that_drops_the_backends_security_context_fails_preview(plane, chart_repo, workspace, plugin_dirs):
+    # dev: the workload rules are mandatory in every environment
+    pulumi = stack("policy-hardening", plane, chart_repo, workspace, plugin_dirs)
+    (pulumi.cwd / "__main__.py").write_text(WITHOUT_SECURITY_CONTEXT)
+    code, out = preview_with_pack(pulumi)
+    assert code != 0
+    release = catalog.RELEASES[RELEASE]
+    assert "- [mandatory]  workload-security-context  (kubernetes:apps/v1:Deployment: kube-bind-backend)" in out, out[
+        -4000:
+    ]
+    assert f"containers.0 ({release.backend_name}): runAsNonRoot is not true" in out
+    assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
