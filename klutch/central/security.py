@@ -34,7 +34,6 @@ ACME_SOLVER_LABEL = "acme.cert-manager.io/http01-solver"  # cert-manager's HTTP-
 ACME_SOLVER_PORT = 8089
 CROSSPLANE_PROVIDER_LABEL = "pkg.crossplane.io/provider"  # a provider's pods: the package's name
 SCANNER_SKIP = "checkov.io/skip"  # + index: `CKV_K8S_<n>=<reason>`
-ANYWHERE = ("0.0.0.0/0",)
 
 
 def pod_security_labels(enforce: str) -> dict[str, str]:
