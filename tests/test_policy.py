@@ -743,3 +743,9 @@ def test_a_change_that_removes_the_backends_security_context_is_refused():
     assert "Deployment bind/anynines-backend: containers.0 (anynines-backend): runAsNonRoot is not true" in {
         f.message for f in found
     }
+
+
+def test_workload_security_context_unknown_during_preview_is_not_a_violation():
+    dep = hardened(deployment(BACKEND_IMAGE))
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] = UNKNOWN_STRING_VALUE
+    assert check_resource("workload-security-context", "kubernetes:apps/v1:Deployment", dep) == []

@@ -405,6 +405,8 @@ def pod_spec(res: Resource) -> Mapping[str, Any] | None:
 
 
 def _container_problems(c: Mapping[str, Any], pod: Mapping[str, Any]) -> Iterator[str]:
+    if any(not _known(v) for _, v in _walk([c.get("securityContext"), pod])):
+        return  # a preview that cannot know the settings yet
     sc = c.get("securityContext") if isinstance(c.get("securityContext"), Mapping) else {}
     if sc.get("allowPrivilegeEscalation") is not False:
         yield "allowPrivilegeEscalation is not false"
