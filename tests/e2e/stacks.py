@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from klutch.offline import render
-from tests.e2e.cli import Pulumi
+from tests.e2e.cli import ROOT, Pulumi
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.servers import ChartRepository
 
@@ -79,3 +79,20 @@ def rendered_objects(pulumi: Pulumi, out: Path) -> list[dict[str, Any]]:
         if "/kubernetes/" in str(path):
             objects.append(yaml.safe_load(path.read_text()))
     return objects
+
+
+def transformed_program(pulumi: Pulumi, transform: str | None) -> None:
+    """The project copy's `__main__.py`: the program with a stack transformation `transform(args)`, whose
+    source is `transform` (a user's own change), or the checkout's program again (None)."""
+    main = (ROOT / "__main__.py").read_text()
+    if transform is not None:
+        main = f"""import pulumi
+
+from klutch.central.program import main
+
+{transform}
+
+pulumi.runtime.register_stack_transformation(transform)
+main()
+"""
+    (pulumi.cwd / "__main__.py").write_text(main)

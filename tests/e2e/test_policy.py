@@ -18,7 +18,7 @@ from tests.e2e.cli import ROOT, Pulumi
 from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.servers import ChartRepository
-from tests.e2e.stacks import configure, existing_cluster_config
+from tests.e2e.stacks import configure, existing_cluster_config, transformed_program
 
 pytestmark = pytest.mark.e2e
 RELEASE = catalog.DEFAULT_RELEASE
@@ -75,14 +75,9 @@ def test_a_prod_config_that_breaks_a_mandatory_rule_fails_preview_naming_it(plan
     assert not plane.exists("namespace", "crossplane-system")
 
 
-# The central program with a user's own change: a transformation that drops the backend's securityContext.
+# A user's own change: the backend's securityContext dropped.
 WITHOUT_SECURITY_CONTEXT = """
-import pulumi
-
-from klutch.central.program import main
-
-
-def without_security_context(args):
+def transform(args):
     if args.type_ != "kubernetes:apps/v1:Deployment":
         return None
     pod = args.props["spec"]["template"]["spec"]
@@ -90,17 +85,13 @@ def without_security_context(args):
     for container in pod["containers"]:
         container.pop("securityContext", None)
     return pulumi.ResourceTransformationResult(args.props, args.opts)
-
-
-pulumi.runtime.register_stack_transformation(without_security_context)
-main()
 """
 
 
 def test_a_change_that_drops_the_backends_security_context_fails_preview(plane, chart_repo, workspace, plugin_dirs):
     # dev: the workload rules are mandatory in every environment
     pulumi = stack("policy-hardening", plane, chart_repo, workspace, plugin_dirs)
-    (pulumi.cwd / "__main__.py").write_text(WITHOUT_SECURITY_CONTEXT)
+    transformed_program(pulumi, WITHOUT_SECURITY_CONTEXT)
     code, out = preview_with_pack(pulumi)
     assert code != 0
     release = catalog.RELEASES[RELEASE]
