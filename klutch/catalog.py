@@ -49,6 +49,14 @@ class Backend:
     bind_noninteractive: bool  # serves POST /bind-noninteractive
     # Flags known to exist in this image beyond the common ones (an unknown flag stops the binary).
     optional_flags: frozenset[str] = frozenset()
+    # The image's digest at its tag ('sha256:<64 hex>'), when known: the pod then pulls by digest. None:
+    # the tag alone (no registry that serves it is reachable offline to resolve it).
+    digest: str | None = None
+
+    @property
+    def pinned_image(self) -> str:
+        """The reference the pod pulls: `image@digest` when the digest is known, else `image`."""
+        return f"{self.image}@{self.digest}" if self.digest else self.image
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,7 @@ RELEASES: Mapping[str, KlutchRelease] = MappingProxyType(
     }
 )
 
+CENTRAL_PROJECT = "klutch-central"  # the central Pulumi project's name (and its config namespace)
 DEFAULT_RELEASE = "v1.5.0"  # what a new stack gets; every shipped stack names its release
 
 
@@ -281,6 +290,10 @@ PROVIDER_ENDPOINTS = (SERVICE_BROKER, BACKUP_MANAGER)
 
 
 # --------------------------------------------------------------------------- Helm charts
+# Pod Security Standards levels, loosest first (the values of the `pod-security.kubernetes.io/*` labels).
+POD_SECURITY_LEVELS = ("privileged", "baseline", "restricted")
+
+
 @dataclass(frozen=True)
 class Chart:
     """A pinned Helm chart: `repo` is an HTTP chart repository or an `oci://` reference."""
@@ -290,11 +303,18 @@ class Chart:
     version: str
     namespace: str
     timeout_seconds: int = 600
+    # The strictest Pod Security level that every pod in the chart's namespace meets with the values the
+    # program sets: the chart's own pods and the pods its controller creates there. Enforced on the namespace.
+    pod_security: str = "restricted"
 
 
 CHARTS: Mapping[str, Chart] = MappingProxyType(
     {
-        "crossplane": Chart("crossplane", "https://charts.crossplane.io/stable", "1.20.11", "crossplane-system"),
+        # baseline: the chart's containers drop no capabilities and set no seccomp profile, and neither do
+        # the provider and function pods the package manager creates in its namespace.
+        "crossplane": Chart(
+            "crossplane", "https://charts.crossplane.io/stable", "1.20.11", "crossplane-system", pod_security="baseline"
+        ),
         "cert-manager": Chart("cert-manager", "https://charts.jetstack.io", "v1.19.6", "cert-manager"),
         "envoy-gateway": Chart("oci://docker.io/envoyproxy/gateway-helm", "", "v1.7.5", "envoy-gateway-system"),
         "ingress-nginx": Chart(

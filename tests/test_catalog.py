@@ -83,3 +83,12 @@ def test_readme_data_service_table_matches_the_catalog():
     rows = re.findall(r"^\| (a9s [^|]+) \| `([a-z0-9]+)` \| `([a-z0-9]+)` \|", section, re.MULTILINE)
     v100 = catalog.RELEASES["v1.0.0"]
     assert rows == [(catalog.DATA_SERVICES[k].title, k, catalog.DATA_SERVICES[k].plural) for k in v100.data_services]
+
+
+def test_pod_security_levels_and_digests_are_well_formed():
+    assert {c.pod_security for c in catalog.CHARTS.values()} <= set(catalog.POD_SECURITY_LEVELS)
+    assert catalog.CHARTS["crossplane"].pod_security == "baseline"  # its pods set no seccomp profile
+    for release in catalog.RELEASES.values():
+        for backend in release.backends.values():
+            assert backend.digest is None or re.fullmatch(r"sha256:[0-9a-f]{64}", backend.digest), backend
+            assert backend.pinned_image == (f"{backend.image}@{backend.digest}" if backend.digest else backend.image)

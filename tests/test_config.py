@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from klutch import catalog
+from klutch.config import central
 from klutch.config.central import ConfigError, subnet_layout
 from klutch.config.reader import Secret
 from klutch.offline.mockengine import mock_kubeconfig
@@ -311,7 +312,7 @@ def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
     assert any(ln.strip()[2:].startswith(line) for ln in message.splitlines()), message
     if "clustre" in overrides:  # top level: every key the program reads, and where they are documented
         top = next(ln for ln in message.splitlines() if "clustre" in ln)
-        assert "'network', 'oidc', 'protect', 'rotation', 'tags'" in top
+        assert "'network', 'networkPolicy', 'oidc', 'protect', 'rotation', 'tags'" in top
         assert top.endswith("(see docs/configuration.md)")
 
 
@@ -490,3 +491,34 @@ def test_reserved_hosts(host, reserved):
     from klutch.config.reader import reserved_host
 
     assert reserved_host(host) is reserved
+def test_network_policy_defaults_follow_the_cluster_mode_and_the_issuer_url():
+    cfg = harness.parse({"oidc": {"issuerUrl": "https://idp.example.com:8443/realms/klutch"}})
+    assert cfg.network_policy == central.NetworkPolicyConfig(
+        api_server_cidrs=("10.0.0.0/16",),  # EKS: the private endpoints live in the VPC
+        oidc_issuer_cidrs=("0.0.0.0/0",),
+        oidc_issuer_namespace=None,
+        oidc_issuer_port=8443,
+        data_service_cidrs=("0.0.0.0/0",),
+    )
+
+
+def test_network_policy_problems_are_reported_with_key_value_and_allowed():
+    message = problems_of(
+        {
+            "networkPolicy": {
+                "apiServerCidrs": ["10.0.0.1/16"],
+                "oidcIssuerNamespace": "Key_cloak",
+                "oidcIssuerCidrs": ["192.0.2.0/24"],
+                "oidcIssuerPort": 0,
+                "dataServiceCidrs": [],
+            }
+        }
+    )
+    for line in (
+        "networkPolicy.apiServerCidrs",
+        "networkPolicy.oidcIssuerNamespace = 'Key_cloak'",
+        "networkPolicy.oidcIssuerCidrs = '(set)': must not be set with oidcIssuerNamespace",
+        "networkPolicy.oidcIssuerPort = 0",
+        "networkPolicy.dataServiceCidrs = []: must list at least one CIDR",
+    ):
+        assert line in message, message

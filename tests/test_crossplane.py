@@ -98,6 +98,7 @@ def test_one_component_with_every_kubernetes_object_as_child_on_the_cluster_prov
         CONFIGURATION,
         "kubernetes:core/v1:Secret",
         PROVIDER_CONFIG,
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
     }
     assert all(r.parent == component.urn for r in children)
     cluster_provider = ev.one("pulumi:providers:kubernetes", "cluster-k8s")
@@ -106,9 +107,53 @@ def test_one_component_with_every_kubernetes_object_as_child_on_the_cluster_prov
     assert not [r for r in ev.by_prefix("kubernetes:") if not r.provider]
 
 
-def test_namespace_is_explicit(ev):
+def test_namespace_is_explicit_and_enforces_the_charts_pod_security_level(ev):
     ns = ev.k8s("Namespace", "crossplane-system")
-    assert ns.inputs == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "crossplane-system"}}
+    psa = "pod-security.kubernetes.io/"
+    labels = {f"{psa}enforce": "baseline", f"{psa}warn": "restricted", f"{psa}audit": "restricted"}
+    assert ns.inputs == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "crossplane-system", "labels": labels},
+    }
+
+
+def test_the_provider_reaches_only_dns_the_api_server_and_its_endpoints(ev):
+    policy = ev.k8s("NetworkPolicy", "provider-anynines")
+    assert policy.inputs["metadata"] == {"name": "provider-anynines", "namespace": "crossplane-system"}
+    assert policy.inputs["spec"] == {
+        "podSelector": {"matchLabels": {"pkg.crossplane.io/provider": "provider-anynines"}},
+        "policyTypes": ["Egress"],  # Crossplane's own pods and the functions pull packages: left open
+        "egress": [
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            # EKS: the API server's private endpoints are in the VPC
+            {"to": [{"ipBlock": {"cidr": "10.0.0.0/16"}}], "ports": [tcp(443), tcp(6443)]},
+            # brokers named by host: their port, anywhere (NetworkPolicies match addresses, not names)
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [tcp(3000)]},
+        ],
+    }
+
+
+def tcp(port: int) -> dict[str, Any]:
+    return {"protocol": "TCP", "port": port}
+
+
+def test_provider_network_policy_of_ip_endpoints_and_configured_cidrs():
+    raw = {
+        "dataServices": {
+            "postgresql": {
+                "serviceBroker": {"url": "https://192.0.2.10", "username": "u", "password": "p"},
+                "backupManager": {"url": "http://backup.example.com", "username": "u", "password": "p"},
+            }
+        },
+        "networkPolicy": {"apiServerCidrs": ["10.1.0.0/24"], "dataServiceCidrs": ["198.51.100.0/24"]},
+    }
+    spec = harness.run(raw).k8s("NetworkPolicy", "provider-anynines").inputs["spec"]
+    assert spec["egress"][1:] == [
+        {"to": [{"ipBlock": {"cidr": "10.1.0.0/24"}}], "ports": [tcp(443), tcp(6443)]},
+        {"to": [{"ipBlock": {"cidr": "192.0.2.10/32"}}], "ports": [tcp(443)]},  # an IP: that host only
+        {"to": [{"ipBlock": {"cidr": "198.51.100.0/24"}}], "ports": [tcp(80)]},  # the scheme's port
+    ]
 
 
 def test_release_pins_the_chart_and_waits(ev):
@@ -326,6 +371,7 @@ def test_every_manifest_of_the_layer_passes_validation(ev, all_eight):
         objects = layer_manifests(evaluation)
         assert {o["kind"] for o in objects} == {
             "Namespace",
+            "NetworkPolicy",
             "DeploymentRuntimeConfig",
             "Provider",
             "Configuration",

@@ -516,3 +516,44 @@ def test_gateway_listeners_without_the_engine():
 def test_cert_manager_values_enable_gateway_api_only_for_gateway_controllers():
     assert edge.cert_manager_values(False) == {"crds": {"enabled": True, "keep": True}}
     assert edge.cert_manager_values(True)["config"]["enableGatewayAPI"] is True
+
+
+# ------------------------------------------------------------------------------- workload security
+PSA = "pod-security.kubernetes.io/"
+
+
+@pytest.mark.parametrize(
+    ("key", "namespaces"),
+    [
+        ("envoy", {"bind": "restricted", "cert-manager": "restricted", "envoy-gateway-system": "restricted"}),
+        ("nginx", {"bind": "restricted", "cert-manager": "restricted", "ingress-nginx": "restricted"}),
+    ],
+)
+def test_every_edge_namespace_enforces_pod_security_and_warns_and_audits_restricted(key, namespaces):
+    ev = scenario(key)
+    found = {r.get("metadata.name"): r.get("metadata.labels") for r in ev.by_type("kubernetes:core/v1:Namespace")}
+    for name, level in namespaces.items():
+        assert found[name] == {f"{PSA}enforce": level, f"{PSA}warn": "restricted", f"{PSA}audit": "restricted"}
+
+
+def test_backend_namespace_denies_by_default_and_lets_the_controller_reach_acme_solvers():
+    ev = scenario("nginx")  # a host: an ACME certificate through HTTP-01
+    policies = {r.get("metadata.name"): r for r in ev.by_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert policies["default-deny"].get("metadata.namespace") == "bind"
+    assert policies["default-deny"].get("spec") == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert policies["acme-http01-solver"].get("spec") == {
+        "podSelector": {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}},
+        "policyTypes": ["Ingress"],
+        "ingress": [
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+                "ports": [{"protocol": "TCP", "port": 8089}],
+            }
+        ],
+    }
+    # self-signed: no ACME solver, no policy for it
+    names = {
+        r.get("metadata.name")
+        for r in scenario("nginx-self-signed").by_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+    }
+    assert "default-deny" in names and "acme-http01-solver" not in names

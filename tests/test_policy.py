@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import runpy
@@ -24,6 +25,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer as Servicer
 from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
 from klutch import catalog
+from klutch.central import security
 from klutch.policy import rules
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +119,7 @@ def test_rules_module_imports_without_starting_the_policy_server(monkeypatch):
 
     monkeypatch.setattr(pulumi_policy, "PolicyPack", refuse)
     importlib.reload(rules)
-    assert len(rules.policies("prod")) == len(rules.RULES) == 10
+    assert len(rules.policies("prod")) == len(rules.RULES) == 13
 
 
 @pytest.mark.parametrize(
@@ -624,3 +626,126 @@ def test_check_reports_levels_per_environment():
         "[mandatory] eks-public-endpoint-restricted: eks:index:Cluster eks: the public API endpoint is "
         "open to 0.0.0.0/0; restrict cluster.publicAccessCidrs to the operators' networks"
     )
+
+
+# ------------------------------------------------------------------------------- workload security
+def hardened(dep: dict[str, Any]) -> dict[str, Any]:
+    pod = dep["spec"]["template"]["spec"]
+    pod["securityContext"] = security.pod_security_context(security.BACKEND_UID)
+    for c in pod["containers"]:
+        c["securityContext"] = security.container_security_context()
+    return dep
+
+
+def test_workload_security_context_passes_the_backends_and_names_each_gap():
+    t = "kubernetes:apps/v1:Deployment"
+    assert check_resource("workload-security-context", t, hardened(deployment(BACKEND_IMAGE))) == []
+    assert check_resource("workload-security-context", t, deployment(BACKEND_IMAGE)) == [
+        "containers.0 (app): allowPrivilegeEscalation is not false",
+        "containers.0 (app): capabilities.drop does not list ALL",
+        "containers.0 (app): readOnlyRootFilesystem is not true (mount an emptyDir where it writes)",
+        "containers.0 (app): runAsNonRoot is not true",
+        "containers.0 (app): no seccompProfile of type RuntimeDefault or Localhost",
+    ]
+    risky = hardened(deployment(BACKEND_IMAGE))
+    risky["spec"]["template"]["spec"]["hostNetwork"] = True
+    risky["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(
+        runAsUser=0, capabilities={"drop": ["ALL"], "add": ["NET_ADMIN"]}
+    )
+    assert check_resource("workload-security-context", t, risky) == [
+        "hostNetwork is true",
+        "containers.0 (app): capabilities.add ['NET_ADMIN'] (only NET_BIND_SERVICE is allowed)",
+        "containers.0 (app): runs as user 0",
+    ]
+
+
+def test_workload_security_context_is_the_central_stacks_business_only():
+    """The tenant project applies klutchio's konnector manifest as it ships."""
+    t = "kubernetes:apps/v1:Deployment"
+    found: list[str] = []
+    args = ResourceValidationArgs(
+        t,
+        unknown_checking_proxy(deployment(BACKEND_IMAGE)),
+        "urn:pulumi:example::klutch-tenant::kubernetes:apps/v1:Deployment::konnector",
+        "konnector",
+        _opts(),
+        _provider(K8S_PROVIDER),
+    )
+    policy("workload-security-context").validate(args, lambda message, urn=None: found.append(message))
+    assert found == []
+
+
+def namespace(name: str, enforce: str | None = "restricted", warn: str = "restricted") -> PolicyResource:
+    labels = {"pod-security.kubernetes.io/warn": warn, "pod-security.kubernetes.io/audit": "restricted"}
+    if enforce:
+        labels["pod-security.kubernetes.io/enforce"] = enforce
+    return stack_resource(
+        "kubernetes:core/v1:Namespace", name, k8s("Namespace", name, metadata={"name": name, "labels": labels})
+    )
+
+
+def network_policy(ns: str, spec: dict[str, Any]) -> PolicyResource:
+    obj = k8s("NetworkPolicy", "p", ns, "networking.k8s.io/v1", spec=spec)
+    return stack_resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", f"p-{ns}", obj)
+
+
+def test_pod_security_labels_on_every_namespace_restricted_where_workloads_run():
+    assert (
+        check_stack("pod-security-labels", [namespace("bind"), namespace("crossplane-system", "baseline"), backend()])
+        == []
+    )
+    found = check_stack(
+        "pod-security-labels", [namespace("bind", "baseline"), namespace("x", None, warn="baseline"), backend()]
+    )
+    assert [m for m, _ in found] == [
+        "Namespace x: label pod-security.kubernetes.io/enforce is None; set baseline or restricted",
+        "Namespace x: label pod-security.kubernetes.io/warn is 'baseline'; set restricted",
+        "Namespace bind: holds Deployment bind/anynines-backend, so it must enforce restricted",
+    ]
+
+
+def test_network_policy_present_needs_a_default_deny_where_workloads_run():
+    deny = security.default_deny_spec()
+    assert check_stack("network-policy-present", [backend(), network_policy("bind", deny)]) == []
+    only_ingress = {"podSelector": {}, "policyTypes": ["Ingress"]}
+    some_pods = {**deny, "podSelector": {"matchLabels": {"app": "a"}}}
+    for policies in (
+        [],
+        [network_policy("bind", only_ingress)],
+        [network_policy("bind", some_pods)],
+        [network_policy("other", deny)],
+    ):
+        assert [m for m, _ in check_stack("network-policy-present", [backend(), *policies])] == [
+            "Deployment bind/anynines-backend: namespace bind has no default-deny NetworkPolicy"
+        ]
+
+
+def test_a_change_that_removes_the_backends_security_context_is_refused():
+    """The shipped dev stack passes; the same stack with the backend's securityContext removed (a user's own
+    change to the program) fails mandatory rules, in dev too."""
+    from tests import harness
+
+    resources = [rules.from_registration(r) for r in harness.run_stack_file("dev").resources]
+    assert [f for f in rules.check(resources, "dev") if f.level == "mandatory"] == []
+
+    def stripped(res: rules.Resource) -> rules.Resource:
+        if res.kind != "Deployment":
+            return res
+        props = json.loads(json.dumps(res.props))
+        pod = props["spec"]["template"]["spec"]
+        pod.pop("securityContext")
+        for c in pod["containers"]:
+            c.pop("securityContext")
+        return dataclasses.replace(res, props=props)
+
+    found = [f for f in rules.check([stripped(r) for r in resources], "dev") if f.level == "mandatory"]
+    assert {f.policy for f in found} == {"workload-security-context"}
+    assert "Deployment bind/anynines-backend: containers.0 (anynines-backend): runAsNonRoot is not true" in {
+        f.message for f in found
+    }
+
+
+def test_workload_security_context_unknown_during_preview_is_not_a_violation():
+    dep = hardened(deployment(BACKEND_IMAGE))
+    dep["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsNonRoot"] = UNKNOWN_STRING_VALUE
+    assert check_resource("workload-security-context", "kubernetes:apps/v1:Deployment", dep) == []

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from klutch import catalog
-from klutch.central import program
+from klutch.central import program, security
 from klutch.config import central as central_config
 from klutch.offline import render, stackfile
 
@@ -173,7 +173,16 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
                     "selector": {"matchLabels": {"app": "k"}},
                     "template": {
                         "metadata": {"labels": {"app": "k"}},
-                        "spec": {"containers": [{"name": "k", "image": RELEASE.konnector_image}]},
+                        "spec": {
+                            "securityContext": security.pod_security_context(security.BACKEND_UID),
+                            "containers": [
+                                {
+                                    "name": "k",
+                                    "image": RELEASE.konnector_image,
+                                    "securityContext": security.container_security_context(),
+                                }
+                            ],
+                        },
                     },
                 },
                 opts=child,
@@ -416,4 +425,4 @@ def test_rendered_objects_have_a_stable_conventional_key_order(tmp_path):
     metadata = body[body.index("metadata:") + 1 : body.index("spec:")]
     assert [
         line.strip().split(":")[0] for line in metadata if line.startswith("  ") and not line.startswith("   ")
-    ] == ["labels", "name", "namespace"]
+    ] == ["annotations", "labels", "name", "namespace"]

@@ -70,10 +70,12 @@ def test_one_reusable_check_job_gates_both_workflows(pr, push, checks):
         "ruff check . && .venv/bin/ruff format --check .",
         ".venv/bin/python -m pytest",
         "klutch-render --all --check --out render",
+        "scripts/scan render",
         "klutch-render --list",
         '.venv/bin/klutch-fleet select --base ""',
     ):
         assert command in commands
+    assert commands.index("klutch-render --all --check --out render") < commands.index("scripts/scan render")
     assert runs(checks["jobs"]["e2e"]).strip() == "bash e2e/run"
     assert checks["jobs"]["checks"]["outputs"]["stacks"] == "${{ steps.stacks.outputs.stacks }}"
 
@@ -155,7 +157,8 @@ def test_ci_script_runs_the_readme_commands_after_the_offline_checks():
     assert lines[0] == "set -euo pipefail"
     assert "rm -rf .venv" in lines  # a fresh venv on every run
     assert tests in readme and "bash e2e/run" in readme
-    assert lines.index('.venv/bin/klutch-render --all --check --out "$render_out"') < lines.index(tests)
+    render = lines.index('.venv/bin/klutch-render --all --check --out "$render_out"')
+    assert render < lines.index('scripts/scan "$render_out"') < lines.index(tests)  # the scanner reads the render
     assert lines[-2:] == [tests, "bash e2e/run"]  # the e2e's pytest line is the run's last word
 
 

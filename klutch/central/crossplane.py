@@ -25,9 +25,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from klutch import catalog
-from klutch.central import helm
+from klutch.central import helm, security
 from klutch.central.names import api_group, qualified_resource
-from klutch.config.central import DataServiceConfig
+from klutch.config.central import DataServiceConfig, NetworkPolicyConfig
 
 # Package pulls from public registries and the provider's first reconcile can take minutes.
 PACKAGE_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="10m")
@@ -45,6 +45,7 @@ class CrossplaneArgs:
     crossplane_version: str
     data_services: Sequence[DataServiceConfig]  # the enabled ones
     protect: bool
+    network_policy: NetworkPolicyConfig  # where the provider may connect to
 
 
 class Crossplane(pulumi.ComponentResource):
@@ -80,6 +81,12 @@ class Crossplane(pulumi.ComponentResource):
         )
         self._packages(args.release)
         self._provider_configs(args.data_services, args.release)
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-provider",
+            metadata={"name": catalog.PROVIDER_NAME, "namespace": self.namespace.metadata.name},
+            spec=provider_network_policy_spec(args.data_services, args.network_policy),
+            opts=self._plain,
+        )
 
         self.version = pulumi.Output.from_input(args.crossplane_version)
         self.health_check_command = HEALTH_CHECK_COMMAND
@@ -177,6 +184,23 @@ class Crossplane(pulumi.ComponentResource):
             ),
         )
         return secret, provider_config
+
+
+def provider_network_policy_spec(
+    data_services: Sequence[DataServiceConfig], policy: NetworkPolicyConfig
+) -> dict[str, Any]:
+    """The provider's outgoing traffic: DNS, the API server and each configured broker and backup manager.
+    Crossplane's own pods and the functions are left unrestricted (they pull packages from registries)."""
+    endpoints = [
+        security.url_peer(service.endpoint(endpoint).url, policy.data_service_cidrs)
+        for service in data_services
+        for endpoint in catalog.PROVIDER_ENDPOINTS
+    ]
+    return security.policy_spec(
+        {security.CROSSPLANE_PROVIDER_LABEL: catalog.PROVIDER_NAME},
+        None,
+        [security.Peer(security.API_SERVER_PORTS, policy.api_server_cidrs), *endpoints],
+    )
 
 
 def runtime_config_spec() -> dict[str, Any]:

@@ -29,7 +29,7 @@ import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
 from klutch import catalog
-from klutch.central import helm
+from klutch.central import helm, security
 from klutch.central.names import api_group
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
@@ -45,6 +45,8 @@ LISTENERS = {"http": 80, "https": 443}
 WAIT_FOR_ADDRESS = {"pulumi.com/waitFor": "jsonpath={.status.addresses[0].value}"}
 PROXY_BUFFER_SIZE = "16k"  # nginx: the backend's OIDC cookies exceed the default buffer
 NGINX_FULLNAME = "ingress-nginx"  # fixes the controller Service's name: <fullname>-controller
+DEFAULT_DENY_POLICY = "default-deny"
+ACME_SOLVER_POLICY = "acme-http01-solver"
 
 
 @dataclass(frozen=True)
@@ -355,9 +357,12 @@ class Edge(pulumi.ComponentResource):
         self.ca_pem = None
 
         ns = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": args.backend_namespace}, opts=self.child_opts()
+            f"{name}-namespace",
+            metadata={"name": args.backend_namespace, "labels": security.pod_security_labels(security.RESTRICTED)},
+            opts=self.child_opts(),
         )
         self.namespace = ns.metadata.apply(lambda m: m.name)
+        self._network_policies(catalog.CHARTS[controller.key].namespace)
         self.controller = self._chart(controller.key, controller.chart_values())
         # With Gateway API support cert-manager must start after the Gateway API CRDs (the controller's chart) exist.
         self.cert_manager = self._chart(
@@ -387,6 +392,27 @@ class Edge(pulumi.ComponentResource):
     def child_opts(self, **kwargs: Any) -> pulumi.ResourceOptions:
         """Options of a Kubernetes child: this component's parent and the cluster's provider."""
         return pulumi.ResourceOptions(parent=self, provider=self._provider, **kwargs)
+
+    def _network_policies(self, controller_namespace: str) -> None:
+        """The backend namespace denies all traffic by default (the backend's own policy lets its traffic
+        through); with an ACME certificate, the controller reaches cert-manager's HTTP-01 solver pods."""
+        k8s.networking.v1.NetworkPolicy(
+            f"{self.prefix}-default-deny",
+            metadata={"name": DEFAULT_DENY_POLICY, "namespace": self.namespace},
+            spec=security.default_deny_spec(),
+            opts=self.child_opts(),
+        )
+        if not self.self_signed:
+            k8s.networking.v1.NetworkPolicy(
+                f"{self.prefix}-acme-solver",
+                metadata={"name": ACME_SOLVER_POLICY, "namespace": self.namespace},
+                spec=security.policy_spec(
+                    {security.ACME_SOLVER_LABEL: "true"},
+                    [security.ingress_from_namespace(controller_namespace, security.ACME_SOLVER_PORT)],
+                    None,
+                ),
+                opts=self.child_opts(),
+            )
 
     def _chart(
         self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from klutch import catalog
+from klutch.central.security import pod_security_labels
 
 
 def release(
@@ -44,7 +45,11 @@ def release(
 
 
 def namespace(resource_name: str, key: str, opts: pulumi.ResourceOptions) -> k8s.core.v1.Namespace:
-    """The conventional namespace of chart `key` (catalog) as an explicit object."""
+    """The conventional namespace of chart `key` (catalog) as an explicit object, enforcing the strictest
+    Pod Security level the chart's pods meet."""
+    chart = catalog.CHARTS[key]
     return k8s.core.v1.Namespace(
-        resource_name, metadata=k8s.meta.v1.ObjectMetaArgs(name=catalog.CHARTS[key].namespace), opts=opts
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=chart.namespace, labels=pod_security_labels(chart.pod_security)),
+        opts=opts,
     )

@@ -26,9 +26,10 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from klutch import catalog
+from klutch.central import security
 from klutch.central.crds import crd_files
 from klutch.central.names import cluster_role_ref
-from klutch.config.central import BackendConfig, OidcConfig
+from klutch.config.central import BackendConfig, NetworkPolicyConfig, OidcConfig
 
 # The backend's Secrets and the environment variables its args read them through (the manual procedure's names).
 COOKIE_SECRET = "cookie-config"
@@ -48,6 +49,20 @@ COOKIE_KEY_BYTES = 32  # the backend rejects other lengths when an encryption ke
 OIDC_AUTHORIZE_URL_FLAG = "--oidc-authorize-url"  # only for releases whose backend has it (catalog)
 ADMIN_ROLE = "cluster-admin"
 CHECKSUM_ANNOTATION = "klutch.anynines.com/secrets-checksum"
+TMP_SIZE = "64Mi"  # the emptyDir behind the read-only root filesystem's /tmp
+
+
+def scanner_skips(server: catalog.Backend) -> dict[str, str]:
+    """The backend Deployment's scanner skips: the checks it cannot pass, each with the reason."""
+    reasons = {
+        "CKV_K8S_35": "the backend takes its OIDC client and cookie keys only as flags; args expand them from env",
+        "CKV_K8S_38": "the backend manages tenants through the API with its ServiceAccount's token",
+    }
+    if not server.digest:
+        reasons["CKV_K8S_43"] = (
+            f"the catalog has no digest for {server.image} (not resolvable offline); the tag is pinned"
+        )
+    return security.scanner_skips(reasons)
 
 
 def generation_keepers(generation: int) -> dict[str, str] | None:
@@ -86,6 +101,8 @@ class KubeBindArgs:
     host: pulumi.Output[str]  # the backend host tenants use (the edge's)
     api_server_url: pulumi.Input[str]  # the central cluster's API server, as tenants reach it
     cluster_ca_pem: pulumi.Input[str]  # the central cluster's CA certificate (PEM)
+    ingress_namespace: str  # the ingress/gateway controller's: the only namespace the backend is reached from
+    network_policy: NetworkPolicyConfig  # where the backend may connect to
     # The namespace of the export templates (the Crossplane layer's `crossplane-system`), as an output of
     # that layer's Namespace object: the templates then wait for the namespace only, never for the
     # Crossplane release. None: the catalog's name, without a dependency (the Kubernetes provider
@@ -154,7 +171,9 @@ def backend_container(
     probe = {"path": server.probe_path, "port": port}
     return {
         "name": release.backend_name,
-        "image": server.image,
+        "image": server.pinned_image,
+        # by digest: the pulled image cannot change; by tag: a re-pushed tag is pulled again
+        "imagePullPolicy": "IfNotPresent" if server.digest else "Always",
         "args": args,
         "env": [
             {"name": env, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
@@ -172,7 +191,11 @@ def backend_container(
             "periodSeconds": 20,
             "failureThreshold": 3,
         },
-        "volumeMounts": [{"name": "ca", "mountPath": CA_MOUNT, "readOnly": True}],
+        "securityContext": security.container_security_context(),
+        "volumeMounts": [
+            {"name": "ca", "mountPath": CA_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": security.BACKEND_TMP},
+        ],
     }
 
 
@@ -194,13 +217,30 @@ def backend_deployment_spec(
             "metadata": {"labels": labels, "annotations": {CHECKSUM_ANNOTATION: secrets_checksum}},
             "spec": {
                 "serviceAccountName": release.backend_name,
+                # the backend manages tenants through the API: the one pod that mounts its account's token
+                "automountServiceAccountToken": True,
+                "securityContext": security.pod_security_context(security.BACKEND_UID),
                 "containers": [backend_container(release, server, args)],
                 "volumes": [
-                    {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}}
+                    {"name": "ca", "secret": {"secretName": CA_SECRET, "items": [{"key": "ca", "path": "ca"}]}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}},
                 ],
             },
         },
     }
+
+
+def backend_network_policy_spec(
+    release: catalog.KlutchRelease, ingress_namespace: str, policy: NetworkPolicyConfig
+) -> dict[str, Any]:
+    """The backend's traffic: in from the ingress/gateway controller's namespace on its port; out to DNS,
+    the API server and the OIDC issuer (CIDRs, or the pods of an in-cluster IdP's namespace)."""
+    issuer = security.Peer((policy.oidc_issuer_port,), policy.oidc_issuer_cidrs, policy.oidc_issuer_namespace)
+    return security.policy_spec(
+        {"app": release.backend_name},
+        [security.ingress_from_namespace(ingress_namespace, release.backend_listen_port)],
+        [security.Peer(security.API_SERVER_PORTS, policy.api_server_cidrs), issuer],
+    )
 
 
 def backend_service_spec(release: catalog.KlutchRelease) -> dict[str, Any]:
@@ -291,7 +331,12 @@ class KubeBind(pulumi.ComponentResource):
         )
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-backend",
-            metadata={"name": release.backend_name, "namespace": namespace, "labels": labels},
+            metadata={
+                "name": release.backend_name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": scanner_skips(args.server),
+            },
             spec=backend_deployment_spec(release, args.server, container_args, checksum(secret_data)),
             # the pod reads the Secrets at start and needs the OIDC issuer reachable to become ready
             opts=self._opts(
@@ -304,11 +349,20 @@ class KubeBind(pulumi.ComponentResource):
             spec=backend_service_spec(release),
             opts=self._opts(),
         )
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            f"{name}-backend",
+            metadata={"name": release.backend_name, "namespace": namespace},
+            spec=backend_network_policy_spec(release, args.ingress_namespace, args.network_policy),
+            opts=self._opts(),
+        )
 
     def _identity(self, backend: str, namespace: pulumi.Input[str]) -> k8s.core.v1.ServiceAccount:
         """The backend's ServiceAccount, bound to cluster-admin."""
         account = k8s.core.v1.ServiceAccount(
-            f"{self._name}-backend", metadata={"name": backend, "namespace": namespace}, opts=self._opts()
+            f"{self._name}-backend",
+            metadata={"name": backend, "namespace": namespace},
+            automount_service_account_token=False,  # the backend's pod mounts it explicitly
+            opts=self._opts(),
         )
         k8s.rbac.v1.ClusterRoleBinding(
             f"{self._name}-backend",

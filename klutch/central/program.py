@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_kubernetes as k8s
 
+from klutch import catalog
 from klutch.central.cluster import Cluster, ClusterArgs
 from klutch.central.crossplane import Crossplane, CrossplaneArgs
 from klutch.central.edge import Edge, EdgeArgs
@@ -59,6 +60,7 @@ def crossplane_args(cfg: CentralConfig, provider: k8s.Provider) -> CrossplaneArg
         crossplane_version=cfg.crossplane_version,
         data_services=cfg.data_services,
         protect=cfg.protect,
+        network_policy=cfg.network_policy,
     )
 
 
@@ -97,6 +99,8 @@ def kube_bind_args(
         protect=cfg.protect,
         backend=cfg.backend,
         oidc=cfg.oidc,
+        ingress_namespace=catalog.CHARTS[cfg.exposure.controller].namespace,
+        network_policy=cfg.network_policy,
         # from the Crossplane layer
         export_namespace=export_namespace,
         cookie_keys_generation=cfg.rotation.cookie_keys,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from klutch import catalog
 from klutch.config.mirrors import Mirrors, parse_mirrors, release_images
@@ -34,7 +35,7 @@ from klutch.config.reader import (
     reserved_host_warning,
 )
 
-NAMESPACE = "klutch-central"
+NAMESPACE = catalog.CENTRAL_PROJECT
 # The other config namespaces the program reads (the Pulumi engine's and its providers').
 OTHER_NAMESPACES = ("pulumi", "aws", "eks", "kubernetes", "random", "tls")
 REGION_KEY = "aws:region"
@@ -47,6 +48,7 @@ _IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:(iam|sts)::\d{12}:(role|user|assum
 _AZ = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d[a-z]$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{1,31}$")
 ROTATION_MAX = 1_000_000
+ANYWHERE = ("0.0.0.0/0",)
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -144,6 +146,14 @@ class RotationConfig:
 
     cookie_keys: int = 0  # the backend's cookie signing and encryption keys
     backend_ca: int = 0  # the self-signed CA of the backend's certificate (no backend.host)
+class NetworkPolicyConfig:
+    """Where the backend and the Crossplane provider may connect to (NetworkPolicies match addresses)."""
+
+    api_server_cidrs: tuple[str, ...]  # the API server's endpoints (where `kubernetes.default` forwards)
+    oidc_issuer_cidrs: tuple[str, ...]  # the OIDC issuer's addresses
+    oidc_issuer_namespace: str | None  # an IdP inside the cluster: its namespace's pods instead of CIDRs
+    oidc_issuer_port: int  # the port the backend's connections to the issuer arrive on
+    data_service_cidrs: tuple[str, ...]  # brokers and backup managers whose URL names a host (not an IP)
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,7 @@ class CentralConfig:
     exposure: ExposureConfig
     backend: BackendConfig
     oidc: OidcConfig
+    network_policy: NetworkPolicyConfig
     mirrors: Mirrors = Mirrors()
     rotation: RotationConfig = RotationConfig()
     warnings: tuple[str, ...] = ()
@@ -243,6 +254,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
     oidc = _oidc(top.child("oidc"))
     warnings[:0] = _reserved_hosts(top, backend, oidc, data_services)  # first: the costliest mistake
     rotation = _rotation(top.child("rotation"))
+    network_policy = _network_policy(top.child("networkPolicy"), cluster.mode, network.cidr, oidc.issuer_url)
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -258,6 +270,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
         backend=backend,
         oidc=oidc,
         rotation=rotation,
+        network_policy=network_policy,
         warnings=tuple(warnings),
     )
 
@@ -641,6 +654,31 @@ def _rotation(r: Reader) -> RotationConfig:
     backend_ca = r.integer("backendCa", 0, minimum=0, maximum=ROTATION_MAX)
     r.finish()
     return RotationConfig(cookie_keys=cookie_keys, backend_ca=backend_ca)
+
+
+def _network_policy(r: Reader, cluster_mode: str, vpc_cidr: str, issuer_url: str) -> NetworkPolicyConfig:
+    """EKS: the API server's private endpoints are in the VPC. An existing cluster's are unknown: anywhere,
+    narrowed with apiServerCidrs. The issuer and name-addressed brokers: anywhere, unless narrowed."""
+    default_api = (vpc_cidr,) if cluster_mode == "eks" else ANYWHERE
+    api = r.strings("apiServerCidrs", default_api, check=check_cidr)
+    namespace = r.string("oidcIssuerNamespace", None, check=check_dns_label)
+    if r.has("oidcIssuerNamespace") and r.has("oidcIssuerCidrs"):
+        r.problem("oidcIssuerCidrs", "(set)", "must not be set with oidcIssuerNamespace (an IdP inside the cluster)")
+    issuer = r.strings("oidcIssuerCidrs", ANYWHERE, check=check_cidr)
+    port = r.integer("oidcIssuerPort", _url_port(issuer_url), minimum=1, maximum=65535)
+    brokers = r.strings("dataServiceCidrs", ANYWHERE, check=check_cidr)
+    for key, cidrs in (("apiServerCidrs", api), ("oidcIssuerCidrs", issuer), ("dataServiceCidrs", brokers)):
+        if r.has(key) and not cidrs:
+            r.problem(key, [], "must list at least one CIDR (an empty list would block that traffic)")
+    r.finish()
+    return NetworkPolicyConfig(api, () if namespace else issuer, namespace, port, brokers)
+
+
+def _url_port(url: str) -> int:
+    try:
+        return urlsplit(url).port or 443
+    except ValueError:
+        return 443  # an invalid issuer URL is reported as oidc.issuerUrl
 
 
 __all__ = ["CentralConfig", "ConfigError", "load", "parse", "secret_paths", "subnet_layout"]

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from klutch.offline import render
-from tests.e2e.cli import Pulumi
+from tests.e2e.cli import ROOT, Pulumi
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.servers import ChartRepository
 
@@ -88,3 +88,20 @@ def assert_rendered_objects_exist(plane: ControlPlane, pulumi: Pulumi, out: Path
         group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else None
         resource = f"{kind}.{group}" if group else kind
         assert plane.exists(resource, meta["name"], meta.get("namespace")), (obj["kind"], meta["name"])
+
+
+def transformed_program(pulumi: Pulumi, transform: str | None) -> None:
+    """The project copy's `__main__.py`: the program with a stack transformation `transform(args)`, whose
+    source is `transform` (a user's own change), or the checkout's program again (None)."""
+    main = (ROOT / "__main__.py").read_text()
+    if transform is not None:
+        main = f"""import pulumi
+
+from klutch.central.program import main
+
+{transform}
+
+pulumi.runtime.register_stack_transformation(transform)
+main()
+"""
+    (pulumi.cwd / "__main__.py").write_text(main)

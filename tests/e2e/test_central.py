@@ -105,6 +105,8 @@ def test_every_rendered_object_exists_with_the_rendered_spec(deployed: Deployed)
         if obj["kind"] == "Secret":
             keys = set(obj.get("stringData") or {}) | set(obj.get("data") or {})
             assert keys == set(found.get("data") or {}), where
+        if obj["kind"] == "NetworkPolicy":
+            assert obj["spec"] == found["spec"], where
         if obj["kind"] == "Deployment":
             # the render cannot decrypt the kubeconfig secret: its API server address is a placeholder
             rendered = json.dumps(obj["spec"]["template"]["spec"]["containers"])
@@ -152,6 +154,29 @@ def test_backend_is_available(deployed: Deployed):
     assert conditions["Available"] == "True"
     secret = deployed.plane.get("secret", "k8sca", release.backend_namespace)
     assert base64.b64decode(secret["data"]["ca"]).decode() == deployed.plane.ca_pem
+
+
+def test_the_api_server_enforces_restricted_pod_security_in_the_backend_namespace(deployed: Deployed):
+    """The backend's pod was admitted under `restricted` (Available above); a pod that is not is refused."""
+    release = catalog.RELEASES[RELEASE]
+    labels = deployed.plane.get("namespace", release.backend_namespace)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    [pod] = [
+        p
+        for p in deployed.plane.items("pods", release.backend_namespace)
+        if p["metadata"]["labels"].get("app") == release.backend_name
+    ]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    plain = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "plain", "namespace": release.backend_namespace},
+        "spec": {"containers": [{"name": "c", "image": "registry.e2e.test/plain:1.0"}]},
+    }
+    done = deployed.plane.kubectl("create", "--dry-run=server", "-f", "-", input=json.dumps(plain), check=False)
+    assert done.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in done.stderr, done.stderr
+    assert "allowPrivilegeEscalation != false" in done.stderr and "runAsNonRoot != true" in done.stderr
 
 
 def test_outputs_hold_what_the_tenant_project_reads(deployed: Deployed):

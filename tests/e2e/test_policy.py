@@ -18,7 +18,7 @@ from tests.e2e.cli import ROOT, Pulumi
 from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane
 from tests.e2e.servers import ChartRepository
-from tests.e2e.stacks import configure, existing_cluster_config
+from tests.e2e.stacks import configure, existing_cluster_config, transformed_program
 
 pytestmark = pytest.mark.e2e
 RELEASE = catalog.DEFAULT_RELEASE
@@ -73,3 +73,30 @@ def test_a_prod_config_that_breaks_a_mandatory_rule_fails_preview_naming_it(plan
     assert done.returncode != 0 and "pinned-versions" in done.stdout + done.stderr
     assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
     assert not plane.exists("namespace", "crossplane-system")
+
+
+# A user's own change: the backend's securityContext dropped.
+WITHOUT_SECURITY_CONTEXT = """
+def transform(args):
+    if args.type_ != "kubernetes:apps/v1:Deployment":
+        return None
+    pod = args.props["spec"]["template"]["spec"]
+    pod.pop("securityContext", None)
+    for container in pod["containers"]:
+        container.pop("securityContext", None)
+    return pulumi.ResourceTransformationResult(args.props, args.opts)
+"""
+
+
+def test_a_change_that_drops_the_backends_security_context_fails_preview(plane, chart_repo, workspace, plugin_dirs):
+    # dev: the workload rules are mandatory in every environment
+    pulumi = stack("policy-hardening", plane, chart_repo, workspace, plugin_dirs)
+    transformed_program(pulumi, WITHOUT_SECURITY_CONTEXT)
+    code, out = preview_with_pack(pulumi)
+    assert code != 0
+    release = catalog.RELEASES[RELEASE]
+    assert "- [mandatory]  workload-security-context  (kubernetes:apps/v1:Deployment: kube-bind-backend)" in out, out[
+        -4000:
+    ]
+    assert f"containers.0 ({release.backend_name}): runAsNonRoot is not true" in out
+    assert [r["type"] for r in pulumi.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
