@@ -491,6 +491,8 @@ def test_reserved_hosts(host, reserved):
     from klutch.config.reader import reserved_host
 
     assert reserved_host(host) is reserved
+
+
 def test_network_policy_defaults_follow_the_cluster_mode_and_the_issuer_url():
     cfg = harness.parse({"oidc": {"issuerUrl": "https://idp.example.com:8443/realms/klutch"}})
     assert cfg.network_policy == central.NetworkPolicyConfig(

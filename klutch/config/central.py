@@ -146,6 +146,8 @@ class RotationConfig:
 
     cookie_keys: int = 0  # the backend's cookie signing and encryption keys
     backend_ca: int = 0  # the self-signed CA of the backend's certificate (no backend.host)
+
+
 class NetworkPolicyConfig:
     """Where the backend and the Crossplane provider may connect to (NetworkPolicies match addresses)."""
 
