@@ -148,6 +148,7 @@ class RotationConfig:
     backend_ca: int = 0  # the self-signed CA of the backend's certificate (no backend.host)
 
 
+@dataclass(frozen=True)
 class NetworkPolicyConfig:
     """Where the backend and the Crossplane provider may connect to (NetworkPolicies match addresses)."""
 
