@@ -272,7 +272,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server", required=True, help="Keycloak's base URL, e.g. https://keycloak.example.com")
     p.add_argument("--realm", default="klutch", help="the realm of the clients (default: klutch)")
     p.add_argument("--create-realm", action="store_true", help="create the realm when it does not exist")
-    p.add_argument("--admin-user", default="admin", help="an admin of the master realm (password: KEYCLOAK_ADMIN_PASSWORD)")
+    p.add_argument(
+        "--admin-user", default="admin", help="an admin of the master realm (password: KEYCLOAK_ADMIN_PASSWORD)"
+    )
     p.add_argument("--client-id", default="kube-bind", help="the backend's client: the central stack's oidc.clientId")
     p.add_argument("--backend-host", help="default: the central stack's backendHost output, else its backend.host")
     p.add_argument("--tenant", action="append", default=[], help="a tenant's client id (repeatable)")

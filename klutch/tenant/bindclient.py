@@ -172,11 +172,14 @@ def _check_token_answer(what: str, status: int, body: bytes, client_id: str) -> 
     if status in (400, 401, 403):
         error = _oauth_error(body)
         hint = (
-            "enable the client-credentials grant for this client (Keycloak: 'Service accounts roles')"
-            if error in ("unauthorized_client", "unsupported_grant_type")
-            else "check oidc.clientId and oidc.clientSecret, and that oidc.tokenUrl is the token endpoint "
+            "check oidc.clientId and oidc.clientSecret, and that oidc.tokenUrl is the token endpoint "
             "of the realm the central backend trusts"
         )
+        if error in ("unauthorized_client", "unsupported_grant_type"):  # Keycloak: also for a wrong secret
+            hint += (
+                "; if they are right, enable the client-credentials grant for this client "
+                "(Keycloak: 'Service accounts roles')"
+            )
         raise BindError(
             f"{what} was refused (HTTP {status}{', ' + error if error else ''}) for client '{client_id}': {hint}"
         )
