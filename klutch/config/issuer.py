@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -123,14 +124,27 @@ def _document(body: bytes) -> dict | None:
 
 def _not_checked(subject: Subject, url: str, why: str) -> str:
     return (
-        f"{subject.issuer_key} {subject.issuer_url!r} not checked: {url} did not answer ({why}). The backend "
+        f"{subject.issuer_key} {subject.issuer_url!r} not checked: {url} could not be read ({why}). The backend "
         "fetches it when it starts, so make sure the cluster reaches it; if it has a private CA, point "
         f"SSL_CERT_FILE at it; {subject.switch_key}: false turns this check off"
     )
 
 
 def fetch_https(url: str, timeout: float) -> tuple[int, bytes]:
-    """GET `url`, trusting the system's CAs (and `SSL_CERT_FILE`); raises Unreachable."""
+    """GET `url`, trusting the system's CAs (and `SSL_CERT_FILE`); raises Unreachable. The whole fetch,
+    name resolution included (which urllib's timeout does not bound), gets `timeout` seconds."""
+    result: list[tuple[int, bytes] | Unreachable] = []
+    worker = threading.Thread(target=lambda: result.append(_get(url, timeout)), daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        raise Unreachable("timed out")
+    if isinstance(result[0], Unreachable):
+        raise result[0]
+    return result[0]
+
+
+def _get(url: str, timeout: float) -> tuple[int, bytes] | Unreachable:
     request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "klutch-preflight/1"})
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=ssl.create_default_context()) as response:
@@ -138,9 +152,9 @@ def fetch_https(url: str, timeout: float) -> tuple[int, bytes]:
     except urllib.error.HTTPError as e:
         return e.code, b""
     except urllib.error.URLError as e:
-        raise Unreachable(str(e.reason)) from None
+        return Unreachable(str(e.reason))
     except (TimeoutError, OSError) as e:
-        raise Unreachable("timed out" if isinstance(e, TimeoutError) else str(e)) from None
+        return Unreachable("timed out" if isinstance(e, TimeoutError) else str(e))
 
 
 def preflight(stack: str, subject: Subject, *, enabled: bool, fetch: Fetch = fetch_https) -> None:
