@@ -165,6 +165,26 @@ def test_the_documented_setup_runs_twice_and_the_second_run_changes_nothing(setu
     assert secrets[BACKEND_CLIENT] not in (setup.central_stack.cwd / "Pulumi.kc.yaml").read_text()
 
 
+def test_the_setup_script_names_a_wrong_password_and_a_conflicting_client(setup: Setup):
+    def script(*args: str, password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [".venv/bin/klutch-keycloak-setup", "--server", setup.keycloak.url, "--realm", REALM, *args],
+            cwd=setup.central_stack.cwd,
+            env={**setup.env(), "KEYCLOAK_ADMIN_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    wrong = script(password="not-the-admin-password")
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert f"error: Keycloak at {setup.keycloak.url} refused the admin login of 'admin'" in wrong.stderr
+    conflict = script("--tenant", BACKEND_CLIENT, password=setup.keycloak.admin_password)
+    assert conflict.returncode == 1 and "Traceback" not in conflict.stderr
+    assert f"error: client '{BACKEND_CLIENT}' exists with conflicting settings: " in conflict.stderr
+    assert "standardFlowEnabled is True, needs False" in conflict.stderr
+
+
 def test_the_central_preflight_passes_for_the_realm(setup: Setup):
     done = setup.central_stack.preview(check=False)
     out = done.stdout + done.stderr
