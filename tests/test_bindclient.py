@@ -362,6 +362,18 @@ def test_client_without_client_credentials_grant_is_named(backend, policy):
     )
 
 
+def test_keycloak_wrong_secret_names_the_secret_the_client_and_the_token_url(backend, policy):
+    # Keycloak answers a wrong client secret with 401 unauthorized_client, the code of a missing grant
+    description = "Invalid client or Invalid client credentials"
+    backend.token_answers[:] = [(401, {"error": "unauthorized_client", "error_description": description})]
+    with pytest.raises(BindError) as err:
+        run_bind(backend, policy)
+    message = str(err.value)
+    assert f"token request to {backend.credentials.token_url} was refused (HTTP 401" in message
+    assert f"for client '{CLIENT_ID}': check oidc.clientId and oidc.clientSecret" in message
+    assert "enable the client-credentials grant" in message and CLIENT_SECRET not in message
+
+
 def test_token_answer_without_access_token(backend, policy):
     backend.token_answers[:] = [(200, {"token_type": "Bearer"})]
     with pytest.raises(BindError, match="answered without an access_token"):

@@ -16,6 +16,7 @@ ALLOWED = {
     "outputs": set(),  # the central stack's outputs: the contract both programs share
     "config": {"catalog", "outputs"},
     "policy": {"catalog"},
+    "idp": set(),  # operator tooling for the IdP side (klutch-keycloak-setup): stands alone
     "central": {"catalog", "config", "outputs"},
     "tenant": {"catalog", "config", "central", "outputs"},
     "ops": {"catalog", "config", "central", "outputs"},  # operator tools that read a live cluster

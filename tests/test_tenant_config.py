@@ -344,6 +344,8 @@ def test_the_docs_document_the_keys_the_parser_accepts():
         "oidc.clientId",
         "oidc.clientSecret",
         "oidc.scope",
+        "oidc.issuerUrl",
+        "oidc.checkIssuer",
         "kubeconfig",
         "eksClusterName",
         "konnectorImage",
@@ -360,7 +362,7 @@ def test_the_docs_document_the_keys_the_parser_accepts():
         "klutchRelease": "v1.0.0",
         "protect": False,
     }
-    raw["oidc"] = {**raw["oidc"], "scope": "openid"}
+    raw["oidc"] = {**raw["oidc"], "scope": "openid", "issuerUrl": "https://idp.example.com/x", "checkIssuer": False}
     assert {k.split(".")[0] for k in keys} - {"eksClusterName"} == set(raw)
     tenant_config.parse(raw, set(SECRET_KEYS), stack="s")
     policy = bindclient.Policy()

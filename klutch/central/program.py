@@ -17,6 +17,7 @@ from klutch.central.edge import Edge, EdgeArgs
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
 from klutch.config import central as config_module
+from klutch.config import issuer
 from klutch.config.central import CentralConfig
 from klutch.outputs import CentralOutputs
 
@@ -25,6 +26,7 @@ def main() -> None:
     cfg = config_module.load()  # raises ConfigError (all problems at once) before any resource exists
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
+    issuer.preflight(cfg.stack, issuer_subject(cfg), enabled=cfg.oidc.check_issuer)  # before any resource
     tags = stack_tags(cfg)
     network = Network("network", NetworkArgs(cfg.network, cfg.cluster.name, tags)) if cfg.is_eks else None
     cluster = Cluster("cluster", cluster_args(cfg, tags, network))
@@ -34,6 +36,11 @@ def main() -> None:
     export_namespace = crossplane.namespace.metadata.apply(lambda m: m.name)
     kube_bind = KubeBind("kube-bind", kube_bind_args(cfg, cluster, edge, export_namespace))
     stack_outputs(cfg, network, cluster, crossplane, edge, kube_bind).export()
+
+
+def issuer_subject(cfg: CentralConfig) -> issuer.Subject:
+    key = f"{config_module.NAMESPACE}:oidc"
+    return issuer.Subject(cfg.oidc.issuer_url, issuer_key=f"{key}.issuerUrl", switch_key=f"{key}.checkIssuer")
 
 
 def stack_tags(cfg: CentralConfig) -> dict[str, str]:

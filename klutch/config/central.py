@@ -137,6 +137,7 @@ class OidcConfig:
     issuer_url: str
     client_id: str
     client_secret: Secret
+    check_issuer: bool = True  # the issuer preflight of preview and up (klutch.config.issuer)
 
 
 @dataclass(frozen=True)
@@ -647,8 +648,11 @@ def _oidc(r: Reader) -> OidcConfig:
         "clientId", "kube-bind", check=lambda v: None if v.strip() == v and v else "must be a non-empty client id"
     )
     secret = r.secret("clientSecret", required=True)
+    check_issuer = r.boolean("checkIssuer", True)
     r.finish()
-    return OidcConfig(issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""))
+    return OidcConfig(
+        issuer_url=issuer or "", client_id=client_id, client_secret=secret or Secret(""), check_issuer=check_issuer
+    )
 
 
 def _rotation(r: Reader) -> RotationConfig:

@@ -113,6 +113,11 @@ def configure_mocks(
     _settings.SETTINGS.outputs.clear()
 
 
+def under_mock_engine() -> bool:
+    """True while a program runs under a mock monitor (unit tests, the offline render), not the real engine."""
+    return isinstance(_settings.SETTINGS.monitor, _mocks.MockMonitor)
+
+
 def reset_root() -> None:
     _settings.ROOT.set(None)
 

@@ -26,6 +26,7 @@ from typing import Any
 import pulumi
 
 from klutch import catalog
+from klutch.config.issuer import issuer_of_token_url
 from klutch.config.reader import (
     ConfigError,
     Problem,
@@ -93,6 +94,8 @@ class OidcClient:
     client_id: str
     client_secret: Secret
     scope: str | None
+    issuer_url: str | None = None  # the issuer of token_url: configured, or derived from a Keycloak token URL
+    check_issuer: bool = True  # the issuer preflight of preview and up (klutch.config.issuer)
 
 
 @dataclass(frozen=True)
@@ -287,9 +290,16 @@ def _oidc(r: Reader) -> OidcClient:
     )
     secret = r.secret("clientSecret", required=True)
     scope = r.string("scope", None, check=lambda v: None if v.strip() else "must be space-separated scope names")
+    issuer = r.string("issuerUrl", None, check=check_url(("https",)))
+    check_issuer = r.boolean("checkIssuer", True)
     r.finish()
     return OidcClient(
-        token_url=token_url or "", client_id=client_id or "", client_secret=secret or Secret(""), scope=scope
+        token_url=token_url or "",
+        client_id=client_id or "",
+        client_secret=secret or Secret(""),
+        scope=scope,
+        issuer_url=issuer or issuer_of_token_url(token_url or ""),
+        check_issuer=check_issuer,
     )
 
 

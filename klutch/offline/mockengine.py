@@ -252,6 +252,10 @@ class Evaluation:
     def warnings(self) -> list[str]:
         return [m for s, m in self.logs if s == "warning"]
 
+    def notes(self) -> list[str]:
+        """The program's info messages (e.g. that the issuer preflight was skipped offline)."""
+        return [m for s, m in self.logs if s == "info"]
+
 
 # ------------------------------------------------------------------------------- mocks
 ResourceHook = Callable[[compat.MockResourceArgs], "dict[str, Any] | None"]

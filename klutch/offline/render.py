@@ -579,6 +579,8 @@ def render_stack(
 
     totals = ", ".join(f"{n} {c}" for c, n in summary["totals"].items() if n)
     print(f"{project.name}/{stack_name}: rendered {totals or 'nothing'} into {out}")
+    for note in stack.ev.notes():
+        print(f"note: {note}", file=sys.stderr)
     for w in stack.ev.warnings():
         print(f"warning: {w}", file=sys.stderr)
     for a in report.advisories:

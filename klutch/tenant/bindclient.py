@@ -197,13 +197,15 @@ def _check_token_answer(end: Endpoint, status: int, body: bytes, client_id: str)
     if status in (400, 401, 403):
         error = _oauth_error(body)
         hint = (
-            "this client may not use the client-credentials grant; enable it at the IdP "
-            "(Keycloak: the client's 'Service accounts roles')"
-            if error in ("unauthorized_client", "unsupported_grant_type")
-            else "the client id or secret is wrong, or oidc.tokenUrl names another realm than the one the central "
+            "the client id or secret is wrong, or oidc.tokenUrl names another realm than the one the central "
             "backend trusts; check oidc.clientId and oidc.tokenUrl, and set the secret with "
             "`pulumi config set --secret --path oidc.clientSecret <secret>`"
         )
+        if error in ("unauthorized_client", "unsupported_grant_type"):  # Keycloak: also for a wrong secret
+            hint += (
+                "; if they are right, enable the client-credentials grant for this client "
+                "(Keycloak: 'Service accounts roles')"
+            )
         raise BindError(
             f"{end.what} was refused by {end.who} (HTTP {status}{', ' + error if error else ''}) "
             f"for client '{client_id}': {hint}"

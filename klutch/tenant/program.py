@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from klutch.config import issuer
 from klutch.config import tenant as tenant_config
 from klutch.config.tenant import Api, CentralFacts, TenantConfig
 from klutch.outputs import tenant_output_names
@@ -33,6 +34,8 @@ def main() -> None:
     cfg = tenant_config.load()  # raises ConfigError (all problems at once) before any resource exists
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
+    if not cfg.deferred:  # a config with problems fails with all of them first
+        preflight(cfg)  # before any resource, the StackReference included
     central = pulumi.StackReference(cfg.central_stack)
     outputs = pulumi.Output.all(**{n: central.get_output(n) for n in tenant_output_names()})
     # Checks the central outputs and the configured apis (ConfigError naming the valid ones) before
@@ -49,6 +52,26 @@ def main() -> None:
     export("namespaceMap", "namespace_map")
     export("konnectorImage", "konnector_image")
     export("kubectlBindCommand", "kubectl_bind_command")
+
+
+def preflight(cfg: TenantConfig) -> None:
+    """The issuer check of the token URL: its issuer's discovery document must name this token endpoint."""
+    key = f"{tenant_config.NAMESPACE}:oidc"
+    if cfg.oidc.issuer_url is None:
+        if cfg.oidc.check_issuer:
+            pulumi.log.warn(
+                f"{key}.tokenUrl {cfg.oidc.token_url!r}: its issuer is not known (not a Keycloak token URL), so it "
+                f"is not checked before the bind; set {key}.issuerUrl to check it, or {key}.checkIssuer: false"
+            )
+        return
+    subject = issuer.Subject(
+        cfg.oidc.issuer_url,
+        issuer_key=f"{key}.issuerUrl",
+        switch_key=f"{key}.checkIssuer",
+        token_url=cfg.oidc.token_url,
+        token_key=f"{key}.tokenUrl",
+    )
+    issuer.preflight(cfg.stack, subject, enabled=cfg.oidc.check_issuer)
 
 
 def build(cfg: TenantConfig, central: CentralFacts, apis: tuple[Api, ...]) -> Built:
@@ -94,4 +117,4 @@ def fallback_command(cfg: TenantConfig, central: CentralFacts) -> str:
     return f"kubectl bind {central.export_url} --konnector-image={central.konnector_image}"
 
 
-__all__ = ["build", "fallback_command", "main"]
+__all__ = ["build", "fallback_command", "main", "preflight"]

@@ -1,5 +1,5 @@
 """Fixtures of the real-engine tests: the built toolchain, local clusters with their doubles, the
-local chart repository, and Pulumi projects copied to temporary directories.
+local chart repository, one Keycloak, and Pulumi projects copied to temporary directories.
 
 Run with `python -m pytest -m e2e tests/e2e` after `e2e/toolchain/build` (`bash e2e/run` does both).
 """
@@ -15,6 +15,7 @@ import pytest
 from tests.e2e import local
 from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
 from tests.e2e.controlplane import ControlPlane
+from tests.e2e.keycloak import Keycloak
 from tests.e2e.local import TOOLCHAIN, chart_repository, missing_binaries
 from tests.e2e.servers import ChartRepository
 from tests.e2e.standins.provider import write_plugins
@@ -68,3 +69,12 @@ def central_project(workspace: dict[str, Path], plugin_dirs: list[Path], stack: 
     pulumi = Pulumi(cwd=cwd, env=offline_env(plugin_dirs, workspace["home"], workspace["state"]), stack=stack)
     pulumi.init()
     return pulumi
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[Keycloak]:
+    """One real Keycloak for the session (tests/e2e/keycloak.py); its start time and memory are printed."""
+    with Keycloak(tmp_path_factory.mktemp("keycloak")) as kc:
+        yield kc
+        current, peak = kc.rss_mib()
+        print(f"\nkeycloak: started in {kc.start_seconds:.0f}s; memory {current:.0f} MiB, peak {peak:.0f} MiB")

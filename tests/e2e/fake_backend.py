@@ -17,6 +17,10 @@ HTTPS on 127.0.0.1 (a random port) with its own self-signed certificate (which t
 
 Failure modes: `fail_times_with(503, n)` answers the next n bind requests with 503; `always(401)`
 answers every bind request with 401. `bind_requests` records each bind request's JSON body.
+
+With `token_check` (a real IdP's tokens, e.g. `tests.e2e.keycloak.TokenCheck`), a bearer token is
+accepted when the check returns its claims (recorded in `verified`) and refused with 401 naming why
+when it raises ValueError (recorded in `refused`); the double's own `/token` then plays no part.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,8 +67,12 @@ class FakeBackend:
         client_id: str,
         client_secret: str,
         release: str = catalog.DEFAULT_RELEASE,
+        token_check: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.central = central
+        self.token_check = token_check
+        self.verified: list[dict[str, Any]] = []
+        self.refused: list[str] = []
         self.client_id, self.client_secret = client_id, client_secret
         self.release = catalog.RELEASES[release]
         self.pki = workdir / "fake-backend-pki"
@@ -175,7 +184,15 @@ class FakeBackend:
         if forced is not None:
             return forced, {"error": f"forced HTTP {forced}"}
         token = authorization.removeprefix("Bearer ")
-        if not authorization.startswith("Bearer ") or token not in self.tokens:
+        if not authorization.startswith("Bearer "):
+            return 401, {"error": "no bearer token"}
+        if self.token_check is not None:
+            try:
+                self.verified.append(self.token_check(token))
+            except ValueError as e:
+                self.refused.append(str(e))
+                return 401, {"error": f"invalid token: {e}"}
+        elif token not in self.tokens:
             return 401, {"error": "invalid token"}
         cluster_id = request["clusterID"]
         namespace = f"cluster-{cluster_id}"
