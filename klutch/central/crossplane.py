@@ -45,6 +45,7 @@ class CrossplaneArgs:
     crossplane_version: str
     data_services: Sequence[DataServiceConfig]  # the enabled ones
     protect: bool
+    metrics: bool = False  # the metrics port on Crossplane's and the RBAC manager's pods (observability)
 
 
 class Crossplane(pulumi.ComponentResource):
@@ -73,7 +74,7 @@ class Crossplane(pulumi.ComponentResource):
             name,
             "crossplane",
             args.chart,
-            {"args": list(catalog.CROSSPLANE_ARGS)},
+            chart_values(args.metrics),
             self._guarded,
             namespace=self.namespace,
             version=args.crossplane_version,
@@ -177,6 +178,14 @@ class Crossplane(pulumi.ComponentResource):
             ),
         )
         return secret, provider_config
+
+
+def chart_values(metrics: bool) -> dict[str, Any]:
+    """Crossplane with server-side-applied claims; with `metrics`, port `metrics` (8080) on its pods."""
+    values: dict[str, Any] = {"args": list(catalog.CROSSPLANE_ARGS)}
+    if metrics:
+        values["metrics"] = {"enabled": True}
+    return values
 
 
 def runtime_config_spec() -> dict[str, Any]:
