@@ -26,6 +26,7 @@ from tests.e2e.local import TOOLCHAIN
 from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import configure, existing_cluster_config, rendered_objects
 from tests.e2e.test_central import live
+from tests.e2e.test_upgrade import operations
 
 pytestmark = pytest.mark.e2e
 RELEASE = catalog.RELEASES[catalog.DEFAULT_RELEASE]
@@ -199,9 +200,9 @@ def test_prod_render_has_monitors_rules_and_dashboard_valid_against_the_operator
 # ------------------------------------------------------------------------------------------ on a cluster
 class Observed:
     def __init__(
-        self, pulumi: Pulumi, plane: ControlPlane, repo: ChartRepository, rendered: list[dict[str, Any]]
+        self, pulumi: Pulumi, plane: ControlPlane, repo: ChartRepository, rendered: list[dict[str, Any]], plan: str
     ) -> None:
-        self.pulumi, self.plane, self.repo, self.rendered = pulumi, plane, repo, rendered
+        self.pulumi, self.plane, self.repo, self.rendered, self.plan = pulumi, plane, repo, rendered, plan
 
 
 def observability_config(plane: ControlPlane, repo: ChartRepository, block: dict[str, Any]) -> dict[str, Any]:
@@ -219,18 +220,29 @@ def observed(
     plugin_dirs: list[Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Observed]:
-    """`existing` mode on a cluster that already has the Prometheus Operator's CRDs."""
+    """A stack deployed without the layer (what the previous release deployed), then `existing` mode
+    turned on, on a cluster that already has the Prometheus Operator's CRDs."""
     with central_cluster("observability", tmp_path_factory, bin_dir) as plane:
         for path in crd_files():
             plane.kubectl("create", "-f", str(path))  # too big for a client-side apply's annotation
         pulumi = central_project(workspace, plugin_dirs, "observability")
+        configure(pulumi, plane, {**observability_config(plane, chart_repo, {}), "observability": {"enabled": False}})
+        pulumi.up()
         configure(
             pulumi, plane, observability_config(plane, chart_repo, {"mode": "existing", "selectorLabels": LABELS})
         )
+        plan = pulumi.preview().stdout
         rendered = rendered_objects(pulumi, tmp_path_factory.mktemp("observability-render"))
         done = pulumi.up(check=False)
         assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
-        yield Observed(pulumi, plane, chart_repo, rendered)
+        yield Observed(pulumi, plane, chart_repo, rendered, plan)
+
+
+def test_turning_the_layer_on_only_adds_and_updates_two_charts_in_place(observed: Observed):
+    ops = operations(observed.plan)
+    assert not ops["replace"] and not ops["delete"], ops
+    assert ops["update"] == {"crossplane", "edge-cert-manager"}, ops  # metrics port; cert-manager's ServiceMonitor
+    assert {"observability-rule", "observability-dashboard", "observability-kube-state-metrics"} <= ops["create"]
 
 
 def subset(want: Any, got: Any) -> bool:
@@ -245,7 +257,9 @@ def subset(want: Any, got: Any) -> bool:
 def test_existing_mode_creates_every_object_and_previews_clean(observed: Observed):
     monitoring = [o for o in observed.rendered if o["apiVersion"] == catalog.MONITORING_API]
     assert len(monitoring) == 4  # 3 PodMonitors and the PrometheusRule (the charts' ServiceMonitors: below)
-    for obj in [*monitoring, *(o for o in observed.rendered if o["kind"] == "ConfigMap")]:
+    dashboards = [o for o in observed.rendered if o["metadata"]["name"] == observability.DASHBOARD_CONFIGMAP]
+    assert len(dashboards) == 1
+    for obj in [*monitoring, *dashboards]:
         found = live(observed.plane, obj)
         body = "spec" if "spec" in obj else "data"
         assert subset(obj[body], found[body]), (obj["kind"], obj["metadata"]["name"])
