@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import cache
 
+import promql_parser
 import pytest
 import yaml
 
@@ -223,3 +224,14 @@ def test_rule_file_round_trips_as_a_prometheus_rule_file():
         "KlutchCrossplaneReconcileErrors": "15m",
     }
     assert 'namespace="bind", deployment="anynines-backend"' in rules[2]["expr"]
+
+
+def test_every_alert_and_dashboard_expression_parses_as_promql():
+    sig = signals.Signals(RELEASE.backend_namespace, RELEASE.backend_name)
+    exprs = [a.expr for a in signals.alerts(sig)] + [p["targets"][0]["expr"] for p in signals.dashboard(sig)["panels"]]
+    for expr in exprs:
+        promql_parser.parse(expr)  # raises ValueError naming the problem
+    with pytest.raises(ValueError, match="unclosed left parenthesis"):
+        promql_parser.parse(sig.reconcile_errors[:-1])  # the check is real
+    for alert in signals.alerts(sig):
+        assert isinstance(promql_parser.parse(alert.expr), promql_parser.BinaryExpr), alert.name  # a comparison
