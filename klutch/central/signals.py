@@ -7,7 +7,8 @@
 - `alerts()`: the alerting rules, each with a runbook link into the operations guide.
 - `dashboard()`: the Grafana dashboard over the same expressions.
 
-The kube-bind backend serves no metrics endpoint (its Deployment exposes only the listen port), so its
+The kube-bind backend serves no metrics endpoint (kube-bind's example backend, which Klutch's derives
+from, registers no `/metrics` handler; its Deployment exposes only the listen port), so its
 availability comes from kube-state-metrics' Deployment conditions.
 """
 
