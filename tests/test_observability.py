@@ -112,9 +112,14 @@ def test_install_mode_installs_kube_prometheus_stack_first():
         *ev.by_type(f"{MONITORING}:PodMonitor"),
         release(ev, "observability-kube-state-metrics"),
         release(ev, "edge-cert-manager"),
-        release(ev, "edge-envoy-gateway"),
     ):
         assert ev.depends_on(other, stack), other.name
+    # a chart without a monitor option does not wait for it
+    assert not ev.depends_on(release(ev, "edge-envoy-gateway"), stack)
+    assert ev.depends_on(
+        release(scenario("nginx"), "edge-ingress-nginx"),
+        release(scenario("nginx"), "observability-kube-prometheus-stack"),
+    )
 
 
 def test_install_mode_without_grafana():

@@ -379,9 +379,10 @@ class Edge(pulumi.ComponentResource):
     ) -> k8s.helm.v3.Release:
         namespace = helm.namespace(f"{self.prefix}-{key}-namespace", key, self.child_opts())
         monitoring = self._args.monitoring
+        monitor = chart_monitor_values(key, monitoring)
         # a chart's monitor needs the monitor CRDs: in install mode, kube-prometheus-stack brings them
-        after = [*(depends_on or []), *(monitoring.after if monitoring else ())]
-        values = helm.merge(values, chart_monitor_values(key, monitoring))
+        after = [*(depends_on or []), *(monitoring.after if monitoring and monitor else ())]
+        values = helm.merge(values, monitor)
         opts = self.child_opts(depends_on=after)
         return helm.release(f"{self.prefix}-{key}", key, self._args.charts[key], values, opts, namespace=namespace)
 
