@@ -25,6 +25,11 @@ class DataService:
         """The claim resource the central cluster exports (`<svc>instances`)."""
         return f"{self.key}instances"
 
+    @property
+    def claim_kind(self) -> str:
+        """The claim's kind, as the release's XRDs name it (`postgresql` → `PostgresqlInstance`)."""
+        return f"{self.key.capitalize()}Instance"
+
 
 @dataclass(frozen=True)
 class ExtraApi:
@@ -308,6 +313,8 @@ class Chart:
     pod_security: str = "restricted"
 
 
+_PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
+
 CHARTS: Mapping[str, Chart] = MappingProxyType(
     {
         # baseline: the chart's containers drop no capabilities and set no seccomp profile, and neither do
@@ -320,6 +327,10 @@ CHARTS: Mapping[str, Chart] = MappingProxyType(
         "ingress-nginx": Chart(
             "ingress-nginx", "https://kubernetes.github.io/ingress-nginx", "4.13.9", "ingress-nginx"
         ),
+        # observability.mode install: Prometheus Operator, Prometheus, Alertmanager, Grafana (optional)
+        "kube-prometheus-stack": Chart("kube-prometheus-stack", _PROMETHEUS_COMMUNITY, "88.6.1", "monitoring"),
+        # Klutch's health as metrics (custom-resource-state only), in both observability modes
+        "kube-state-metrics": Chart("kube-state-metrics", _PROMETHEUS_COMMUNITY, "8.4.1", "klutch-monitoring"),
     }
 )
 
@@ -400,3 +411,17 @@ AWS_NLB_SERVICE_ANNOTATIONS: Mapping[str, str] = MappingProxyType(
         "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
     }
 )
+
+
+# --------------------------------------------------------------------------- observability
+CLAIM_API_VERSION = "anynines.com/v1"  # every data service's claim (XRD claimNames, version v1)
+MONITORING_API = "monitoring.coreos.com/v1"  # ServiceMonitor, PodMonitor, PrometheusRule (Prometheus Operator)
+OBSERVABILITY_MODES = ("install", "existing")  # install: kube-prometheus-stack too; existing: the cluster's own
+# The label every monitor and rule carries by default: what kube-prometheus-stack's Prometheus selects.
+DEFAULT_MONITOR_LABELS: Mapping[str, str] = MappingProxyType({"release": "kube-prometheus-stack"})
+# The label kube-prometheus-stack's Grafana sidecar loads dashboards from (any namespace).
+GRAFANA_DASHBOARD_LABELS: Mapping[str, str] = MappingProxyType({"grafana_dashboard": "1"})
+# Where the alerts' runbooks are: the operations guide's Monitoring section, relative to the docs' base URL.
+RUNBOOK_DOC = "docs/operations.md"
+# The Envoy Gateway controller's pods and metrics port (gateway-helm has no monitor option of its own).
+ENVOY_GATEWAY_POD_LABELS: Mapping[str, str] = MappingProxyType({"control-plane": "envoy-gateway"})

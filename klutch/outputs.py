@@ -52,6 +52,9 @@ class CentralOutputs:
     binding_apis: list[dict[str, str]] = _output("bindingApis")
     kube_bind_crd_urls: list[str] = _output("kubeBindCrdUrls")
     tls_ca_pem: pulumi.Output[str] | None = _output("tlsCaPem", optional=True)  # self-signed backend CA
+    # observability (when enabled): where the dashboard is, and the alerts the stack defines
+    monitoring_dashboard: str | None = _output("monitoringDashboard", optional=True)
+    monitoring_alerts: list[str] | None = _output("monitoringAlerts", optional=True)
 
     @classmethod
     def output_name(cls, field_name: str) -> str:

@@ -312,7 +312,7 @@ def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
     assert any(ln.strip()[2:].startswith(line) for ln in message.splitlines()), message
     if "clustre" in overrides:  # top level: every key the program reads, and where they are documented
         top = next(ln for ln in message.splitlines() if "clustre" in ln)
-        assert "'network', 'networkPolicy', 'oidc', 'protect', 'rotation', 'tags'" in top
+        assert "'network', 'networkPolicy', 'observability', 'oidc', 'protect', 'rotation', 'tags'" in top
         assert top.endswith("(see docs/configuration.md)")
 
 

@@ -94,6 +94,8 @@ ALL_OUTPUTS = [
     "bindingApis",
     "kubeBindCrdUrls",
     "tlsCaPem",
+    "monitoringDashboard",
+    "monitoringAlerts",
 ]
 
 
@@ -103,8 +105,8 @@ def test_the_record_names_every_stack_output_in_export_order():
 
 
 def test_the_central_stack_exports_exactly_the_record_minus_what_it_lacks(central):
-    # dev: EKS with a configured host (no self-signed CA)
-    assert set(central.outputs) == set(ALL_OUTPUTS) - {"tlsCaPem"}
+    # dev: EKS with a configured host (no self-signed CA), observability off
+    assert set(central.outputs) == set(ALL_OUTPUTS) - {"tlsCaPem", "monitoringDashboard", "monitoringAlerts"}
     self_signed = harness.run({"backend": {"host": None}})
     assert "tlsCaPem" in self_signed.outputs
 

@@ -34,6 +34,18 @@ open("values.yaml", "w").write(string.Template(t).substitute(os.environ))'
   set_chart_versions "$1" "$1"
 }
 
+# kube-prometheus-stack's dependencies, copied into its charts/ (Helm installs a chart only with them present).
+fix_kube_prometheus_stack() {
+  local community grafana d
+  community=$(moddir "github.com/prometheus-community/helm-charts@$PROMETHEUS_COMMUNITY_CHARTS_VERSION")/charts
+  grafana=$(moddir "github.com/grafana-community/helm-charts@$GRAFANA_COMMUNITY_CHARTS_VERSION")/charts/grafana
+  for d in "$community/kube-state-metrics" "$community/prometheus-node-exporter" \
+    "$community/prometheus-windows-exporter" "$grafana"; do
+    cp -r "$d" charts/
+  done
+  chmod -R u+w charts
+}
+
 charts_all() {
   chart crossplane "${CROSSPLANE_VERSION#v}" "$CROSSPLANE_MODULE@$CROSSPLANE_VERSION" cluster/charts/crossplane fix_crossplane
   chart cert-manager "$CERT_MANAGER_VERSION" "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" \
@@ -41,6 +53,11 @@ charts_all() {
   chart gateway-helm "$ENVOY_GATEWAY_VERSION" "github.com/envoyproxy/gateway@$ENVOY_GATEWAY_VERSION" \
     charts/gateway-helm fix_envoy_gateway
   chart ingress-nginx "$INGRESS_NGINX_CHART_VERSION" "k8s.io/ingress-nginx@$INGRESS_NGINX_MODULE_VERSION" charts/ingress-nginx
+  chart kube-prometheus-stack "$KUBE_PROMETHEUS_STACK_VERSION" \
+    "github.com/prometheus-community/helm-charts@$PROMETHEUS_COMMUNITY_CHARTS_VERSION" charts/kube-prometheus-stack \
+    fix_kube_prometheus_stack
+  chart kube-state-metrics "$KUBE_STATE_METRICS_CHART_VERSION" \
+    "github.com/prometheus-community/helm-charts@$PROMETHEUS_COMMUNITY_CHARTS_VERSION" charts/kube-state-metrics
 }
 
 crd_set() {  # crd_set NAME VERSION MODULE@VER DIR-IN-ZIP
@@ -59,4 +76,6 @@ crds_all() {
   # sum.golang.org lookups for kube-bind are refused by the proxy: skip the checksum DB for it only.
   GONOSUMDB=github.com/kube-bind/kube-bind \
     crd_set kube-bind "$KUBE_BIND_VERSION" "github.com/kube-bind/kube-bind@$KUBE_BIND_VERSION" deploy/crd
+  crd_set prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" \
+    "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" example/prometheus-operator-crd
 }

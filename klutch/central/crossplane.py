@@ -46,6 +46,7 @@ class CrossplaneArgs:
     data_services: Sequence[DataServiceConfig]  # the enabled ones
     protect: bool
     network_policy: NetworkPolicyConfig  # where the provider may connect to
+    metrics: bool = False  # the metrics port on Crossplane's and the RBAC manager's pods (observability)
 
 
 class Crossplane(pulumi.ComponentResource):
@@ -74,7 +75,7 @@ class Crossplane(pulumi.ComponentResource):
             name,
             "crossplane",
             args.chart,
-            {"args": list(catalog.CROSSPLANE_ARGS)},
+            chart_values(args.metrics),
             self._guarded,
             namespace=self.namespace,
             version=args.crossplane_version,
@@ -201,6 +202,14 @@ def provider_network_policy_spec(
         None,
         [security.Peer(security.API_SERVER_PORTS, policy.api_server_cidrs), *endpoints],
     )
+
+
+def chart_values(metrics: bool) -> dict[str, Any]:
+    """Crossplane with server-side-applied claims; with `metrics`, port `metrics` (8080) on its pods."""
+    values: dict[str, Any] = {"args": list(catalog.CROSSPLANE_ARGS)}
+    if metrics:
+        values["metrics"] = {"enabled": True}
+    return values
 
 
 def runtime_config_spec() -> dict[str, Any]:

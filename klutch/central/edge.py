@@ -31,6 +31,7 @@ import pulumi_tls as tls
 from klutch import catalog
 from klutch.central import helm, security
 from klutch.central.names import api_group
+from klutch.central.observability import ChartMonitoring, chart_monitor_values
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
 ISSUER_ANNOTATION = "cert-manager.io/issuer"
@@ -62,6 +63,7 @@ class EdgeArgs:
     acme_email: str | None
     stack: str  # names the self-signed CA
     ca_generation: int = 0  # rotation.backendCa: raising it makes a new self-signed CA
+    monitoring: ChartMonitoring | None = None  # observability on: the charts create their own monitors
 
 
 def load_balancer_address(status: Any) -> str:
@@ -418,7 +420,12 @@ class Edge(pulumi.ComponentResource):
         self, key: str, values: dict[str, Any], depends_on: list[pulumi.Resource] | None = None
     ) -> k8s.helm.v3.Release:
         namespace = helm.namespace(f"{self.prefix}-{key}-namespace", key, self.child_opts())
-        opts = self.child_opts(depends_on=depends_on or [])
+        monitoring = self._args.monitoring
+        monitor = chart_monitor_values(key, monitoring)
+        # a chart's monitor needs the monitor CRDs: in install mode, kube-prometheus-stack brings them
+        after = [*(depends_on or []), *(monitoring.after if monitoring and monitor else ())]
+        values = helm.merge(values, monitor)
+        opts = self.child_opts(depends_on=after)
         return helm.release(f"{self.prefix}-{key}", key, self._args.charts[key], values, opts, namespace=namespace)
 
     def _load_balancer(self, controller: Controller) -> pulumi.Output[str]:

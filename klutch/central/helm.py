@@ -53,3 +53,14 @@ def namespace(resource_name: str, key: str, opts: pulumi.ResourceOptions) -> k8s
         metadata=k8s.meta.v1.ObjectMetaArgs(name=chart.namespace, labels=pod_security_labels(chart.pod_security)),
         opts=opts,
     )
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Chart values `base` with `extra` merged in, nested objects key by key (as Helm merges values files)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

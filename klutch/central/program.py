@@ -16,6 +16,7 @@ from klutch.central.crossplane import Crossplane, CrossplaneArgs
 from klutch.central.edge import Edge, EdgeArgs
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
+from klutch.central.observability import Observability, ObservabilityArgs
 from klutch.config import central as config_module
 from klutch.config import issuer
 from klutch.config.central import CentralConfig
@@ -30,12 +31,16 @@ def main() -> None:
     tags = stack_tags(cfg)
     network = Network("network", NetworkArgs(cfg.network, cfg.cluster.name, tags)) if cfg.is_eks else None
     cluster = Cluster("cluster", cluster_args(cfg, tags, network))
+    # first: in install mode it brings the monitor CRDs the edge's charts create their monitors with
+    observability = (
+        Observability("observability", observability_args(cfg, cluster.provider)) if cfg.observability.enabled else None
+    )
     crossplane = Crossplane("crossplane", crossplane_args(cfg, cluster.provider))
-    edge = Edge("edge", edge_args(cfg, cluster.provider))
+    edge = Edge("edge", edge_args(cfg, cluster.provider, observability))
     # the export templates live in crossplane-system: they wait for that Namespace, never for Crossplane
     export_namespace = crossplane.namespace.metadata.apply(lambda m: m.name)
     kube_bind = KubeBind("kube-bind", kube_bind_args(cfg, cluster, edge, export_namespace))
-    stack_outputs(cfg, network, cluster, crossplane, edge, kube_bind).export()
+    stack_outputs(cfg, network, cluster, crossplane, edge, kube_bind, observability).export()
 
 
 def issuer_subject(cfg: CentralConfig) -> issuer.Subject:
@@ -68,10 +73,22 @@ def crossplane_args(cfg: CentralConfig, provider: k8s.Provider) -> CrossplaneArg
         data_services=cfg.data_services,
         protect=cfg.protect,
         network_policy=cfg.network_policy,
+        metrics=cfg.observability.enabled,
     )
 
 
-def edge_args(cfg: CentralConfig, provider: k8s.Provider) -> EdgeArgs:
+def observability_args(cfg: CentralConfig, provider: k8s.Provider) -> ObservabilityArgs:
+    return ObservabilityArgs(
+        provider=provider,
+        config=cfg.observability,
+        charts={key: cfg.mirrors.chart(key) for key in ("kube-prometheus-stack", "kube-state-metrics")},
+        release=cfg.release,
+        data_services=tuple(s.service for s in cfg.data_services),
+        controller=cfg.exposure.controller,
+    )
+
+
+def edge_args(cfg: CentralConfig, provider: k8s.Provider, observability: Observability | None = None) -> EdgeArgs:
     return EdgeArgs(
         provider=provider,
         controller=cfg.exposure.controller,
@@ -84,6 +101,7 @@ def edge_args(cfg: CentralConfig, provider: k8s.Provider) -> EdgeArgs:
         acme_email=cfg.exposure.acme_email,
         stack=cfg.stack,
         ca_generation=cfg.rotation.backend_ca,
+        monitoring=observability.chart_monitoring if observability else None,
     )
 
 
@@ -121,6 +139,7 @@ def stack_outputs(
     crossplane: Crossplane,
     edge: Edge,
     kube_bind: KubeBind,
+    observability: Observability | None = None,
 ) -> CentralOutputs:
     return CentralOutputs(
         vpc_id=network.vpc_id if network else None,
@@ -145,4 +164,6 @@ def stack_outputs(
         binding_apis=kube_bind.binding_apis,
         kube_bind_crd_urls=list(cfg.release.kube_bind_crd_urls),
         tls_ca_pem=edge.ca_pem,
+        monitoring_dashboard=observability.dashboard_location if observability else None,
+        monitoring_alerts=observability.alert_names if observability else None,
     )

@@ -11,7 +11,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -161,6 +161,23 @@ class NetworkPolicyConfig:
 
 
 @dataclass(frozen=True)
+class ObservabilityConfig:
+    """The optional monitoring layer: monitors, alerts and a dashboard, with kube-prometheus-stack in `install` mode."""
+
+    enabled: bool = False
+    mode: str = "install"  # install | existing
+    labels: Mapping[str, str] = field(default_factory=lambda: dict(catalog.DEFAULT_MONITOR_LABELS))
+    runbook_base_url: str = ""  # the docs' base URL; empty: runbook links are relative to the repository
+    retention: str = "15d"  # install only: Prometheus' retention
+    storage_size: str = "50Gi"  # install only: Prometheus' volume
+    grafana: bool = True  # install only
+
+    @property
+    def install(self) -> bool:
+        return self.enabled and self.mode == "install"
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     stack: str
     environment: str
@@ -177,6 +194,7 @@ class CentralConfig:
     network_policy: NetworkPolicyConfig
     mirrors: Mirrors = Mirrors()
     rotation: RotationConfig = RotationConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
     warnings: tuple[str, ...] = ()
 
     @property
@@ -259,6 +277,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
     warnings[:0] = _reserved_hosts(top, backend, oidc, data_services)  # first: the costliest mistake
     rotation = _rotation(top.child("rotation"))
     network_policy = _network_policy(top.child("networkPolicy"), cluster.mode, network.cidr, oidc.issuer_url)
+    observability = _observability(top.child("observability"), environment)
     return CentralConfig(
         stack=stack,
         environment=environment,
@@ -275,6 +294,7 @@ def _read(top: TopReader, warnings: list[str], stack: str, others: Mapping[str, 
         oidc=oidc,
         rotation=rotation,
         network_policy=network_policy,
+        observability=observability,
         warnings=tuple(warnings),
     )
 
@@ -686,6 +706,62 @@ def _url_port(url: str) -> int:
         return urlsplit(url).port or 443
     except ValueError:
         return 443  # an invalid issuer URL is reported as oidc.issuerUrl
+
+
+# Prometheus durations (its own grammar) and Kubernetes quantities in binary or decimal units.
+_PROMETHEUS_DURATION = re.compile(r"^(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?$")
+_QUANTITY = re.compile(r"^[1-9]\d*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)$")
+_LABEL_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+_INSTALL_ONLY = ("retention", "storageSize", "grafana")
+
+
+def _observability(r: Reader, environment: str) -> ObservabilityConfig:
+    """Off by default except in prod; `install` brings kube-prometheus-stack, `existing` uses the cluster's."""
+    enabled = r.boolean("enabled", environment == "prod")
+    mode = r.string("mode", "install", choices=catalog.OBSERVABILITY_MODES) or "install"
+    labels = _labels(r, "selectorLabels", catalog.DEFAULT_MONITOR_LABELS)
+    base = r.string("runbookBaseUrl", "", check=check_url(("https",)))
+    retention = r.string(
+        "retention",
+        "15d",
+        check=lambda v: (
+            None
+            if v and v != "0" and _PROMETHEUS_DURATION.match(v)
+            else "must be a Prometheus duration such as '15d' or '2w' (units y, w, d, h, m, s, ms)"
+        ),
+    )
+    size = r.string(
+        "storageSize",
+        "50Gi",
+        check=lambda v: (
+            None if _QUANTITY.match(v) else "must be a size such as '50Gi' (units Ki, Mi, Gi, Ti, k, M, G, T)"
+        ),
+    )
+    grafana = r.boolean("grafana", True)
+    if mode == "existing":
+        for key in _INSTALL_ONLY:
+            if r.has(key):
+                r.problem(
+                    key, "(set)", "applies to mode 'install' only; the existing Prometheus keeps its own settings"
+                )
+    r.finish()
+    return ObservabilityConfig(enabled, mode, labels, (base or "").rstrip("/"), retention, size, grafana)
+
+
+def _labels(r: Reader, name: str, default: Mapping[str, str]) -> Mapping[str, str]:
+    """A non-empty map of Kubernetes label names to values."""
+    raw = r.mapping(name)
+    if raw is None:
+        return dict(default)
+    good = {k: v for k, v in raw.items() if isinstance(v, str) and _LABEL_NAME.match(k) and _LABEL_VALUE.match(v)}
+    for key in sorted(set(raw) - set(good)):
+        r.problem(
+            f"{name}.{key}", raw[key], "must map a Kubernetes label name to a label value (63 characters at most)"
+        )
+    if not raw:
+        r.problem(name, {}, "must name at least one label (the one your Prometheus selects monitors and rules by)")
+    return good or dict(default)
 
 
 __all__ = ["CentralConfig", "ConfigError", "load", "parse", "secret_paths", "subnet_layout"]

@@ -28,7 +28,7 @@ def package_chart(chart_dir: Path, out: Path, version: str) -> dict[str, object]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(chart_dir.rglob("*")):
-            if path.is_file() and path.name != "Chart.yaml":
+            if path.is_file() and path != chart_dir / "Chart.yaml":  # subcharts keep theirs
                 tar.add(path, arcname=f"{name}/{path.relative_to(chart_dir)}")
         chart_yaml = yaml.safe_dump(meta).encode()
         info = tarfile.TarInfo(f"{name}/Chart.yaml")
