@@ -357,8 +357,10 @@ def test_bad_client_credentials_fail_at_the_token_endpoint(backend, policy, dela
 def test_client_without_client_credentials_grant_is_named(backend, policy):
     backend.token_answers[:] = [(400, {"error": "unauthorized_client"})]
     assert refusal(backend, policy).endswith(
-        "(HTTP 400, unauthorized_client) for client 'acme-binder': this client may not use the client-credentials "
-        "grant; enable it at the IdP (Keycloak: the client's 'Service accounts roles')"
+        "(HTTP 400, unauthorized_client) for client 'acme-binder': the client id or secret is wrong, or oidc.tokenUrl "
+        "names another realm than the one the central backend trusts; check oidc.clientId and oidc.tokenUrl, and set "
+        "the secret with `pulumi config set --secret --path oidc.clientSecret <secret>`; if they are right, enable the "
+        "client-credentials grant for this client (Keycloak: 'Service accounts roles')"
     )
 
 
@@ -369,8 +371,8 @@ def test_keycloak_wrong_secret_names_the_secret_the_client_and_the_token_url(bac
     with pytest.raises(BindError) as err:
         run_bind(backend, policy)
     message = str(err.value)
-    assert f"token request to {backend.credentials.token_url} was refused (HTTP 401" in message
-    assert f"for client '{CLIENT_ID}': check oidc.clientId and oidc.clientSecret" in message
+    assert f"token request to {backend.credentials.token_url} was refused by the IdP (HTTP 401" in message
+    assert f"for client '{CLIENT_ID}': the client id or secret is wrong" in message
     assert "enable the client-credentials grant" in message and CLIENT_SECRET not in message
 
 
