@@ -132,10 +132,10 @@ def test_an_up_killed_in_the_first_helm_release_is_recovered(stack, tmp_path_fac
 
 def test_an_up_killed_among_provider_configs_is_recovered(stack, tmp_path_factory):
     pulumi, plane = stack
-    # a second data service (dataServices is one secret object once a password is set with --path)
-    for kind in ("serviceBroker", "backupManager"):
+    for kind in ("serviceBroker", "backupManager"):  # a second data service
         for key, value in (("url", f"http://127.0.0.1:9/mongodb/{kind}"), ("username", "admin"), ("password", "pw")):
-            pulumi.config(f"klutch-central:dataServices.mongodb.{kind}.{key}", value, secret=True, path=True)
+            key_path = f"klutch-central:dataServices.mongodb.{kind}.{key}"
+            pulumi.config(key_path, value, secret=key == "password", path=True)
     up_killed_when(pulumi, lambda: "ProviderConfig crossplane-mongodb-" in killed_up_log(pulumi))
     pending_configs = {
         op["resource"]["urn"].rsplit("::", 1)[-1]: op["resource"]["inputs"]["metadata"]["name"]
