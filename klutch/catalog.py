@@ -328,7 +328,11 @@ CHARTS: Mapping[str, Chart] = MappingProxyType(
             "ingress-nginx", "https://kubernetes.github.io/ingress-nginx", "4.13.9", "ingress-nginx"
         ),
         # observability.mode install: Prometheus Operator, Prometheus, Alertmanager, Grafana (optional)
-        "kube-prometheus-stack": Chart("kube-prometheus-stack", _PROMETHEUS_COMMUNITY, "88.6.1", "monitoring"),
+        # baseline: the chart's Grafana and admission jobs set no seccomp profile everywhere; node-exporter,
+        # which needs the host's namespaces (privileged), is off (node metrics are not this layer's concern)
+        "kube-prometheus-stack": Chart(
+            "kube-prometheus-stack", _PROMETHEUS_COMMUNITY, "88.6.1", "monitoring", pod_security="baseline"
+        ),
         # Klutch's health as metrics (custom-resource-state only), in both observability modes
         "kube-state-metrics": Chart("kube-state-metrics", _PROMETHEUS_COMMUNITY, "8.4.1", "klutch-monitoring"),
     }

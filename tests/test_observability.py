@@ -102,6 +102,10 @@ def test_install_mode_installs_kube_prometheus_stack_first():
     assert spec["retention"] == "15d"
     assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "50Gi"
     assert spec["ruleSelectorNilUsesHelmValues"] is False
+    assert stack.inputs["values"]["nodeExporter"] == {"enabled": False}  # it needs a privileged namespace
+    labels = ev.k8s("Namespace", "monitoring").inputs["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     grafana = stack.inputs["values"]["grafana"]
     assert grafana["admin"]["existingSecret"] == observability.GRAFANA_ADMIN_SECRET
     admin = ev.k8s("Secret", observability.GRAFANA_ADMIN_SECRET, "monitoring")

@@ -181,7 +181,8 @@ def _in(key: str, *values: str) -> dict[str, Any]:
 
 
 def stack_values(config: ObservabilityConfig) -> dict[str, Any]:
-    """kube-prometheus-stack: Prometheus selects every monitor and rule; retention, storage and Grafana from config."""
+    """kube-prometheus-stack: Prometheus selects every monitor and rule; retention, storage and Grafana from
+    config; no node-exporter."""
     volume = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": config.storage_size}}}
     grafana: dict[str, Any] = {"enabled": config.grafana}
     if config.grafana:
@@ -208,6 +209,8 @@ def stack_values(config: ObservabilityConfig) -> dict[str, Any]:
             }
         },
         "grafana": grafana,
+        # host metrics need a privileged namespace; the namespace enforces the catalog's Pod Security level
+        "nodeExporter": {"enabled": False},
     }
 
 
