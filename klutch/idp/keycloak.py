@@ -77,13 +77,20 @@ class Outcome:
 
 
 # ------------------------------------------------------------------------------- what is wanted
-def backend_client(client_id: str, host: str | None) -> dict[str, Any]:
+def _confidential_client(client_id: str) -> dict[str, Any]:
+    """What the backend's and every tenant's client share: an enabled, confidential OpenID Connect client."""
     return {
         "clientId": client_id,
         "protocol": "openid-connect",
         "enabled": True,
         "publicClient": False,
         "bearerOnly": False,
+    }
+
+
+def backend_client(client_id: str, host: str | None) -> dict[str, Any]:
+    return {
+        **_confidential_client(client_id),
         "standardFlowEnabled": True,
         "redirectUris": [f"https://{host}/callback"] if host else [],
     }
@@ -91,11 +98,7 @@ def backend_client(client_id: str, host: str | None) -> dict[str, Any]:
 
 def tenant_client(client_id: str) -> dict[str, Any]:
     return {
-        "clientId": client_id,
-        "protocol": "openid-connect",
-        "enabled": True,
-        "publicClient": False,
-        "bearerOnly": False,
+        **_confidential_client(client_id),
         "serviceAccountsEnabled": True,
         "standardFlowEnabled": False,
         "implicitFlowEnabled": False,
