@@ -103,3 +103,29 @@ def test_a_preview_unknown_is_recognised():
     from pulumi.runtime import rpc
 
     assert compat.is_unknown(rpc.UNKNOWN) and not compat.is_unknown("x") and not compat.is_unknown(None)
+
+
+INTERRUPTED = """
+import os, signal, sys, time
+from pulumi.runtime import settings
+from klutch.config import compat
+if sys.argv[1] == "engine":  # the engine's monitor address, as the language host passes it (never dialled here)
+    settings.configure(settings.Settings(project="p", stack="s", monitor="127.0.0.1:9"))
+print(compat.in_engine_program(), flush=True)
+compat.end_quietly_on_interrupt()
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(5)
+"""
+
+
+@pytest.mark.parametrize(("where", "in_engine"), [("engine", True), ("test", False)])
+def test_an_interrupted_program_ends_without_a_traceback_only_under_the_engine(where, in_engine):
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED, where], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == str(in_engine)
+    assert done.returncode == -signal.SIGINT  # ended by the signal either way
+    # Under the engine it ends at once; anywhere else Python's KeyboardInterrupt (and its traceback) stays.
+    assert ("Traceback" in done.stderr) is not in_engine, done.stderr

@@ -18,12 +18,13 @@ from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
 from klutch.central.observability import Observability, ObservabilityArgs
 from klutch.config import central as config_module
-from klutch.config import issuer
+from klutch.config import compat, issuer
 from klutch.config.central import CentralConfig
 from klutch.outputs import CentralOutputs
 
 
 def main() -> None:
+    compat.end_quietly_on_interrupt()
     cfg = config_module.load()  # raises ConfigError (all problems at once) before any resource exists
     for warning in cfg.warnings:
         pulumi.log.warn(warning)

@@ -11,6 +11,7 @@ through this module, so a Pulumi SDK upgrade that moves an internal breaks here 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from pulumi.runtime import mocks as _mocks
 from pulumi.runtime import rpc as _rpc
 from pulumi.runtime import settings as _settings
 from pulumi.runtime import stack as _stack
+from pulumi.runtime.proto import resource_pb2_grpc as _resource_grpc
 
 # The mock engine's building blocks (pulumi.runtime.mocks: public names, but not a stable API).
 Mocks = _mocks.Mocks
@@ -90,6 +92,22 @@ def report_errors_without_frames() -> None:
     """
     if in_dynamic_provider_host():
         sys.tracebacklimit = 0
+
+
+# ------------------------------------------------------------------------------- the program process
+def in_engine_program() -> bool:
+    """True in a program the engine runs (its monitor is the engine's gRPC endpoint): never in a test, the
+    offline render or the mock engine."""
+    return isinstance(_settings.SETTINGS.monitor, _resource_grpc.ResourceMonitorStub)
+
+
+def end_quietly_on_interrupt() -> None:
+    """In a program the engine runs, SIGINT ends the process at once, as it ends a program in any other
+    language. The engine interrupts the program when a deployment fails (a resource refused by its
+    provider) or is cancelled; Python's default would raise KeyboardInterrupt wherever the program is
+    and print its traceback, which the CLI shows under the stack after the resource's own clear error."""
+    if in_engine_program():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # ------------------------------------------------------------------------------- the mock runtime

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from klutch.config import issuer
+from klutch.config import compat, issuer
 from klutch.config import tenant as tenant_config
 from klutch.config.tenant import Api, CentralFacts, TenantConfig
 from klutch.outputs import tenant_output_names
@@ -31,6 +31,7 @@ class Built:
 
 
 def main() -> None:
+    compat.end_quietly_on_interrupt()
     cfg = tenant_config.load()  # raises ConfigError (all problems at once) before any resource exists
     for warning in cfg.warnings:
         pulumi.log.warn(warning)
