@@ -15,7 +15,6 @@ import shutil
 import ssl
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -254,11 +253,11 @@ def test_token_endpoint_5xx_is_retried_too(backend, policy, delays):
 
 
 def test_timeout_bounds_every_request(backend, delays):
+    # The backend holds each request for 5 s and then closes it unanswered: only the client's own
+    # timeout ends an attempt as "timed out".
     backend.bind_answers[:] = [("hang",)]
-    started = time.monotonic()
     with pytest.raises(BindError, match=r"failed after 2 attempts \(last: timed out, timeout 0.2s each\)"):
         run_bind(backend, Policy(attempts=2, timeout=0.2, backoff=0.01, sleep=delays.append))
-    assert time.monotonic() - started < 2
     assert len(backend.calls("/bind-noninteractive")) == 2 and delays == [0.01]
 
 
