@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -176,13 +175,11 @@ def test_fetch_returns_status_and_body_and_raises_unreachable(idp: str):
 
 
 def test_fetch_is_bounded_by_its_timeout():
-    with socket.socket() as silent:  # accepts connections, never answers
+    with socket.socket() as silent:  # accepts connections, never answers: only the timeout ends the fetch
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        started = time.monotonic()
         with pytest.raises(Unreachable, match="timed out"):
             issuer.fetch_https(f"http://127.0.0.1:{silent.getsockname()[1]}/.well-known/openid-configuration", 0.5)
-        assert time.monotonic() - started < 2
 
 
 # ------------------------------------------------------------------------------- in the programs
