@@ -15,7 +15,7 @@ import yaml
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 
-from klutch.config import compat
+from klutch.sdk import compat
 from klutch.tenant import binding as binding_module
 from klutch.tenant.bindclient import BindError, Policy
 from klutch.tenant.binding import BindingProvider

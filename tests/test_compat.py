@@ -1,4 +1,4 @@
-"""The Pulumi SDK internals the project relies on, each behind klutch.config.compat: an SDK bump that
+"""The Pulumi SDK internals the project relies on, each behind klutch.sdk.compat: an SDK bump that
 moves one fails here, by name, instead of deep inside the config reader or the mock engine."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from klutch.config import compat
 from klutch.offline.mockengine import CuratedMocks, RecordingMonitor, _RecordingEngine
+from klutch.sdk import compat
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_a_preview_unknown_is_recognised():
 INTERRUPTED = """
 import os, signal, sys, time
 from pulumi.runtime import settings
-from klutch.config import compat
+from klutch.sdk import compat
 if sys.argv[1] == "engine":  # the engine's monitor address, as the language host passes it (never dialled here)
     settings.configure(settings.Settings(project="p", stack="s", monitor="127.0.0.1:9"))
 print(compat.in_engine_program(), flush=True)

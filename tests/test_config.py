@@ -367,7 +367,7 @@ def test_long_values_are_shortened_the_same_way_everywhere():
 def test_one_walker_unwraps_finds_and_masks_secrets():
     from pulumi.runtime import rpc
 
-    from klutch.config.reader import contains_secret, dotted_get, dotted_set, dotted_walk, unwrap_secrets, walk_secrets
+    from klutch.sdk.tree import contains_secret, dotted_get, dotted_set, dotted_walk, unwrap_secrets, walk_secrets
 
     def secret(v):
         return {rpc._special_sig_key: rpc._special_secret_sig, "value": v}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from klutch.central.crds import CRD_TYPE, crd_transform
+from klutch.kube.crds import CRD_TYPE, crd_transform
 from klutch.offline.mockengine import Registration
 from tests import harness
 from tests.test_tenant import run as run_tenant

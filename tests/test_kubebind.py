@@ -14,11 +14,12 @@ import pytest
 from pulumi.runtime import rpc
 
 from klutch import catalog
-from klutch.central import kubebind, names
+from klutch.central import kubebind
 from klutch.central.edge import Edge
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.program import edge_args
 from klutch.config.central import ConfigError
+from klutch.kube import names
 from klutch.offline import manifests
 from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, Registration, evaluate
 from tests import harness

@@ -12,15 +12,19 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "klutch"
 # Which sub-package may import which: product code never imports the offline tooling.
 ALLOWED = {
+    # the floors: shared by every layer, about no layer
     "catalog": set(),
+    "sdk": set(),  # the Pulumi SDK's private internals and the property-tree helpers
+    "kube": {"catalog"},  # Kubernetes naming and the remote CRD files, for central and tenant alike
     "outputs": set(),  # the central stack's outputs: the contract both programs share
-    "config": {"catalog", "outputs"},
-    "policy": {"catalog"},
+    # the layers
+    "config": {"catalog", "sdk", "kube", "outputs"},
+    "policy": {"catalog", "sdk"},
     "idp": set(),  # operator tooling for the IdP side (klutch-keycloak-setup): stands alone
-    "central": {"catalog", "config", "outputs"},
-    "tenant": {"catalog", "config", "central", "outputs"},
-    "ops": {"catalog", "config", "central", "outputs"},  # operator tools that read a live cluster
-    "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
+    "central": {"catalog", "sdk", "kube", "config", "outputs"},
+    "tenant": {"catalog", "sdk", "kube", "config", "outputs"},  # never central: shared code is a floor
+    "ops": {"catalog", "sdk", "kube", "config", "central", "outputs"},  # operator tools that read a live cluster
+    "offline": {"catalog", "sdk", "kube", "config", "central", "tenant", "policy", "outputs"},
     "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
 }
 
@@ -55,6 +59,12 @@ def test_dependency_rule_catches_an_upward_import(tmp_path):
     bad = tmp_path / "x.py"
     bad.write_text("from klutch.offline.render import main\n")
     assert layer_of(next(iter(imports_of(bad)))) == "offline" not in ALLOWED["central"]
+
+
+def test_the_tenant_layer_may_not_import_the_central_one(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("from klutch.central.kubebind import KubeBind\n")
+    assert layer_of(next(iter(imports_of(bad)))) == "central" not in ALLOWED["tenant"]
 
 
 @pytest.mark.parametrize(

@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 
 from klutch import catalog
 from klutch.central import helm, security
-from klutch.central.names import api_group, qualified_resource
 from klutch.config.central import DataServiceConfig, NetworkPolicyConfig
+from klutch.kube.names import api_group, qualified_resource
 
 # Package pulls from public registries and the provider's first reconcile can take minutes.
 PACKAGE_TIMEOUTS = pulumi.CustomTimeouts(create="20m", update="20m", delete="10m")

@@ -30,8 +30,8 @@ import pulumi_tls as tls
 
 from klutch import catalog
 from klutch.central import helm, security
-from klutch.central.names import api_group
 from klutch.central.observability import ChartMonitoring, chart_monitor_values
+from klutch.kube.names import api_group
 
 ISSUER_NAME = "klutch-backend"  # the one Issuer the backend certificate comes from
 ISSUER_ANNOTATION = "cert-manager.io/issuer"

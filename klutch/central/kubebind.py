@@ -27,9 +27,9 @@ import pulumi_random as random
 
 from klutch import catalog
 from klutch.central import security
-from klutch.central.crds import crd_files
-from klutch.central.names import cluster_role_ref
 from klutch.config.central import BackendConfig, NetworkPolicyConfig, OidcConfig
+from klutch.kube.crds import crd_files
+from klutch.kube.names import cluster_role_ref
 
 # The backend's Secrets and the environment variables its args read them through (the manual procedure's names).
 COOKIE_SECRET = "cookie-config"

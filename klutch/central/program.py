@@ -18,9 +18,10 @@ from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.network import Network, NetworkArgs
 from klutch.central.observability import Observability, ObservabilityArgs
 from klutch.config import central as config_module
-from klutch.config import compat, issuer
+from klutch.config import issuer
 from klutch.config.central import CentralConfig
 from klutch.outputs import CentralOutputs
+from klutch.sdk import compat
 
 
 def main() -> None:

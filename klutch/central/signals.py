@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klutch import catalog
-from klutch.central.names import api_group
+from klutch.kube.names import api_group
 
 PREFIX = "klutch"
 CROSSPLANE_NAMESPACE = catalog.CHARTS["crossplane"].namespace

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from klutch.config.compat import under_mock_engine
 from klutch.config.reader import ConfigError, Problem
+from klutch.sdk.compat import under_mock_engine
 
 DISCOVERY_PATH = "/.well-known/openid-configuration"
 TIMEOUT = 5.0  # seconds: the preflight must not hold up a preview

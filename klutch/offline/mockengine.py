@@ -19,8 +19,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from klutch.config import compat
-from klutch.config.reader import contains_secret, dotted_get, dotted_walk, unwrap_secrets
+from klutch.sdk import compat
+from klutch.sdk.tree import contains_secret, dotted_get, dotted_walk, unwrap_secrets
 
 # A throw-away self-signed certificate (CN=placeholder-ca, no key kept): the CA of every mocked cluster.
 PLACEHOLDER_CA_PEM = """-----BEGIN CERTIFICATE-----

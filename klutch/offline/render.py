@@ -55,9 +55,10 @@ import pulumi
 import yaml
 
 from klutch import catalog
-from klutch.config.reader import dotted_get, show, walk_secrets
+from klutch.config.reader import show
 from klutch.offline import stackfile
 from klutch.offline.mockengine import Evaluation, Registration, evaluate
+from klutch.sdk.tree import dotted_get, walk_secrets
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository of an editable install (see find_root)
 REDACTED = "[secret]"

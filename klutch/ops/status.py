@@ -25,9 +25,9 @@ from rich.table import Table
 
 from klutch import catalog
 from klutch.central import edge
-from klutch.central.names import api_group, api_version
 from klutch.config import central as central_config
 from klutch.config.reader import ConfigError
+from klutch.kube.names import api_group, api_version
 from klutch.ops.health import Expected, Package, Row, assess
 from klutch.ops.live import Cluster, Unreachable, read_snapshot
 from klutch.outputs import CentralOutputs

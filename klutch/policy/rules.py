@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klutch import catalog
+from klutch.sdk import compat
+from klutch.sdk.tree import dotted_walk, walk
 
 # ------------------------------------------------------------------------------- the neutral model
 
@@ -54,14 +56,7 @@ class Resource:
     property_dependencies: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
     def get(self, path: str, default: Any = None) -> Any:
-        value: Any = self.props
-        for part in [p for p in path.split(".") if p]:
-            if isinstance(value, list):
-                value = value[int(part)] if part.isdigit() and int(part) < len(value) else None
-            elif isinstance(value, Mapping):
-                value = value.get(part)
-            else:
-                return default
+        value, _ = dotted_walk(self.props, path)
         return default if value is None else value
 
     @property
@@ -219,20 +214,9 @@ def image_problem(image: Any) -> str | None:
     return None
 
 
-def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, value) of every node below `value`."""
-    yield path, value
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _walk(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk(v, f"{path}.{i}" if path else str(i))
-
-
 def _containers(props: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Every container spec anywhere in an object (pods, pod templates, CronJobs, runtime configs)."""
-    for path, value in _walk(props):
+    for path, value in walk(props):
         if path.rsplit(".", 1)[-1] in ("containers", "initContainers", "ephemeralContainers") and isinstance(
             value, list
         ):
@@ -306,7 +290,7 @@ def pinned_versions(res: Resource) -> Iterator[str]:
         if _known(version) and not (isinstance(version, str) and _EXACT_VERSION.match(version)):
             chart = res.get("chart")
             yield f"chart {chart!r} has no exact version (version = {version!r}); pin it in klutch/catalog.py"
-        for path, value in _walk(res.get("values") or {}):
+        for path, value in walk(res.get("values") or {}):
             key = path.rsplit(".", 1)[-1]
             if key == "image" and isinstance(value, str) and (why := image_problem(value)):
                 yield f"values.{path}: image {why}"
@@ -360,7 +344,7 @@ def no_load_balancers(res: Resource) -> Iterator[str]:
                 f"({', '.join(sorted(controller_namespaces))}); expose it through the ingress/gateway instead"
             )
     elif res.type in HELM_TYPES and res.get("chart") not in {c.chart for c in CONTROLLER_CHARTS}:
-        for path, value in _walk(res.get("values") or {}):
+        for path, value in walk(res.get("values") or {}):
             if path.rsplit(".", 1)[-1] == "type" and value == "LoadBalancer":
                 chart = res.get("chart")
                 why = "asks for a LoadBalancer Service; only the controller may have one"
@@ -405,7 +389,7 @@ def pod_spec(res: Resource) -> Mapping[str, Any] | None:
 
 
 def _container_problems(c: Mapping[str, Any], pod: Mapping[str, Any]) -> Iterator[str]:
-    if any(not _known(v) for _, v in _walk([c.get("securityContext"), pod])):
+    if any(not _known(v) for _, v in walk([c.get("securityContext"), pod])):
         return  # a preview that cannot know the settings yet
     sc = c.get("securityContext") if isinstance(c.get("securityContext"), Mapping) else {}
     if sc.get("allowPrivilegeEscalation") is not False:
@@ -851,17 +835,9 @@ def follow_stack_config(policies: Sequence[Any]) -> None:
 
     Current Pulumi CLIs (v3.274 included) no longer put the stack's config in the pack's PULUMI_CONFIG:
     they send it, with the project, in the analyzer's ConfigureStack call, of which pulumi_policy 1.21
-    keeps only the stack tags. This wraps that call (a private class of pulumi_policy, pinned in
-    constraints.txt) to re-level `policies` before the first resource is analyzed. A call without config
+    keeps only the stack tags. This re-levels `policies` before the first resource is analyzed. A call without config
     (older CLIs) leaves the levels `environment_from_process` gave.
     """
-    from pulumi_policy.policy import _PolicyAnalyzerServicer as Servicer
-
-    configure_stack = Servicer.ConfigureStack
-
-    def with_environment(self: Any, request: Any, context: Any) -> Any:
-        if request.config:
-            set_environment(policies, environment_in(dict(request.config), request.project))
-        return configure_stack(self, request, context)
-
-    Servicer.ConfigureStack = with_environment
+    compat.before_policy_stack_configured(
+        lambda project, config: set_environment(policies, environment_in(config, project))
+    )

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from klutch.central.names import qualified_resource
 from klutch.config.kubeconfig import KubeconfigError, KubeconfigFacts, parse_kubeconfig
+from klutch.kube.names import qualified_resource
 
 USER_AGENT = "klutch-tenant-bind/1"
 _AUTH_CHECKS = (

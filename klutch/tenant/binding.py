@@ -31,9 +31,9 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, Resource, ResourceProvider
 
-from klutch.config import compat
-from klutch.config.reader import unwrap_secrets
 from klutch.config.tenant import Api, OidcClient
+from klutch.sdk import compat
+from klutch.sdk.tree import unwrap_secrets
 from klutch.tenant import bindclient
 
 TYPE = "pulumi-python:dynamic/klutch:Binding"

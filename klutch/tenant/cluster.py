@@ -27,9 +27,10 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from klutch import catalog
-from klutch.central.crds import WAIT_FOR, crd_files
-from klutch.central.names import api_version, cluster_role_ref
 from klutch.config.tenant import Api, TenantClusterConfig
+from klutch.kube.crds import WAIT_FOR, crd_files
+from klutch.kube.names import api_version, cluster_role_ref
+from klutch.sdk import compat
 from klutch.tenant.binding import BindingOutputs
 
 KUBECONFIG_KEY = "kubeconfig"  # the only key the APIServiceBinding CRD accepts in kubeconfigSecretRef
@@ -54,7 +55,7 @@ class CustomResourceWithStatus(k8s.apiextensions.CustomResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec, "status": None}
-        version = pulumi.ResourceOptions(version=k8s._utilities.get_version())
+        version = pulumi.ResourceOptions(version=compat.kubernetes_sdk_version())
         pulumi.CustomResource.__init__(
             self, f"kubernetes:{api_version}:{kind}", resource_name, props, pulumi.ResourceOptions.merge(opts, version)
         )

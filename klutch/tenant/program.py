@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from klutch.config import compat, issuer
+from klutch.config import issuer
 from klutch.config import tenant as tenant_config
 from klutch.config.tenant import Api, CentralFacts, TenantConfig
 from klutch.outputs import tenant_output_names
+from klutch.sdk import compat
 from klutch.tenant.binding import Binding, BindingArgs, BindingOutputs
 from klutch.tenant.cluster import CentralSide, CentralSideArgs, TenantCluster, TenantClusterArgs
 

@@ -39,7 +39,7 @@ from cryptography.x509.oid import NameOID
 
 from klutch import catalog
 from klutch.central import edge
-from klutch.central.names import api_group
+from klutch.kube.names import api_group
 from tests.e2e.controlplane import ControlPlane
 
 PERIOD = 0.5

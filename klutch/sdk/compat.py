@@ -175,3 +175,31 @@ def log_severity(severity: int) -> str:
         engine_pb2.WARNING: "warning",
         engine_pb2.ERROR: "error",
     }.get(severity, "info")
+
+
+# ------------------------------------------------------------------------------- provider SDKs
+def kubernetes_sdk_version() -> str:
+    """The version of the installed pulumi-kubernetes SDK: the provider plugin a hand-built
+    `kubernetes:` custom resource asks for (the generated resources pass it the same way)."""
+    from pulumi_kubernetes import _utilities
+
+    return _utilities.get_version()
+
+
+def before_policy_stack_configured(hook: Callable[[str, dict[str, str]], None]) -> None:
+    """Call `hook(project, config)` when the CLI configures a running policy pack with its stack's config,
+    before the first resource is analyzed (a call without config is left alone).
+
+    pulumi_policy (pinned in constraints.txt) keeps only the stack tags of the analyzer's ConfigureStack
+    call; this wraps that call on its private servicer class.
+    """
+    from pulumi_policy.policy import _PolicyAnalyzerServicer as Servicer
+
+    configure_stack = Servicer.ConfigureStack
+
+    def with_config(self: Any, request: Any, context: Any) -> Any:
+        if request.config:
+            hook(request.project, dict(request.config))
+        return configure_stack(self, request, context)
+
+    Servicer.ConfigureStack = with_config
