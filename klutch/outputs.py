@@ -1,13 +1,15 @@
 """The central stack's outputs: one typed record, the one place their Pulumi names are spelled.
 
-The contract between the two programs: the central program builds a `CentralOutputs` and calls
-`export()`; the tenant's configuration reads the outputs named by `TENANT_READS` through a
-StackReference (`tenant_output_names()`).
+The contract between the two programs, both sides: the central program builds a `CentralOutputs` and
+calls `export()`; the tenant program reads the outputs named by `TENANT_READS` through a
+StackReference (`tenant_output_names()`) and hands them to `read_for_tenant`, which gives them back by
+field name, so its configuration checks them without spelling an output name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,3 +95,10 @@ TENANT_READS = (
 def tenant_output_names() -> tuple[str, ...]:
     """The stack output names of `TENANT_READS`, in that order."""
     return tuple(CentralOutputs.output_name(f) for f in TENANT_READS)
+
+
+def read_for_tenant(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The `TENANT_READS` outputs a central stack has (stack output name → value), by field name;
+    missing and empty outputs are left out."""
+    fields = {CentralOutputs.output_name(f): f for f in TENANT_READS}
+    return {fields[name]: value for name, value in outputs.items() if name in fields and value not in (None, "")}

@@ -42,7 +42,7 @@ from klutch.config.reader import (
     secret_hint,
     show,
 )
-from klutch.outputs import tenant_output_names
+from klutch.outputs import CentralOutputs, read_for_tenant, tenant_output_names
 
 NAMESPACE = "klutch-tenant"
 # The other config namespaces the program reads (the Pulumi engine's and its providers').
@@ -337,77 +337,69 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
     the central stack does not export (naming the ones it does).
     """
     problems: list[Problem] = list(cfg.deferred)  # the tenant config's own problems (see load)
-    key = f"{NAMESPACE}:centralStack"
-
-    def bad(name: str, why: str) -> None:
-        problems.append(Problem(key, cfg.central_stack, f"its output '{name}' {why}"))
-
-    present = {k: v for k, v in outputs.items() if v not in (None, "")}
-    if not any(name in present for name in CENTRAL_OUTPUTS):
-        problems.append(
-            Problem(
-                key,
-                cfg.central_stack,
-                "has none of the outputs a tenant binds with "
-                f"({', '.join(CENTRAL_OUTPUTS)}): is the central stack deployed "
-                f"(`pulumi stack output -s {cfg.central_stack}`) and the name right?",
-            )
+    present = read_for_tenant(outputs)
+    if not present:
+        why = (
+            f"has none of the outputs a tenant binds with ({', '.join(CENTRAL_OUTPUTS)}): is the central stack "
+            f"deployed (`pulumi stack output -s {cfg.central_stack}`) and the name right?"
         )
+        raise ConfigError(cfg.stack, [*problems, Problem(f"{NAMESPACE}:centralStack", cfg.central_stack, why)])
+    facts = _central_facts(cfg, present, problems)
+    apis = _resolve_apis(cfg, facts.binding_apis, problems) if facts.binding_apis else ()
+    _check_release(cfg, present.get("klutch_release"), problems)
+    if problems:
         raise ConfigError(cfg.stack, problems)
+    return facts, apis
 
-    def url(name: str, why_missing: str) -> str:
-        value = present.get(name)
+
+def _central_facts(cfg: TenantConfig, present: Mapping[str, Any], problems: list[Problem]) -> CentralFacts:
+    """The central stack's outputs (by field, see `read_for_tenant`) checked one by one; each bad one is
+    a problem of `centralStack`, and its fact empty."""
+
+    def bad(field: str, why: str) -> None:
+        name = CentralOutputs.output_name(field)
+        problems.append(Problem(f"{NAMESPACE}:centralStack", cfg.central_stack, f"its output '{name}' {why}"))
+
+    def url(field: str, why_missing: str) -> str:
+        value = present.get(field)
         if value is None:
-            bad(name, f"is missing: {why_missing}")
-            return ""
-        if not isinstance(value, str) or check_url(("https",))(value):
-            bad(name, f"= {show(value)} is not an https URL")
-            return ""
-        return value
+            bad(field, f"is missing: {why_missing}")
+        elif not isinstance(value, str) or check_url(("https",))(value):
+            bad(field, f"= {show(value)} is not an https URL")
+        else:
+            return value
+        return ""
 
-    export_url = url("exportUrl", "the backend's /export URL")
-    interactive = present.get("kubectlBindCommand") or "the central stack's kubectlBindCommand output"
+    export_url = url("export_url", "the backend's /export URL")
+    command = present.get("kubectl_bind_command")
+    interactive = command or f"the central stack's {CentralOutputs.output_name('kubectl_bind_command')} output"
     bind_url = url(
-        "bindNonInteractiveUrl",
+        "bind_noninteractive_url",
         f"the central backend offers no non-interactive bind (backend.kind open-source); "
         f"bind this tenant interactively: {interactive}",
     )
-    crd_urls = _crd_urls(present.get("kubeBindCrdUrls"), bad)
-
-    image = present.get("konnectorImage")
-    if cfg.konnector_image:
-        image = cfg.konnector_image
-    elif not isinstance(image, str) or _check_image(image):
-        bad("konnectorImage", f"= {show(image)} is not a container image (or set {NAMESPACE}:konnectorImage)")
+    crd_urls = _crd_urls(present.get("kube_bind_crd_urls"), bad)
+    image = cfg.konnector_image or present.get("konnector_image")
+    if not cfg.konnector_image and (not isinstance(image, str) or _check_image(image)):
+        bad("konnector_image", f"= {show(image)} is not a container image (or set {NAMESPACE}:konnectorImage)")
         image = ""
-
-    ca_pem = present.get("tlsCaPem")
+    ca_pem = present.get("tls_ca_pem")
     if ca_pem is not None and (not isinstance(ca_pem, str) or "-----BEGIN CERTIFICATE-----" not in ca_pem):
-        bad("tlsCaPem", "is not a PEM certificate")
+        bad("tls_ca_pem", "is not a PEM certificate")
         ca_pem = None
-
-    command = present.get("kubectlBindCommand")
     if command is not None and not isinstance(command, str):
-        bad("kubectlBindCommand", "is not a string")
+        bad("kubectl_bind_command", "is not a string")
         command = None
-
-    exported = _binding_apis(present.get("bindingApis"), bad)
-    apis = _resolve_apis(cfg, exported, problems) if exported else ()
-    _check_release(cfg, present.get("klutchRelease"), problems)
-
-    if problems:
-        raise ConfigError(cfg.stack, problems)
-    facts = CentralFacts(
+    return CentralFacts(
         stack=cfg.central_stack,
         export_url=export_url,
         bind_url=bind_url,
         konnector_image=image,
-        binding_apis=exported,
+        binding_apis=_binding_apis(present.get("binding_apis"), bad),
         crd_urls=crd_urls,
         ca_pem=ca_pem,
         kubectl_bind_command=command,
     )
-    return facts, apis
 
 
 def _check_release(cfg: TenantConfig, central: Any, problems: list[Problem]) -> None:
@@ -432,7 +424,7 @@ def _crd_urls(value: Any, bad: Callable[[str, str], None]) -> tuple[str, ...]:
         and all(isinstance(u, str) and not check_url(("https", "http"))(u) for u in value)
     )
     if not good:
-        bad("kubeBindCrdUrls", f"= {show(value)} is not a list of http(s) URLs of the kube-bind CRD files")
+        bad("kube_bind_crd_urls", f"= {show(value)} is not a list of http(s) URLs of the kube-bind CRD files")
         return ()
     return tuple(value)
 
@@ -450,7 +442,7 @@ def _binding_apis(value: Any, bad: Callable[[str, str], None]) -> tuple[Api, ...
         )
     )
     if not ok:
-        bad("bindingApis", f"= {show(value)} is not a non-empty list of {{group, resource}}")
+        bad("binding_apis", f"= {show(value)} is not a non-empty list of {{group, resource}}")
         return ()
     return tuple(dict.fromkeys(Api(a.get("group", ""), a["resource"]) for a in value))
 
