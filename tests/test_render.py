@@ -19,7 +19,7 @@ import yaml
 from klutch import catalog
 from klutch.central import program, security
 from klutch.config import central as central_config
-from klutch.offline import render, stackfile
+from klutch.offline import layout, projects, render, stackfile, stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = render.committed_stacks()
@@ -44,8 +44,8 @@ def placeholders(project: render.Project, directory: Path, stack: str) -> list[s
     """The values the offline tools put in place of the stack's secrets (what must never be written)."""
     cfg = project.config()
     config, _ = stackfile.read(directory / f"Pulumi.{stack}.yaml", cfg.NAMESPACE, cfg.secret_paths)
-    raw = {k.split(":", 1)[1]: render._decode(v) for k, v in config.items() if k.startswith(f"{cfg.NAMESPACE}:")}
-    return [n for _, path in cfg.secret_paths(raw) for n in render._needles(stackfile.placeholder(path))]
+    raw = {k.split(":", 1)[1]: stacks.decode(v) for k, v in config.items() if k.startswith(f"{cfg.NAMESPACE}:")}
+    return [n for _, path in cfg.secret_paths(raw) for n in stacks.needles(stackfile.placeholder(path))]
 
 
 def add_to_program(monkeypatch, extra: Callable[[k8s.Provider], None]) -> None:
@@ -114,7 +114,7 @@ def test_dev_render_contents(tmp_path, monkeypatch, capsys):
     ng = next(r for r in aws["cluster"] if r["type"] == "aws:eks/nodeGroup:NodeGroup")
     assert ng["inputs"]["scalingConfig"] == {"minSize": 3, "maxSize": 6, "desiredSize": 3}  # whole numbers stay ints
     outputs = load_yaml(tmp_path / "outputs.yaml")
-    assert outputs["kubeconfig"] == render.REDACTED
+    assert outputs["kubeconfig"] == stacks.REDACTED
     assert outputs["clusterName"] == "klutch-dev" and outputs["clusterCaPem"].startswith("-----BEGIN CERTIFICATE-----")
     index = load_yaml(tmp_path / "resources.yaml")
     assert {"layer": "cluster", "type": "pulumi:providers:kubernetes", "name": "cluster-k8s"} in index
@@ -217,12 +217,12 @@ def test_objects_helm_releases_and_components_are_written_per_layer_with_secrets
     secret_text = written["extras/kubernetes/bind/secret-creds.yaml"]
     assert secret_text.startswith("# kubernetes:core/v1:Secret 'creds' — layer extras, provider test-k8s\n")
     assert load_yaml(tmp_path / "extras/kubernetes/bind/secret-creds.yaml")["stringData"] == {
-        "password": render.REDACTED
+        "password": stacks.REDACTED
     }
     # Pulumi marks the whole map secret when one value is: every value masked, the keys kept
     assert load_yaml(tmp_path / "extras/kubernetes/bind/configmap-settings.yaml")["data"] == {
-        "token": render.REDACTED,
-        "mode": render.REDACTED,
+        "token": stacks.REDACTED,
+        "mode": stacks.REDACTED,
     }
     assert load_yaml(tmp_path / "extras/kubernetes/bind/deployment-konnector.yaml")["spec"]["replicas"] == 2
 
@@ -298,7 +298,7 @@ def test_broken_objects_policy_violations_and_leaks_fail_with_every_finding(tmp_
     assert f"error: klutch-central/prod: {len(errors)} findings:" in stderr
     leaked = stackfile.placeholder("oidc.clientSecret")
     assert all(leaked not in text for text in files(tmp_path).values())
-    assert load_yaml(tmp_path / "stack/kubernetes/bind/configmap-leak.yaml")["data"] == {"secret": render.LEAK_MASK}
+    assert load_yaml(tmp_path / "stack/kubernetes/bind/configmap-leak.yaml")["data"] == {"secret": layout.LEAK_MASK}
 
 
 def test_without_check_only_leaks_fail(tmp_path, monkeypatch, capsys):
@@ -333,7 +333,7 @@ def test_bad_config_exits_with_the_config_error_message(tmp_path, capsys):
 def test_unknown_stack_and_project(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
     code, _, stderr = run(["--stack", "nope", "--out", str(tmp_path / "o")], capsys)
-    have = ", ".join(render.stack_files(ROOT))
+    have = ", ".join(projects.stack_files(ROOT))
     assert code == 1 and "no stack file" in stderr and f"stack files of klutch-central: {have}" in stderr
     assert "dev" in have and "prod" in have
     (tmp_path / "Pulumi.yaml").write_text("name: something-else\nruntime: python\n")
@@ -367,7 +367,9 @@ def fake_tenant(tmp_path, monkeypatch):
     module.main = main
     monkeypatch.setitem(sys.modules, "fake_tenant", module)
     monkeypatch.setattr(
-        render, "PROJECTS", (render.CENTRAL, render.Project("klutch-tenant", "tenant", "fake_tenant", "fake_tenant"))
+        projects,
+        "PROJECTS",
+        (projects.CENTRAL, projects.Project("klutch-tenant", "tenant", "fake_tenant", "fake_tenant")),
     )
     directory = tmp_path / "tenant"
     directory.mkdir()
@@ -386,8 +388,8 @@ def test_tenant_stack_reads_the_rendered_central_stacks_outputs(fake_tenant, tmp
     assert code == 0, stderr
     assert load_yaml(out / "outputs.yaml") == {
         "centralEndpoint": "https://CLUSTER-EKS.gr7.eu-central-1.eks.amazonaws.com",
-        "centralKubeconfig": render.REDACTED,  # secret in the central stack, secret through the reference
-        "clientSecret": render.REDACTED,
+        "centralKubeconfig": stacks.REDACTED,  # secret in the central stack, secret through the reference
+        "clientSecret": stacks.REDACTED,
     }
     summary = load_yaml(out / "summary.yaml")
     assert (summary["project"], summary["environment"]) == ("klutch-tenant", "dev")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from klutch.central import program
-from klutch.offline import render
+from klutch.offline import layout, projects, render
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +43,7 @@ def tenant(tmp_path_factory) -> Path:
 
 # ------------------------------------------------------------------------------- running it
 def test_renders_from_the_tenant_directory_wherever_the_package_is_installed(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(render, "ROOT", tmp_path / "site-packages")  # not the repository: found from the cwd
+    monkeypatch.setattr(projects, "ROOT", tmp_path / "site-packages")  # not the repository: found from the cwd
     monkeypatch.chdir(ROOT / "tenant")
     code, stdout, stderr = run(["--stack", "example", "--out", str(tmp_path / "x"), "--check"], capsys)
     assert code == 0, stderr
@@ -101,14 +101,14 @@ def test_kind_example_stack_renders_and_passes_check(tmp_path, monkeypatch, caps
     # no backend.host: the backend is served on the load balancer's name with the stack's own CA
     assert "vpcId" not in outputs and outputs["backendHost"] == outputs["loadBalancerHostname"]
     assert "BEGIN CERTIFICATE" in outputs["tlsCaPem"]
-    placeholders = render.placeholder_outputs((tmp_path / "outputs.yaml").read_text())
+    placeholders = layout.placeholder_outputs((tmp_path / "outputs.yaml").read_text())
     assert {"clusterEndpoint", "clusterName", "loadBalancerHostname"} <= set(placeholders)
 
 
 # ------------------------------------------------------------------------------- what the files say
 def test_outputs_the_offline_engine_made_up_are_marked_as_placeholders(dev):
     text = (dev / "outputs.yaml").read_text()
-    marked = render.placeholder_outputs(text)
+    marked = layout.placeholder_outputs(text)
     assert {
         "clusterEndpoint",
         "clusterCaPem",
@@ -121,11 +121,11 @@ def test_outputs_the_offline_engine_made_up_are_marked_as_placeholders(dev):
     outputs = yaml.safe_load(text)
     real = {"clusterName", "backendHost", "exportUrl", "klutchRelease", "kubeconfig", "bindingApis"}
     assert real <= set(outputs) and not real & set(marked)
-    assert f"{render.PLACEHOLDER_NOTE}\nvpcId: network-vpc-id\n" in text  # the comment line precedes its output
+    assert f"{layout.PLACEHOLDER_NOTE}\nvpcId: network-vpc-id\n" in text  # the comment line precedes its output
 
 
 def test_tenant_outputs_from_the_bind_response_are_placeholders(tenant):
-    marked = render.placeholder_outputs((tenant / "outputs.yaml").read_text())
+    marked = layout.placeholder_outputs((tenant / "outputs.yaml").read_text())
     assert {"centralNamespace", "namespaceMap"} <= set(marked)
     assert "konnectorImage" not in marked and "boundApis" not in marked
 

@@ -14,7 +14,7 @@ import yaml
 
 from klutch.config import central as central_config
 from klutch.config.reader import ConfigError
-from klutch.offline import render, stackfile
+from klutch.offline import projects, render, stackfile
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = central_config.NAMESPACE
@@ -205,19 +205,19 @@ def test_a_users_own_stack_files_never_enter_all_or_list(checkout, tmp_path, mon
 
 def test_without_git_the_declared_list_is_shipped(checkout, monkeypatch):
     monkeypatch.setenv("PATH", str(checkout / "no-git-here"))
-    assert render.tracked_stack_files(checkout) is None
+    assert projects.tracked_stack_files(checkout) is None
     stacks = [(p.name, s) for p, _, s in render.committed_stacks(checkout)]
     # the declared lists (dev, kind, prod; example) as far as the files exist: kind is here, prod is not
     assert stacks == [("klutch-central", "dev"), ("klutch-central", "kind"), ("klutch-tenant", "example")]
     outside = checkout.parent / "plain-copy"
     shutil.copytree(checkout, outside, ignore=shutil.ignore_patterns(".git"))
     monkeypatch.undo()
-    assert render.tracked_stack_files(outside) is None  # not a checkout
+    assert projects.tracked_stack_files(outside) is None  # not a checkout
 
 
 def test_every_tracked_stack_is_declared_for_checkouts_without_git():
-    for project in render.PROJECTS:
-        tracked = render.tracked_stack_files(ROOT / project.directory)
+    for project in projects.PROJECTS:
+        tracked = projects.tracked_stack_files(ROOT / project.directory)
         if tracked is None:
             pytest.skip("not a git checkout")
         assert set(tracked) <= set(project.shipped), project.name
