@@ -26,7 +26,7 @@ from pulumi_policy.proxy import UNKNOWN_ARRAY_VALUE, UNKNOWN_STRING_VALUE, unkno
 
 from klutch import catalog
 from klutch.central import security
-from klutch.policy import rules
+from klutch.policy import model, pack, rules
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND_IMAGE = catalog.RELEASES["v1.0.0"].backend().image
@@ -49,7 +49,7 @@ def _provider(name: str | None) -> PolicyProviderResource | None:
 
 
 def policy(name: str, environment: str = "prod") -> Any:
-    return {p.name: p for p in rules.policies(environment)}[name]
+    return {p.name: p for p in pack.policies(environment)}[name]
 
 
 def check_resource(
@@ -119,7 +119,8 @@ def test_rules_module_imports_without_starting_the_policy_server(monkeypatch):
 
     monkeypatch.setattr(pulumi_policy, "PolicyPack", refuse)
     importlib.reload(rules)
-    assert len(rules.policies("prod")) == len(rules.RULES) == 13
+    importlib.reload(pack)
+    assert len(pack.policies("prod")) == len(rules.RULES) == 13
 
 
 @pytest.mark.parametrize(
@@ -160,8 +161,8 @@ def configure_stack(policies: list[Any], project: str, config: dict[str, str]) -
 )
 def test_the_environment_follows_the_stack_config_the_cli_sends(monkeypatch, config, endpoint_level):
     monkeypatch.setattr(Servicer, "ConfigureStack", Servicer.ConfigureStack)
-    policies = rules.policies("prod")
-    rules.follow_stack_config(policies)
+    policies = pack.policies("prod")
+    pack.follow_stack_config(policies)
     configure_stack(policies, "klutch-central", config)
     levels = {p.name: p.enforcement_level for p in policies}
     assert levels.pop("eks-public-endpoint-restricted") == EnforcementLevel(endpoint_level)
@@ -516,7 +517,7 @@ def service(ns: str, type_: str) -> dict[str, Any]:
 def test_no_load_balancers():
     t = "kubernetes:core/v1:Service"
     assert check_resource("no-loadbalancer-services", t, service("bind", "ClusterIP")) == []
-    for chart in rules.CONTROLLER_CHARTS:
+    for chart in model.CONTROLLER_CHARTS:
         assert check_resource("no-loadbalancer-services", t, service(chart.namespace, "LoadBalancer")) == []
     [message] = check_resource("no-loadbalancer-services", t, service("bind", "LoadBalancer"))
     assert "LoadBalancer Service outside the controller's namespace" in message
@@ -613,7 +614,7 @@ def test_explicit_provider():
 
 # ------------------------------------------------------------------------------- the render's adapter
 def test_check_reports_levels_per_environment():
-    res = rules.Resource(
+    res = model.Resource(
         EKS,
         "eks",
         "urn:eks",
@@ -725,10 +726,10 @@ def test_a_change_that_removes_the_backends_security_context_is_refused():
     change to the program) fails mandatory rules, in dev too."""
     from tests import harness
 
-    resources = [rules.from_registration(r) for r in harness.run_stack_file("dev").resources]
+    resources = [model.from_registration(r) for r in harness.run_stack_file("dev").resources]
     assert [f for f in rules.check(resources, "dev") if f.level == "mandatory"] == []
 
-    def stripped(res: rules.Resource) -> rules.Resource:
+    def stripped(res: model.Resource) -> model.Resource:
         if res.kind != "Deployment":
             return res
         props = json.loads(json.dumps(res.props))

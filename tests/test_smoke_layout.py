@@ -72,7 +72,7 @@ def test_the_tenant_layer_may_not_import_the_central_one(tmp_path):
     [
         ("__main__.py", "klutch.central.program"),
         ("tenant/__main__.py", "klutch.tenant.program"),
-        ("policy/__main__.py", "klutch.policy.rules"),
+        ("policy/__main__.py", "klutch.policy.pack"),
     ],
 )
 def test_entry_points_import_the_package_without_path_patching(entry, module):

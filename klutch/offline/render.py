@@ -34,7 +34,7 @@ Each object file starts with a comment header: type, name, layer, provider, opti
 A layer is the top-level ComponentResource a resource descends from. Secret values are redacted
 everywhere (and Secret data/stringData always); a secret value found in a plain input is reported
 and masked. `--check` runs `manifests.check` on every Kubernetes object for the stack's Kubernetes
-version and the policy pack's rules (`policy/rules.py`) for the stack's environment, and fails on
+version and the policy pack's rules (`klutch/policy/rules.py`) for the stack's environment, and fails on
 any schema problem or mandatory violation; advisory violations are listed as warnings.
 """
 
@@ -64,13 +64,13 @@ class Report:
 
 
 def run_checks(stack: Stack) -> Report:
-    from klutch.policy import rules
+    from klutch.policy import model, rules
 
     from .manifests import check as check_manifest
     from .manifests import manifests
 
     errors = [f"schema: {p}" for _, obj in manifests(stack.ev) for p in check_manifest(obj, stack.kubernetes_version)]
-    findings = rules.check([rules.from_registration(r) for r in stack.ev.resources], stack.environment)
+    findings = rules.check([model.from_registration(r) for r in stack.ev.resources], stack.environment)
     errors += [str(f) for f in findings if f.level == "mandatory"]
     return Report(errors, [str(f) for f in findings if f.level != "mandatory"])
 
