@@ -9,7 +9,8 @@ from typing import Any
 from klutch.central import program
 from klutch.config import central as central_config
 from klutch.offline import stackfile
-from klutch.offline.mockengine import MOCK_REGION, Evaluation, evaluate
+from klutch.offline.curated import MOCK_REGION
+from klutch.offline.mockengine import Evaluation, evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 NS = central_config.NAMESPACE

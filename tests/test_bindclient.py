@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.offline.curated import PLACEHOLDER_CA_PEM, mock_kubeconfig
 from klutch.tenant import bindclient
 from klutch.tenant.bindclient import BindError, Credentials, Policy
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from klutch.central.cluster import ADMIN_POLICY_ARN, NODE_POLICIES
-from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.offline.curated import PLACEHOLDER_CA_PEM, mock_kubeconfig
 from tests import harness
 
 EKS = "eks:index:Cluster"

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from klutch.offline.mockengine import CuratedMocks, RecordingMonitor, _RecordingEngine
+from klutch.offline.curated import CuratedMocks
+from klutch.offline.mockengine import RecordingMonitor, _RecordingEngine
 from klutch.sdk import compat
 
 

@@ -8,7 +8,7 @@ from klutch import catalog
 from klutch.config import central
 from klutch.config.central import ConfigError, subnet_layout
 from klutch.config.reader import Secret
-from klutch.offline.mockengine import mock_kubeconfig
+from klutch.offline.curated import mock_kubeconfig
 from tests import harness
 
 KUBECONFIG = mock_kubeconfig("https://10.1.2.3:6443", "kind-klutch")

@@ -11,7 +11,8 @@ from klutch import catalog
 from klutch.central import crossplane
 from klutch.config.reader import ConfigError
 from klutch.offline import manifests
-from klutch.offline.mockengine import Evaluation, Registration, mock_kubeconfig
+from klutch.offline.curated import mock_kubeconfig
+from klutch.offline.mockengine import Evaluation, Registration
 from tests import harness
 
 NS = harness.NS

@@ -25,7 +25,7 @@ from klutch import catalog
 from klutch.config import central as central_config
 from klutch.config import tenant as tenant_config
 from klutch.config.reader import ConfigError, Reader
-from klutch.offline.mockengine import mock_kubeconfig
+from klutch.offline.curated import mock_kubeconfig
 from klutch.outputs import CentralOutputs
 from tests import harness
 

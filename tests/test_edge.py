@@ -11,7 +11,8 @@ from klutch import catalog
 from klutch.central import edge
 from klutch.config.central import ConfigError
 from klutch.offline import manifests
-from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, mock_kubeconfig
+from klutch.offline.curated import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.offline.mockengine import Evaluation
 from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]

@@ -21,7 +21,8 @@ from klutch.central.program import edge_args
 from klutch.config.central import ConfigError
 from klutch.kube import names
 from klutch.offline import manifests
-from klutch.offline.mockengine import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, Evaluation, Registration, evaluate
+from klutch.offline.curated import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM
+from klutch.offline.mockengine import Evaluation, Registration, evaluate
 from tests import harness
 
 HOST = harness.base_raw()["backend"]["host"]

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from klutch.offline.mockengine import MOCK_ZONES
+from klutch.offline.curated import MOCK_ZONES
 from tests import harness
 
 SUBNET = "aws:ec2/subnet:Subnet"

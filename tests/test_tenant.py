@@ -19,7 +19,8 @@ from klutch import catalog
 from klutch.config import tenant as tenant_config
 from klutch.config.reader import ConfigError
 from klutch.offline import manifests, stackfile
-from klutch.offline.mockengine import Evaluation, Registration, evaluate, mock_kubeconfig
+from klutch.offline.curated import mock_kubeconfig
+from klutch.offline.mockengine import Evaluation, Registration, evaluate
 from klutch.tenant import binding
 from klutch.tenant import program as tenant_program
 from klutch.tenant.cluster import accepted, export_for, konnector_deployment_spec
@@ -120,7 +121,7 @@ def test_binding_requests_every_exported_api_with_the_central_urls(ev):
 
 
 def test_self_signed_central_ca_reaches_the_bind():
-    from klutch.offline.mockengine import PLACEHOLDER_CA_PEM
+    from klutch.offline.curated import PLACEHOLDER_CA_PEM
 
     ev = run(outputs=central_outputs(tlsCaPem=PLACEHOLDER_CA_PEM))
     assert ev.one(binding.TYPE).get("caPem") == PLACEHOLDER_CA_PEM

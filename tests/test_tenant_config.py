@@ -11,7 +11,7 @@ from klutch import catalog
 from klutch.config import tenant as tenant_config
 from klutch.config.reader import ConfigError
 from klutch.config.tenant import Api
-from klutch.offline.mockengine import PLACEHOLDER_CA_PEM, mock_kubeconfig
+from klutch.offline.curated import PLACEHOLDER_CA_PEM, mock_kubeconfig
 from klutch.tenant import bindclient
 
 NS = tenant_config.NAMESPACE

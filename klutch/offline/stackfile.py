@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from klutch.config.reader import show
-from klutch.offline.mockengine import mock_kubeconfig
+from klutch.offline.curated import mock_kubeconfig
 from klutch.sdk.tree import dotted_get, dotted_set
 
 SecretPaths = Callable[[Mapping[str, Any]], "list[tuple[str, str]]"]

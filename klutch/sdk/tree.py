@@ -111,3 +111,8 @@ def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from walk(v, f"{path}.{i}" if path else str(i))
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string inside a plain value."""
+    return (v for _, v in walk(value) if isinstance(v, str))
