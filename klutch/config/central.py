@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from klutch import catalog
+from klutch.config import reader
 from klutch.config.mirrors import Mirrors, parse_mirrors, release_images
 from klutch.config.reader import (
     ConfigError,
@@ -29,7 +30,6 @@ from klutch.config.reader import (
     check_email,
     check_kubeconfig,
     check_url,
-    decode_object,
     load_stack,
     parse_top,
     reserved_host_warning,
@@ -207,24 +207,12 @@ class CentralConfig:
         return self.release.backend(self.backend.kind)
 
 
-# ------------------------------------------------------------------------------- secrets
-def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(top-level key, path) of every secret the given raw config needs.
-
-    The offline tools (tests, render) fill placeholders for these when a committed stack file
-    leaves them out; `pulumi up` never does.
-    """
-    paths = [("oidc", "oidc.clientSecret")]
-    for svc, body in decode_object(raw.get("dataServices")).items():
-        for kind in ENDPOINT_KINDS:
-            if isinstance(body, dict) and isinstance(body.get(kind), dict):
-                paths.append(("dataServices", f"dataServices.{svc}.{kind}.password"))
-    if decode_object(raw.get("cluster")).get("mode") == "existing":
-        paths.append(("kubeconfig", "kubeconfig"))
-    return paths
-
-
 # ------------------------------------------------------------------------------- parsing
+def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(top-level key, path) of every secret the given raw config needs (as `parse` reads them)."""
+    return reader.secret_paths(parse, raw)
+
+
 def load() -> CentralConfig:
     """Read and validate this stack's configuration (raises ConfigError listing every problem)."""
     return load_stack(NAMESPACE, parse)

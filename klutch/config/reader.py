@@ -9,6 +9,7 @@ Pulumi prints its message without a stack trace.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import ipaddress
@@ -350,6 +351,8 @@ class Reader:
     ) -> Secret | None:
         """A value that must be stored as a Pulumi secret; problems say the command that sets it
         (`also`: another way, appended)."""
+        if (asked := _ASKED.get()) is not None:
+            asked.append(self.key(name))
         how = secret_hint(self.key(name)) + also
         value = self._take(name)
         if value is _MISSING or value == "":
@@ -366,6 +369,30 @@ class Reader:
             self.problem(name, "[secret]", why)
             return None
         return Secret(value)
+
+
+# The secrets a `secret_paths` run has seen the parser ask for (None: not collecting).
+_ASKED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("asked_secrets", default=None)
+
+
+def secret_paths(parse: Callable[..., Any], raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(top-level key, dotted path) of every secret `parse` reads from `raw` (a namespace's config, keys
+    without the namespace), in the order it reads them.
+
+    The parser reads each secret with `Reader.secret`, so it is the one statement of which keys are
+    secret; this runs it and notes them. The offline tools (tests, render) fill placeholders for these
+    when a committed stack file leaves them out; `pulumi up` never does.
+    """
+    asked: list[str] = []
+    token = _ASKED.set(asked)
+    try:
+        parse(raw, set(raw), stack="secret-paths")
+    except ConfigError:
+        pass  # a config with problems still names the secrets it reads
+    finally:
+        _ASKED.reset(token)
+    paths = dict.fromkeys(key.split(":", 1)[-1] for key in asked)
+    return [(path.split(".")[0], path) for path in paths]
 
 
 # Where each program's keys are documented (what an unknown-key message points at).

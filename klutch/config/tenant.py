@@ -26,6 +26,7 @@ from typing import Any
 import pulumi
 
 from klutch import catalog
+from klutch.config import reader
 from klutch.config.issuer import issuer_of_token_url
 from klutch.config.reader import (
     ConfigError,
@@ -141,16 +142,12 @@ class CentralFacts:
     kubectl_bind_command: str | None
 
 
-# ------------------------------------------------------------------------------- secrets
-def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(top-level key, path) of every secret the given raw config needs (see config.secret_paths)."""
-    paths = [("oidc", "oidc.clientSecret")]
-    if not raw.get("eksClusterName"):
-        paths.append(("kubeconfig", "kubeconfig"))
-    return paths
-
-
 # ------------------------------------------------------------------------------- parsing
+def secret_paths(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(top-level key, path) of every secret the given raw config needs (as `parse` reads them)."""
+    return reader.secret_paths(parse, raw)
+
+
 def load() -> TenantConfig:
     """Read and validate this stack's configuration. Raises ConfigError listing every problem when
     the central stack cannot be read; other problems are deferred to `resolve_central()`."""
@@ -317,7 +314,8 @@ def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
             top.problem("kubeconfig", "[secret]", "set either kubeconfig or eksClusterName, not both")
             top.take("kubeconfig")
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=eks_name)
-    if top.take("kubeconfig") in (None, ""):
+    kubeconfig = top.secret("kubeconfig", required=False, also=also, check=check_kubeconfig)
+    if top.peek("kubeconfig") in (None, ""):
         warnings.append(
             "no tenant cluster configured (kubeconfig or eksClusterName): only the binding and its central side "
             "are created — use the providerKubeconfig output to prepare instances before the tenant cluster "
@@ -325,7 +323,6 @@ def _cluster(top: TopReader, warnings: list[str]) -> TenantClusterConfig:
             "to install the konnector"
         )
         return TenantClusterConfig(kubeconfig=None, eks_cluster_name=None)
-    kubeconfig = top.secret("kubeconfig", required=True, also=also, check=check_kubeconfig)
     return TenantClusterConfig(kubeconfig=kubeconfig, eks_cluster_name=None)
 
 
