@@ -370,18 +370,42 @@ def subnet_layout(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
+# Keys of `cluster` that only an EKS cluster the program creates has.
+_EKS_ONLY = (
+    "instanceType",
+    "nodes",
+    "diskSizeGiB",
+    "endpointPublicAccess",
+    "publicAccessCidrs",
+    "adminPrincipalArns",
+    "logTypes",
+    "deletionProtection",
+    "kubernetesVersion",
+)
+
+
+def _check_cluster_name(value: str) -> str | None:
+    if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]{0,99}", value):
+        return None
+    return "must start with a letter and use letters, digits, '-' and '_' (at most 100)"
+
+
+def _check_principal(value: str) -> str | None:
+    if _IAM_PRINCIPAL.match(value):
+        return None
+    return "must be an IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admin'"
+
+
+def _check_log_type(value: str) -> str | None:
+    if value in catalog.CONTROL_PLANE_LOG_TYPES:
+        return None
+    return f"must be one of {', '.join(catalog.CONTROL_PLANE_LOG_TYPES)}"
+
+
 def _cluster(top: TopReader, stack: str) -> ClusterConfig:
     r = top.child("cluster")
     mode = r.string("mode", "eks", choices=CLUSTER_MODES)
-    name = r.string(
-        "name",
-        f"klutch-{stack}"[:100],
-        check=lambda v: (
-            None
-            if re.fullmatch(r"[a-zA-Z][a-zA-Z0-9_-]{0,99}", v)
-            else "must start with a letter and use letters, digits, '-' and '_' (at most 100)"
-        ),
-    )
+    name = r.string("name", f"klutch-{stack}"[:100], check=_check_cluster_name)
     version = r.string("kubernetesVersion", catalog.DEFAULT_KUBERNETES_VERSION, check=_check_k8s_version)
     instance_type = r.string("instanceType", catalog.DEFAULT_INSTANCE_TYPE, check=_check_instance_type)
     nodes = _nodes(r)
@@ -392,56 +416,15 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
         r.problem("publicAccessCidrs", list(cidrs), "can only be set when endpointPublicAccess is true")
     if public and not cidrs:
         r.problem("publicAccessCidrs", [], "must list at least one CIDR when endpointPublicAccess is true")
-    admins = r.strings(
-        "adminPrincipalArns",
-        check=lambda a: (
-            None
-            if _IAM_PRINCIPAL.match(a)
-            else "must be an IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admin'"
-        ),
-    )
-    logs = r.strings(
-        "logTypes",
-        catalog.CONTROL_PLANE_LOG_TYPES,
-        check=lambda t: (
-            None
-            if t in catalog.CONTROL_PLANE_LOG_TYPES
-            else f"must be one of {', '.join(catalog.CONTROL_PLANE_LOG_TYPES)}"
-        ),
-    )
+    admins = r.strings("adminPrincipalArns", check=_check_principal)
+    logs = r.strings("logTypes", catalog.CONTROL_PLANE_LOG_TYPES, check=_check_log_type)
     deletion_protection = r.boolean("deletionProtection", False)
     api_url = r.string("apiServerUrl", None, check=check_url(("https",)))
-    eks_only = (
-        "instanceType",
-        "nodes",
-        "diskSizeGiB",
-        "endpointPublicAccess",
-        "publicAccessCidrs",
-        "adminPrincipalArns",
-        "logTypes",
-        "deletionProtection",
-        "kubernetesVersion",
-    )
     if mode == "existing":
-        for key in eks_only:
+        for key in _EKS_ONLY:
             if r.has(key):
                 r.problem(key, "(set)", "applies to cluster.mode 'eks' only; remove it for an existing cluster")
     r.finish()
-    kubeconfig = None
-    if mode == "existing":
-        kubeconfig = top.secret(
-            "kubeconfig",
-            required=True,
-            also=" (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
-            check=lambda text: check_kubeconfig(text, need_ca=True),
-        )
-    elif top.has("kubeconfig"):
-        top.problem(
-            "kubeconfig",
-            "[secret]",
-            "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program",
-        )
-        top.take("kubeconfig")
     return ClusterConfig(
         mode=mode,
         name=name,
@@ -455,8 +438,27 @@ def _cluster(top: TopReader, stack: str) -> ClusterConfig:
         log_types=logs,
         deletion_protection=deletion_protection,
         api_server_url=api_url,
-        kubeconfig=kubeconfig,
+        kubeconfig=_existing_kubeconfig(top, mode),
     )
+
+
+def _existing_kubeconfig(top: TopReader, mode: str | None) -> Secret | None:
+    """The kubeconfig of an existing cluster (a secret); any other mode must not set one."""
+    if mode == "existing":
+        return top.secret(
+            "kubeconfig",
+            required=True,
+            also=" (or: cat kubeconfig | pulumi config set --secret kubeconfig)",
+            check=lambda text: check_kubeconfig(text, need_ca=True),
+        )
+    if top.has("kubeconfig"):
+        top.problem(
+            "kubeconfig",
+            "[secret]",
+            "only for cluster.mode 'existing'; an EKS cluster's kubeconfig is built by the program",
+        )
+        top.take("kubeconfig")
+    return None
 
 
 def _nodes(r: Reader) -> NodeScaling:
