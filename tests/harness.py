@@ -6,8 +6,11 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from klutch.central import program
 from klutch.config import central as central_config
+from klutch.config.reader import ConfigError
 from klutch.offline import stackfile
 from klutch.offline.curated import MOCK_REGION
 from klutch.offline.mockengine import Evaluation, evaluate
@@ -99,6 +102,13 @@ def parse(
     raw = merged(overrides) if raw is None else raw
     keys = set(BASE_SECRET_KEYS if secret_keys is None else secret_keys)
     return central_config.parse(raw, keys, stack=stack, others=others)
+
+
+def problems_of(overrides: dict[str, Any] | None = None, **kwargs: Any) -> str:
+    """The message of the ConfigError `parse(overrides, ...)` raises (the test fails when it raises none)."""
+    with pytest.raises(ConfigError) as err:
+        parse(overrides, **kwargs)
+    return str(err.value)
 
 
 def run_stack_file(stack: str) -> Evaluation:

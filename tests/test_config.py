@@ -14,12 +14,6 @@ from tests import harness
 KUBECONFIG = mock_kubeconfig("https://10.1.2.3:6443", "kind-klutch")
 
 
-def problems_of(overrides=None, **kwargs) -> str:
-    with pytest.raises(ConfigError) as err:
-        harness.parse(overrides, **kwargs)
-    return str(err.value)
-
-
 def test_base_config_parses_to_typed_objects():
     cfg = harness.parse()
     assert cfg.environment == "dev" and cfg.protect is False
@@ -100,7 +94,7 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,key,allowed", BAD, ids=[b[1] + ":" + b[2][:20] for b in BAD])
 def test_bad_config_names_key_value_and_what_is_allowed(overrides, key, allowed):
-    message = problems_of(overrides)
+    message = harness.problems_of(overrides)
     line = next((ln for ln in message.splitlines() if ln.strip().startswith(f"- {key} =")), None)
     assert line is not None, message
     assert allowed in line
@@ -128,7 +122,7 @@ def test_bad_config_fails_before_any_resource_is_registered(overrides, key, allo
 
 
 def test_all_problems_are_reported_together():
-    message = problems_of(
+    message = harness.problems_of(
         {
             "network": {"cidr": "bad", "azCount": 1},
             "cluster": {"instanceType": "t2.micro", "nodes": {"min": 1}},
@@ -141,7 +135,7 @@ def test_all_problems_are_reported_together():
 
 
 def test_problem_line_shows_the_bad_value():
-    assert "klutch-central:cluster.instanceType = 't3a.large': must be" in problems_of(
+    assert "klutch-central:cluster.instanceType = 't3a.large': must be" in harness.problems_of(
         {"cluster": {"instanceType": "t3a.large"}}
     )
 
@@ -149,7 +143,7 @@ def test_problem_line_shows_the_bad_value():
 def test_missing_oidc_client_secret_is_required():
     raw = harness.merged()
     del raw["oidc"]["clientSecret"]
-    message = problems_of(raw=raw)
+    message = harness.problems_of(raw=raw)
     assert (
         "klutch-central:oidc.clientSecret = <unset>: required secret; set it with "
         "`pulumi config set --secret --path 'oidc.clientSecret' <value>`" in message
@@ -157,25 +151,25 @@ def test_missing_oidc_client_secret_is_required():
 
 
 def test_plain_text_secret_is_rejected_without_echoing_it():
-    message = problems_of(secret_keys=("dataServices",))  # oidc not marked secret
+    message = harness.problems_of(secret_keys=("dataServices",))  # oidc not marked secret
     assert "klutch-central:oidc.clientSecret" in message and "stored in plain text" in message
     assert harness.OIDC_SECRET not in message
 
 
 def test_unknown_key_inside_secret_object_does_not_echo_its_value():
-    message = problems_of({"oidc": {"clientSecrett": "s3cr3t-typo"}})
+    message = harness.problems_of({"oidc": {"clientSecrett": "s3cr3t-typo"}})
     assert "klutch-central:oidc.clientSecrett = '[secret]': unknown key" in message
     assert "s3cr3t-typo" not in message
 
 
 def test_existing_mode_requires_a_secret_kubeconfig():
-    message = problems_of({"cluster": {"mode": "existing"}}, raw=None)
+    message = harness.problems_of({"cluster": {"mode": "existing"}}, raw=None)
     assert "klutch-central:kubeconfig = <unset>: required secret" in message
 
 
 def test_existing_mode_rejects_eks_only_keys_and_network():
     raw = harness.merged({"cluster": {"mode": "existing", "instanceType": "t3a.xlarge"}, "kubeconfig": KUBECONFIG})
-    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    message = harness.problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert "klutch-central:cluster.instanceType" in message and "applies to cluster.mode 'eks' only" in message
     assert "klutch-central:network" in message and "must not be set when cluster.mode is 'existing'" in message
 
@@ -190,13 +184,13 @@ def test_existing_mode_rejects_an_unusable_kubeconfig():
     raw = harness.merged(
         {"cluster": {"mode": "existing"}, "kubeconfig": "apiVersion: v1\nkind: Config\n"}, drop=("network",)
     )
-    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    message = harness.problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: no current-context" in message
 
 
 def test_kubeconfig_in_eks_mode_is_an_error():
     raw = harness.merged({"kubeconfig": KUBECONFIG})
-    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    message = harness.problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert "klutch-central:kubeconfig" in message and "only for cluster.mode 'existing'" in message
 
 
@@ -242,7 +236,7 @@ def test_existing_mode_kubeconfig_must_embed_the_ca():
     doc = _json.loads(KUBECONFIG)
     del doc["clusters"][0]["cluster"]["certificate-authority-data"]
     raw = harness.merged({"cluster": {"mode": "existing"}, "kubeconfig": _json.dumps(doc)}, drop=("network",))
-    message = problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
+    message = harness.problems_of(raw=raw, secret_keys=("dataServices", "oidc", "kubeconfig"))
     assert (
         "klutch-central:kubeconfig = '[secret]': is not a usable kubeconfig: "
         "its cluster must embed certificate-authority-data" in message
@@ -252,7 +246,7 @@ def test_existing_mode_kubeconfig_must_embed_the_ca():
 def test_missing_secret_names_the_command_with_its_path():
     raw = harness.merged()
     del raw["dataServices"]["postgresql"]["backupManager"]["password"]
-    message = problems_of(raw=raw)
+    message = harness.problems_of(raw=raw)
     assert (
         "klutch-central:dataServices.postgresql.backupManager.password = <unset>: required secret; set it with "
         "`pulumi config set --secret --path 'dataServices.postgresql.backupManager.password' <value>`"
@@ -263,7 +257,7 @@ def test_credentials_inside_a_secret_object_are_never_echoed():
     raw = harness.merged()
     raw["dataServices"]["postgresql"]["serviceBroker"]["username"] = " topsecret-user "
     raw["dataServices"]["postgresql"]["backupManager"]["url"] = "https://admin:hunter2@backup.example.com"
-    message = problems_of(raw=raw)
+    message = harness.problems_of(raw=raw)
     assert (
         "klutch-central:dataServices.postgresql.serviceBroker.username = '[secret]': must be a non-empty user name"
         in message
@@ -308,7 +302,7 @@ def test_credentials_inside_a_secret_object_are_never_echoed():
     ids=["nested", "deeper", "case", "no-close-match", "top-level"],
 )
 def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
-    message = problems_of(overrides)
+    message = harness.problems_of(overrides)
     assert any(ln.strip()[2:].startswith(line) for ln in message.splitlines()), message
     if "clustre" in overrides:  # top level: every key the program reads, and where they are documented
         top = next(ln for ln in message.splitlines() if "clustre" in ln)
@@ -317,14 +311,14 @@ def test_unknown_key_names_the_closest_and_the_valid_keys(overrides, line):
 
 
 def test_a_bad_acme_email_is_one_problem():
-    message = problems_of({"exposure": {"acmeEmail": "not-an-email"}})
+    message = harness.problems_of({"exposure": {"acmeEmail": "not-an-email"}})
     assert message.startswith("invalid configuration for stack 'test' (1 problem):")
     assert "klutch-central:exposure.acmeEmail = 'not-an-email': must be an e-mail address" in message
     assert "needs exposure.acmeEmail" not in message
 
 
 def test_an_unset_acme_email_with_a_host_is_still_required():
-    assert "klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail" in problems_of(
+    assert "klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail" in harness.problems_of(
         {"exposure": {"acmeEmail": None}}
     )
 
@@ -332,7 +326,7 @@ def test_an_unset_acme_email_with_a_host_is_still_required():
 def test_an_object_key_that_is_not_an_object_is_one_problem():
     raw = harness.merged()
     raw["oidc"] = ["issuerUrl", "clientSecret"]
-    message = problems_of(raw=raw)
+    message = harness.problems_of(raw=raw)
     assert message == (
         "invalid configuration for stack 'test' (1 problem):\n"
         '  - klutch-central:oidc = ["issuerUrl", "clientSecret"]: must be an object'
@@ -346,7 +340,7 @@ def test_long_values_are_shortened_the_same_way_everywhere():
     long = "x" * 300
     assert show(long) == f"'{'x' * (SHOW_LIMIT - 21)}... (302 characters)" and len(show(long)) < SHOW_LIMIT + 10
     assert show(["a"] * 100).endswith("... (500 characters)")
-    message = problems_of({"network": {"natGateways": long}})
+    message = harness.problems_of({"network": {"natGateways": long}})
     assert f"klutch-central:network.natGateways = {show(long)}: must be one of" in message
     cfg = tenant_config.parse(
         {
@@ -389,7 +383,9 @@ REGION = {"aws:region": "eu-central-1"}
 
 
 def test_a_misspelt_config_namespace_is_an_error_with_the_key_it_meant():
-    message = problems_of(others={**REGION, "klutch-centrall:environment": "prod", "klutch_central:protect": "true"})
+    message = harness.problems_of(
+        others={**REGION, "klutch-centrall:environment": "prod", "klutch_central:protect": "true"}
+    )
     assert (
         "  - klutch-centrall:environment = 'prod': unknown config namespace 'klutch-centrall'; "
         "did you mean 'klutch-central:environment'?"
@@ -406,7 +402,7 @@ def test_an_unrelated_config_namespace_is_a_warning():
 
 
 def test_a_public_access_cidr_without_prefix_is_rejected():
-    message = problems_of({"cluster": {"publicAccessCidrs": ["10.0.0.0"]}})
+    message = harness.problems_of({"cluster": {"publicAccessCidrs": ["10.0.0.0"]}})
     assert (
         "  - klutch-central:cluster.publicAccessCidrs[0] = '10.0.0.0': must be a CIDR block with its prefix "
         "length, e.g. '10.0.0.0/32' for this one address"
@@ -418,14 +414,14 @@ def test_a_vpc_cidr_outside_rfc_1918_is_rejected(cidr):
     assert (
         f"  - klutch-central:network.cidr = '{cidr}': must be inside an RFC 1918 private range: 10.0.0.0/8, "
         "172.16.0.0/12 or 192.168.0.0/16"
-    ) in problems_of({"network": {"cidr": cidr}}).splitlines()
+    ) in harness.problems_of({"network": {"cidr": cidr}}).splitlines()
 
 
 def test_an_eks_stack_without_aws_region_is_an_error_before_any_cloud_call():
     assert (
         "  - aws:region = <unset>: required for cluster.mode 'eks', an AWS region such as 'eu-central-1' (where the "
         "cluster and its network are created): `pulumi config set aws:region <region>`"
-    ) in problems_of(others={}).splitlines()
+    ) in harness.problems_of(others={}).splitlines()
     existing = {"cluster": {"mode": "existing"}, "network": None, "kubeconfig": KUBECONFIG}
     assert harness.parse(existing, secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"), others={}).cluster.mode == (
         "existing"
@@ -436,7 +432,7 @@ def test_an_eks_stack_without_aws_region_is_an_error_before_any_cloud_call():
 
 def test_every_availability_zone_problem_is_reported_in_one_round():
     zones = ["eu-central-1a", "eu-central-1a", "us-east-1b", "central"]
-    lines = problems_of({"network": {"availabilityZones": zones}}, others=REGION).splitlines()
+    lines = harness.problems_of({"network": {"availabilityZones": zones}}, others=REGION).splitlines()
     assert lines[1:] == [
         "  - klutch-central:network.availabilityZones[2] = 'us-east-1b': is not a zone of aws:region "
         "'eu-central-1' (e.g. 'eu-central-1a')",
@@ -505,7 +501,7 @@ def test_network_policy_defaults_follow_the_cluster_mode_and_the_issuer_url():
 
 
 def test_network_policy_problems_are_reported_with_key_value_and_allowed():
-    message = problems_of(
+    message = harness.problems_of(
         {
             "networkPolicy": {
                 "apiServerCidrs": ["10.0.0.1/16"],

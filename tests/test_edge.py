@@ -9,7 +9,6 @@ import pytest
 
 from klutch import catalog
 from klutch.central import edge
-from klutch.config.central import ConfigError
 from klutch.offline import manifests
 from klutch.offline.curated import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM, mock_kubeconfig
 from klutch.offline.mockengine import Evaluation
@@ -415,25 +414,19 @@ def test_manifest_check_catches_a_broken_ingress():
 
 
 # ------------------------------------------------------------------------------ configuration
-def problems(overrides, **kwargs) -> str:
-    with pytest.raises(ConfigError) as e:
-        harness.parse(overrides, **kwargs)
-    return str(e.value)
-
-
 def test_unknown_controller():
-    msg = problems({"exposure": {"controller": "traefik"}})
+    msg = harness.problems_of({"exposure": {"controller": "traefik"}})
     assert "klutch-central:exposure.controller = 'traefik': must be one of 'envoy-gateway', 'ingress-nginx'" in msg
 
 
 def test_invalid_host():
     for bad in ("https://klutch.example.com", "klutch", "Klutch.Example.com", "klutch.example.com:443"):
-        msg = problems({"backend": {"host": bad}})
+        msg = harness.problems_of({"backend": {"host": bad}})
         assert f"klutch-central:backend.host = '{bad}': must be a fully qualified DNS name you control" in msg
 
 
 def test_host_needs_acme_email():
-    msg = problems({"exposure": {"acmeEmail": None}})
+    msg = harness.problems_of({"exposure": {"acmeEmail": None}})
     assert (
         "klutch-central:backend.host = 'klutch.example.com': needs exposure.acmeEmail: "
         "the ACME account e-mail for the host's certificate"
@@ -443,7 +436,7 @@ def test_host_needs_acme_email():
 
 
 def test_bad_acme_email_and_server():
-    msg = problems({"exposure": {"acmeEmail": "ops-at-example", "acmeServer": "http://acme.example.com"}})
+    msg = harness.problems_of({"exposure": {"acmeEmail": "ops-at-example", "acmeServer": "http://acme.example.com"}})
     assert "klutch-central:exposure.acmeEmail = 'ops-at-example': must be an e-mail address" in msg
     assert (
         "exposure.acmeServer = 'http://acme.example.com': must be one of letsencrypt-staging, letsencrypt or an https"
@@ -452,12 +445,12 @@ def test_bad_acme_email_and_server():
 
 
 def test_acme_refused_cloud_hostname():
-    msg = problems({"backend": {"host": "a1b2.elb.eu-central-1.amazonaws.com"}})
+    msg = harness.problems_of({"backend": {"host": "a1b2.elb.eu-central-1.amazonaws.com"}})
     assert "public ACME CAs refuse cloud-provider hostnames" in msg
 
 
 def test_route53_needs_a_host_and_an_eks_cluster():
-    assert "backend.route53ZoneId = 'Z0123456789ABCDEFGHIJ': requires backend.host" in problems(
+    assert "backend.route53ZoneId = 'Z0123456789ABCDEFGHIJ': requires backend.host" in harness.problems_of(
         {"backend": {"host": None, "route53ZoneId": ZONE}}
     )
     existing = {
@@ -466,9 +459,9 @@ def test_route53_needs_a_host_and_an_eks_cluster():
         "kubeconfig": mock_kubeconfig("https://kubernetes.example.com:6443", "kind"),
         "backend": {"route53ZoneId": ZONE},
     }
-    msg = problems(existing, secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"))
+    msg = harness.problems_of(existing, secret_keys=(*harness.BASE_SECRET_KEYS, "kubeconfig"))
     assert "backend.route53ZoneId = 'Z0123456789ABCDEFGHIJ': applies to cluster.mode 'eks' only" in msg
-    assert "bad-zone" in problems({"backend": {"route53ZoneId": "bad-zone"}})
+    assert "bad-zone" in harness.problems_of({"backend": {"route53ZoneId": "bad-zone"}})
 
 
 def test_existing_cluster_end_to_end_creates_no_aws_resource():
@@ -486,7 +479,7 @@ def test_existing_cluster_end_to_end_creates_no_aws_resource():
 
 
 def test_all_problems_reported_together():
-    msg = problems(
+    msg = harness.problems_of(
         {
             "exposure": {"controller": "haproxy", "acmeEmail": "nope"},
             "backend": {"host": "not a host"},

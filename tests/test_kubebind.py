@@ -18,7 +18,6 @@ from klutch.central import kubebind
 from klutch.central.edge import Edge
 from klutch.central.kubebind import KubeBind, KubeBindArgs
 from klutch.central.program import edge_args
-from klutch.config.central import ConfigError
 from klutch.kube import names
 from klutch.offline import manifests
 from klutch.offline.curated import MOCK_LB_HOSTNAME, PLACEHOLDER_CA_PEM
@@ -491,14 +490,8 @@ def test_dev_stack_uses_staging_acme_and_no_protection():
     assert ev.output("exportUrl") == "https://klutch.dev.example.com/export"
 
 
-def problems(overrides, **kwargs) -> str:
-    with pytest.raises(ConfigError) as e:
-        harness.parse(overrides, **kwargs)
-    return str(e.value)
-
-
 def test_oidc_issuer_must_be_https():
-    msg = problems({"oidc": {"issuerUrl": "http://idp.example.com/realms/klutch"}})
+    msg = harness.problems_of({"oidc": {"issuerUrl": "http://idp.example.com/realms/klutch"}})
     assert (
         "klutch-central:oidc.issuerUrl = 'http://idp.example.com/realms/klutch': must be an absolute https URL" in msg
     )
@@ -508,15 +501,15 @@ def test_oidc_client_secret_required_and_secret():
     assert (
         "oidc.clientSecret = <unset>: required secret; "
         "set it with `pulumi config set --secret --path 'oidc.clientSecret'"
-        in problems({"oidc": {"clientSecret": None}})
+        in harness.problems_of({"oidc": {"clientSecret": None}})
     )
-    msg = problems({}, secret_keys=("dataServices",))  # oidc stored in plain text
+    msg = harness.problems_of({}, secret_keys=("dataServices",))  # oidc stored in plain text
     assert "oidc.clientSecret = '[not shown]': is stored in plain text" in msg
     assert harness.OIDC_SECRET not in msg
 
 
 def test_oidc_issuer_required():
-    assert "klutch-central:oidc.issuerUrl = <unset>: required" in problems({"oidc": {"issuerUrl": None}})
+    assert "klutch-central:oidc.issuerUrl = <unset>: required" in harness.problems_of({"oidc": {"issuerUrl": None}})
 
 
 def test_a_changed_secret_rolls_the_backend_pod():
