@@ -180,6 +180,20 @@ class Evaluation:
         return [m for s, m in self.logs if s == "info"]
 
 
+def _registration(request: Any, response: Any, inputs: Any, **more: Any) -> Registration:
+    """The record of a registered or read resource: what both requests say, and `more`."""
+    return Registration(
+        urn=response.urn,
+        type=request.type,
+        name=request.name,
+        raw_inputs=compat.deserialize_properties(inputs),
+        parent=request.parent,
+        provider=request.provider,
+        dependencies=list(request.dependencies),
+        **more,
+    )
+
+
 class RecordingMonitor(compat.MockMonitor):
     def __init__(self, m: compat.Mocks) -> None:
         super().__init__(m)
@@ -213,14 +227,10 @@ class RecordingMonitor(compat.MockMonitor):
             self.stack_urn = response.urn
             return response
         ct = request.customTimeouts
-        rec = Registration(
-            urn=response.urn,
-            type=request.type,
-            name=request.name,
-            raw_inputs=compat.deserialize_properties(request.object),
-            parent=request.parent,
-            provider=request.provider,
-            dependencies=list(request.dependencies),
+        rec = _registration(
+            request,
+            response,
+            request.object,
             property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
             protect=bool(request.protect),
             retain_on_delete=bool(request.retainOnDelete),
@@ -249,14 +259,10 @@ class RecordingMonitor(compat.MockMonitor):
         self._thread_loop()
         response = super().ReadResource(request)
         self.records.append(
-            Registration(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                raw_inputs=compat.deserialize_properties(request.properties),
-                parent=request.parent,
-                provider=request.provider,
-                dependencies=list(request.dependencies),
+            _registration(
+                request,
+                response,
+                request.properties,
                 custom=True,
                 id=request.id,
                 read=True,
