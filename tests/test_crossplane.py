@@ -88,6 +88,12 @@ def prod() -> Evaluation:
 
 
 # ------------------------------------------------------------------------------- structure
+def package(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Crossplane package object as the program emits it: it waits until the package is healthy."""
+    metadata = {"name": name, "annotations": WAIT}
+    return {"apiVersion": "pkg.crossplane.io/v1", "kind": kind, "metadata": metadata, "spec": spec}
+
+
 def test_one_component_with_every_kubernetes_object_as_child_on_the_cluster_provider(ev):
     component = ev.one("klutch:crossplane:Crossplane", "crossplane")
     children = layer(ev)
@@ -208,27 +214,23 @@ def test_deployment_runtime_config_is_the_manual_procedures(ev):
 
 def test_provider_installs_the_release_package_and_waits_for_healthy(ev):
     p = ev.one(PROVIDER)
-    assert p.inputs == {
-        "apiVersion": "pkg.crossplane.io/v1",
-        "kind": "Provider",
-        "metadata": {"name": "provider-anynines", "annotations": WAIT},
-        "spec": {
+    assert p.inputs == package(
+        "Provider",
+        "provider-anynines",
+        {
             "package": "public.ecr.aws/w5n9a2g2/anynines/provider-anynines:v1.2.0",
             "runtimeConfigRef": {"name": "provider-anynines"},
         },
-    }
+    )
     assert p.custom_timeouts == PACKAGE_TIMEOUTS
     assert ev.depends_on(p, ev.one(DRC))
 
 
 def test_configuration_installs_dataservices_after_the_provider(ev):
     c = ev.one(CONFIGURATION)
-    assert c.inputs == {
-        "apiVersion": "pkg.crossplane.io/v1",
-        "kind": "Configuration",
-        "metadata": {"name": "anynines-dataservices", "annotations": WAIT},
-        "spec": {"package": "public.ecr.aws/w5n9a2g2/anynines/dataservices:v1.2.0"},
-    }
+    assert c.inputs == package(
+        "Configuration", "anynines-dataservices", {"package": "public.ecr.aws/w5n9a2g2/anynines/dataservices:v1.2.0"}
+    )
     assert c.custom_timeouts == PACKAGE_TIMEOUTS
     assert ev.one(PROVIDER).urn in c.dependencies
     assert not ev.depends_on(ev.one(PROVIDER), c)
@@ -436,12 +438,7 @@ def function_release() -> catalog.KlutchRelease:
 def test_release_functions_and_service_type_are_emitted(function_release):
     ev = harness.run({"klutchRelease": function_release.name, "dataServices": harness.services("keyvalue")})
     fn = ev.one(FUNCTION)
-    assert fn.inputs == {
-        "apiVersion": "pkg.crossplane.io/v1",
-        "kind": "Function",
-        "metadata": {"name": "function-patch-and-transform", "annotations": WAIT},
-        "spec": {"package": function_release.functions[0]},
-    }
+    assert fn.inputs == package("Function", "function-patch-and-transform", {"package": function_release.functions[0]})
     assert fn.custom_timeouts == PACKAGE_TIMEOUTS
     assert ev.depends_on(fn, release(ev))
     assert fn.urn in ev.one(CONFIGURATION).dependencies
