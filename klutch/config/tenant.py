@@ -403,11 +403,12 @@ def _check_release(cfg: TenantConfig, central: Any, problems: list[Problem]) -> 
     """The tenant's kube-bind objects (group, version, konnector names) follow its klutchRelease: it must be
     the central stack's. (A central stack that does not say is not checked.)"""
     if isinstance(central, str) and central != cfg.release.name:
+        output = CentralOutputs.output_name("klutch_release")
         problems.append(
             Problem(
                 f"{NAMESPACE}:klutchRelease",
                 cfg.release.name,
-                f"differs from the klutchRelease output {central!r} of central stack '{cfg.central_stack}'; "
+                f"differs from the {output} output {central!r} of central stack '{cfg.central_stack}'; "
                 f"use the central stack's release: `pulumi config set klutchRelease {central}`",
             )
         )
