@@ -2,8 +2,8 @@
 
 The contract between the two programs, both sides: the central program builds a `CentralOutputs` and
 calls `export()`; the tenant program reads the outputs named by `TENANT_READS` through a
-StackReference (`tenant_output_names()`) and hands them to `read_for_tenant`, which gives them back by
-field name, so its configuration checks them without spelling an output name.
+StackReference (`tenant_output_names()`) and hands them to `read_for_tenant`, which gives them back as
+one `TenantReads` record, so its configuration checks them without spelling an output name.
 """
 
 from __future__ import annotations
@@ -79,17 +79,28 @@ class CentralOutputs:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(CentralOutputs)}
 
-# The outputs a tenant stack binds with (the contract between the two programs).
-TENANT_READS = (
-    "klutch_release",
-    "export_url",
-    "bind_noninteractive_url",
-    "konnector_image",
-    "binding_apis",
-    "kube_bind_crd_urls",
-    "tls_ca_pem",
-    "kubectl_bind_command",
-)
+
+@dataclass(frozen=True)
+class TenantReads:
+    """The outputs a tenant stack binds with (the contract between the two programs), as a central stack
+    reported them; None: the output is missing or empty. The tenant's configuration checks each value."""
+
+    klutch_release: Any = None
+    export_url: Any = None
+    bind_noninteractive_url: Any = None
+    konnector_image: Any = None
+    binding_apis: Any = None
+    kube_bind_crd_urls: Any = None
+    tls_ca_pem: Any = None
+    kubectl_bind_command: Any = None
+
+    def empty(self) -> bool:
+        """True when the stack reported none of them (not deployed, or not a central stack)."""
+        return all(getattr(self, f) is None for f in TENANT_READS)
+
+
+# The fields of `CentralOutputs` a tenant reads, in the order `TenantReads` lists them.
+TENANT_READS = tuple(f.name for f in dataclasses.fields(TenantReads))
 
 
 def tenant_output_names() -> tuple[str, ...]:
@@ -97,8 +108,7 @@ def tenant_output_names() -> tuple[str, ...]:
     return tuple(CentralOutputs.output_name(f) for f in TENANT_READS)
 
 
-def read_for_tenant(outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """The `TENANT_READS` outputs a central stack has (stack output name → value), by field name;
-    missing and empty outputs are left out."""
-    fields = {CentralOutputs.output_name(f): f for f in TENANT_READS}
-    return {fields[name]: value for name, value in outputs.items() if name in fields and value not in (None, "")}
+def read_for_tenant(outputs: Mapping[str, Any]) -> TenantReads:
+    """The `TENANT_READS` outputs of a central stack (stack output name → value) as one record."""
+    found = {f: outputs.get(CentralOutputs.output_name(f)) for f in TENANT_READS}
+    return TenantReads(**{f: value for f, value in found.items() if value not in (None, "")})

@@ -43,7 +43,7 @@ from klutch.config.reader import (
     secret_hint,
     show,
 )
-from klutch.outputs import CentralOutputs, read_for_tenant, tenant_output_names
+from klutch.outputs import CentralOutputs, TenantReads, read_for_tenant, tenant_output_names
 
 NAMESPACE = "klutch-tenant"
 # The other config namespaces the program reads (the Pulumi engine's and its providers').
@@ -334,31 +334,31 @@ def resolve_central(cfg: TenantConfig, outputs: Mapping[str, Any]) -> tuple[Cent
     the central stack does not export (naming the ones it does).
     """
     problems: list[Problem] = list(cfg.deferred)  # the tenant config's own problems (see load)
-    present = read_for_tenant(outputs)
-    if not present:
+    central = read_for_tenant(outputs)
+    if central.empty():
         why = (
             f"has none of the outputs a tenant binds with ({', '.join(CENTRAL_OUTPUTS)}): is the central stack "
             f"deployed (`pulumi stack output -s {cfg.central_stack}`) and the name right?"
         )
         raise ConfigError(cfg.stack, [*problems, Problem(f"{NAMESPACE}:centralStack", cfg.central_stack, why)])
-    facts = _central_facts(cfg, present, problems)
+    facts = _central_facts(cfg, central, problems)
     apis = _resolve_apis(cfg, facts.binding_apis, problems) if facts.binding_apis else ()
-    _check_release(cfg, present.get("klutch_release"), problems)
+    _check_release(cfg, central.klutch_release, problems)
     if problems:
         raise ConfigError(cfg.stack, problems)
     return facts, apis
 
 
-def _central_facts(cfg: TenantConfig, present: Mapping[str, Any], problems: list[Problem]) -> CentralFacts:
-    """The central stack's outputs (by field, see `read_for_tenant`) checked one by one; each bad one is
-    a problem of `centralStack`, and its fact empty."""
+def _central_facts(cfg: TenantConfig, central: TenantReads, problems: list[Problem]) -> CentralFacts:
+    """The central stack's outputs checked one by one; each bad one is a problem of `centralStack`, and
+    its fact empty."""
 
     def bad(field: str, why: str) -> None:
         name = CentralOutputs.output_name(field)
         problems.append(Problem(f"{NAMESPACE}:centralStack", cfg.central_stack, f"its output '{name}' {why}"))
 
     def url(field: str, why_missing: str) -> str:
-        value = present.get(field)
+        value = getattr(central, field)
         if value is None:
             bad(field, f"is missing: {why_missing}")
         elif not isinstance(value, str) or check_url(("https",))(value):
@@ -368,19 +368,19 @@ def _central_facts(cfg: TenantConfig, present: Mapping[str, Any], problems: list
         return ""
 
     export_url = url("export_url", "the backend's /export URL")
-    command = present.get("kubectl_bind_command")
+    command = central.kubectl_bind_command
     interactive = command or f"the central stack's {CentralOutputs.output_name('kubectl_bind_command')} output"
     bind_url = url(
         "bind_noninteractive_url",
         f"the central backend offers no non-interactive bind (backend.kind open-source); "
         f"bind this tenant interactively: {interactive}",
     )
-    crd_urls = _crd_urls(present.get("kube_bind_crd_urls"), bad)
-    image = cfg.konnector_image or present.get("konnector_image")
+    crd_urls = _crd_urls(central.kube_bind_crd_urls, bad)
+    image = cfg.konnector_image or central.konnector_image
     if not cfg.konnector_image and (not isinstance(image, str) or _check_image(image)):
         bad("konnector_image", f"= {show(image)} is not a container image (or set {NAMESPACE}:konnectorImage)")
         image = ""
-    ca_pem = present.get("tls_ca_pem")
+    ca_pem = central.tls_ca_pem
     if ca_pem is not None and (not isinstance(ca_pem, str) or "-----BEGIN CERTIFICATE-----" not in ca_pem):
         bad("tls_ca_pem", "is not a PEM certificate")
         ca_pem = None
@@ -392,7 +392,7 @@ def _central_facts(cfg: TenantConfig, present: Mapping[str, Any], problems: list
         export_url=export_url,
         bind_url=bind_url,
         konnector_image=image,
-        binding_apis=_binding_apis(present.get("binding_apis"), bad),
+        binding_apis=_binding_apis(central.binding_apis, bad),
         crd_urls=crd_urls,
         ca_pem=ca_pem,
         kubectl_bind_command=command,
