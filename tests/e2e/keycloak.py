@@ -30,9 +30,9 @@ from typing import Any
 
 import jwt
 
-from tests.e2e.controlplane import die_with_parent, free_port
-from tests.e2e.fake_backend import serving_certificate
-from tests.e2e.local import TOOLCHAIN
+from klutch.sandbox.controlplane import die_with_parent, free_port
+from klutch.sandbox.fake_backend import serving_certificate
+from klutch.sandbox.local import TOOLCHAIN
 
 DISTRIBUTION = TOOLCHAIN / "keycloak"
 START_TIMEOUT = 420.0  # seconds; a start on 2 busy cores has taken 70-290 s, an idle one far less

@@ -624,7 +624,7 @@ SCRIPT = """#!{python}
 import sys
 
 sys.path.insert(0, {root!r})
-from tests.e2e.standins.provider import main
+from klutch.sandbox.standins.provider import main
 
 sys.exit(main({package!r}, sys.argv[1:]))
 """

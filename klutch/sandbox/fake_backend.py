@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from klutch import catalog
-from tests.e2e.controlplane import ControlPlane, openssl
+from klutch.sandbox.controlplane import ControlPlane, openssl
 
 TOKEN_WAIT = 60.0
 PERIOD = 0.5
