@@ -50,7 +50,7 @@ class Progress:
 
     def step(self, what: str, estimate: str) -> Progress:
         self.done += 1
-        self.what, self.start = what, time.monotonic()
+        self.what, self.start, self.note = what, time.monotonic(), ""
         print(f"[{self.done}/{self.total}] {what} ({estimate}) ...", flush=True)
         return self
 
@@ -59,7 +59,8 @@ class Progress:
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         outcome = "failed" if exc_type else "done"
-        print(f"      {outcome} in {time.monotonic() - self.start:.0f}s", flush=True)
+        note = f": {self.note}" if self.note and not exc_type else ""
+        print(f"      {outcome} in {time.monotonic() - self.start:.0f}s{note}", flush=True)
 
 
 def running_service(layout: Layout) -> Service | None:
@@ -112,13 +113,24 @@ def deploy_all(layout: Layout, service: Service, progress: Progress) -> tuple[Pu
     env = deploy.environment(layout)
     with progress.step("central stack `sandbox`: pulumi up", "about 2 minutes the first time, 1 after"):
         central = deploy.central(layout, service, env)
-        central.up()
+        progress.note = changes(central.up().stdout)
         real = central.outputs()
     with progress.step("tenant stack `sandbox`: pulumi up, bound through the backend double", "about 1 minute"):
         bind = deploy.bind_stack(layout, deploy.bind_outputs(real, service), env)
         tenant = deploy.tenant(layout, service, bind, deploy.tenant_apis(real), env)
-        tenant.up()
+        progress.note = changes(tenant.up().stdout)
     return central, tenant
+
+
+def changes(output: str) -> str:
+    """The `Resources:` summary of `pulumi up`, on one line ("+ 2 created, 61 unchanged")."""
+    lines = output.split("Resources:", 1)[-1].strip().splitlines() if "Resources:" in output else []
+    taken = []
+    for line in lines:
+        if not line.strip():
+            break
+        taken.append(line.strip())
+    return ", ".join(taken)
 
 
 def health(layout: Layout, env: dict[str, str]) -> int:

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from klutch import catalog
 from klutch.sandbox import local
 from klutch.sandbox.controlplane import ControlPlane, running
 from klutch.sandbox.fake_backend import FakeBackend
@@ -25,7 +26,7 @@ from klutch.sandbox.processes import record_start_times
 from klutch.sandbox.state import Layout, Service
 
 CLIENT_ID = "sandbox-tenant"
-BROKER_CHECK_PERIOD = 10.0  # how often the double of provider-anynines' check reports the brokers reachable
+PERIOD = 3.0  # how often the service's own doubles (broker check, exports) look at the central cluster
 
 
 @contextlib.contextmanager
@@ -37,7 +38,7 @@ def planes(layout: Layout) -> Iterator[tuple[ControlPlane, ControlPlane]]:
         stages_dir=local.TOOLCHAIN / "kwok-stages",
         workdir=layout.clusters / "tenant",
     )
-    with local.central_cluster("central", layout.clusters / "central") as central, running(tenant):
+    with local.central_cluster("central", layout.clusters / "central", cert_manager=True) as central, running(tenant):
         yield central, tenant
 
 
@@ -52,6 +53,24 @@ def record(layout: Layout, central: ControlPlane, tenant: ControlPlane, repo_url
     service.save(layout.service_file)
 
 
+def export_requested(central: ControlPlane, release: str = catalog.DEFAULT_RELEASE) -> None:
+    """What the kube-bind backend does with a tenant's APIServiceExportRequest: an APIServiceExport of the
+    same name in the tenant's namespace, Ready (the double does not serve the objects themselves)."""
+    rel = catalog.RELEASES[release]
+    api = f"{rel.kube_bind_group}/{rel.kube_bind_version}"
+    requests = central.api("GET", f"/apis/{api}/apiserviceexportrequests")["items"]
+    exports = {
+        (e["metadata"]["namespace"], e["metadata"]["name"])
+        for e in central.api("GET", f"/apis/{api}/apiserviceexports")["items"]
+    }
+    for request in requests:
+        meta = request["metadata"]
+        if (meta["namespace"], meta["name"]) in exports or meta.get("deletionTimestamp"):
+            continue
+        export = {"metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "spec": request.get("spec", {})}
+        central.apply({"apiVersion": api, "kind": "APIServiceExport", **export})
+
+
 def serve(layout: Layout, stop: threading.Event) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     with local.chart_repository(layout.root / "charts") as repo, planes(layout) as (central, tenant):
@@ -59,9 +78,10 @@ def serve(layout: Layout, stop: threading.Event) -> None:
         with backend:
             record(layout, central, tenant, repo.url, backend)
             print(f"ready: central {central.server}, tenant {tenant.server}, backend {backend.url}", flush=True)
-            while not stop.wait(BROKER_CHECK_PERIOD):
+            while not stop.wait(PERIOD):
                 with contextlib.suppress(OSError, AssertionError, ValueError):
-                    central.doubles.check_provider_configs(True)
+                    central.doubles.check_provider_configs(True)  # provider-anynines: the brokers answer
+                    export_requested(central)
     print("stopped", flush=True)
 
 

@@ -87,6 +87,7 @@ class Service:
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
+        tmp.touch(mode=0o600)  # it holds the backend double's client secret
         tmp.write_text(json.dumps(asdict(self), indent=2))
         tmp.replace(path)
 
