@@ -27,6 +27,14 @@ pytestmark = pytest.mark.e2e
 COMMAND = ["bash", str(ROOT / "klutch-sandbox")]
 
 
+def readme_command() -> str:
+    """The first command of the README's "Two commands": the sandbox's `up`."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"## Two commands\n.*?```bash\n(.*?)```", readme, re.S)
+    assert match, "README.md has no bash block under ## Two commands"
+    return match.group(1).strip()
+
+
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[Layout]:
     layout = Layout(tmp_path_factory.mktemp("sandbox") / "state")
@@ -34,11 +42,12 @@ def layout(tmp_path_factory: pytest.TempPathFactory, bin_dir: Path) -> Iterator[
     sandbox(layout, "down")  # whatever a failed step left
 
 
-def sandbox(layout: Layout, *args: str) -> subprocess.CompletedProcess:
+def sandbox(layout: Layout, *args: str, shell: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "KLUTCH_SANDBOX_DIR": str(layout.root)}
+    command = ["bash", "-c", shell] if shell else [*COMMAND, *args]
     started = time.monotonic()
-    done = subprocess.run([*COMMAND, *args], env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
-    print(f"\nklutch-sandbox {' '.join(args)}: exit {done.returncode} in {time.monotonic() - started:.0f}s")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=ROOT)
+    print(f"\n{command[-1] if shell else ' '.join(args)}: exit {done.returncode} in {time.monotonic() - started:.0f}s")
     return done
 
 
@@ -58,7 +67,8 @@ def names(layout: Layout, cluster: str, resource: str) -> set[str]:
 
 
 def test_up_from_nothing_deploys_and_binds(layout: Layout):
-    done = sandbox(layout, "up")
+    assert readme_command() == "./klutch-sandbox up"
+    done = sandbox(layout, shell=readme_command())
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-3000:]
     out = done.stdout
     assert f"export KUBECONFIG={layout.kubeconfig('central')}" in out
