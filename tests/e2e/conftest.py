@@ -15,10 +15,10 @@ import pytest
 from klutch.sandbox import local
 from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
 from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.keycloak import Keycloak
 from klutch.sandbox.local import TOOLCHAIN, chart_repository, missing_binaries
 from klutch.sandbox.servers import ChartRepository
 from klutch.sandbox.standins.provider import write_plugins
-from tests.e2e.keycloak import Keycloak
 
 
 @pytest.fixture(scope="session")
