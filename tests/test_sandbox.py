@@ -135,10 +135,11 @@ def test_missing_passwords_are_the_brokers_without_one():
     assert deploy.missing_passwords({}) == []
 
 
-def test_the_first_stack_file_turns_the_issuer_check_off_and_mirrors_locally():
-    service = Service(pid=1, servers={"charts": "http://127.0.0.1:5", "backend": "https://127.0.0.1:6"})
+def test_the_first_stack_file_names_the_sandbox_idp_and_mirrors_locally():
+    issuer = "https://127.0.0.1:7/realms/klutch"
+    service = Service(pid=1, servers={"charts": "http://127.0.0.1:5", "issuer": issuer})
     config = deploy.central_config(service)
-    assert config["oidc"]["checkIssuer"] is False
+    assert config["oidc"] == {"issuerUrl": issuer, "clientId": "kube-bind"}  # the issuer check stays on
     assert config["cluster"] == {"mode": "existing"}
     assert set(config["mirrors"]["charts"].values()) == {"http://127.0.0.1:5"}
     assert config["mirrors"]["kubeBindCrds"][0].startswith("http://127.0.0.1:5/kube-bind-")

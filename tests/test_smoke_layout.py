@@ -22,7 +22,7 @@ ALLOWED = {
     "ops": {"catalog", "config", "central", "outputs"},  # operator tools that read a live cluster
     "offline": {"catalog", "config", "central", "tenant", "policy", "outputs"},
     "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
-    "sandbox": {"catalog", "central"},  # local control planes with doubles, the real CLI against them
+    "sandbox": {"catalog", "central", "idp"},  # local control planes with doubles, the real CLI against them
 }
 
 

@@ -110,7 +110,7 @@ def ensure_service(layout: Layout, progress: Progress) -> Service:
 
 
 def deploy_all(layout: Layout, service: Service, progress: Progress) -> tuple[Pulumi, Pulumi]:
-    env = deploy.environment(layout)
+    env = deploy.environment(layout, service)
     with progress.step("central stack `sandbox`: pulumi up", "about 2 minutes the first time, 1 after"):
         central = deploy.central(layout, service, env)
         progress.note = changes(central.up().stdout)
@@ -147,10 +147,11 @@ def shown(path: Path) -> str:
 
 SIMULATED = """\
 Real: the Pulumi CLI and engine, the Kubernetes provider with its Helm, both programs, etcd,
-  kube-apiserver, kube-controller-manager, kube-scheduler (on 127.0.0.1), the tenant's bind client.
+  kube-apiserver, kube-controller-manager, kube-scheduler (on 127.0.0.1), Keycloak (the issuer
+  check, the tenant's client-credentials token), the tenant's bind client.
 Simulated: pods (kwok marks them Ready; no image runs), Crossplane's package manager, the load
   balancer, Envoy Gateway's addresses, provider-anynines' broker check (reported reachable), the
-  kube-bind backend and its token endpoint (a double on 127.0.0.1), the random and tls providers."""
+  kube-bind backend (a double on 127.0.0.1 that verifies Keycloak's tokens), the random and tls providers."""
 
 
 def summary(layout: Layout, central: Pulumi, tenant: Pulumi) -> int:
@@ -197,7 +198,7 @@ def status(layout: Layout) -> int:
         print(f"the sandbox is not running: stopped {', '.join(stopped)} (logs in {shown(layout.logs)})")
         return NOT_RUNNING
     print(f"the sandbox runs (service pid {service.pid}); health of the central stack:")
-    return UNHEALTHY if health(layout, deploy.environment(layout)) else 0
+    return UNHEALTHY if health(layout, deploy.environment(layout, service)) else 0
 
 
 def down(layout: Layout) -> int:

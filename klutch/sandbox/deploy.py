@@ -23,13 +23,13 @@ import yaml
 from klutch import catalog
 from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
 from klutch.sandbox.local import TOOLCHAIN
+from klutch.sandbox.service import BACKEND_CLIENT, BACKEND_HOST
 from klutch.sandbox.standins.provider import write_plugins
 from klutch.sandbox.state import Layout, Service
 
 STACK = "sandbox"
 BIND_STACK = "sandbox-bind"
 CLUSTER_ID = "sandbox"
-HOST = "klutch.sandbox.test"
 BROKER = "http://127.0.0.1:9"  # no a9s broker runs here; provider-anynines' check is a double
 SERVICE_KINDS = ("serviceBroker", "backupManager")
 # The dynamic-provider plugin of the tenant's Binding: the toolchain has no `pulumi-resource-pulumi-python`.
@@ -45,8 +45,8 @@ for name, value in json.loads(pathlib.Path("outputs.json").read_text()).items():
 """
 
 
-def environment(layout: Layout) -> dict[str, str]:
-    """The CLI's environment: offline, the sandbox's file backend, home and passphrase."""
+def environment(layout: Layout, service: Service) -> dict[str, str]:
+    """The CLI's environment: offline, the sandbox's file backend, home and passphrase, trusting the IdP's CA."""
     layout.pulumi_home.mkdir(parents=True, exist_ok=True)
     layout.pulumi_state.mkdir(parents=True, exist_ok=True)
     if not (layout.plugins / "pulumi-resource-pulumi-python").exists():
@@ -56,6 +56,7 @@ def environment(layout: Layout) -> dict[str, str]:
         shim.chmod(0o755)
     env = offline_env([layout.plugins, TOOLCHAIN / "bin"], layout.pulumi_home, layout.pulumi_state)
     env["PULUMI_CONFIG_PASSPHRASE"] = layout.passphrase()
+    env["SSL_CERT_FILE"] = service.servers["ca-bundle"]  # the system's CAs and Keycloak's
     return env
 
 
@@ -71,8 +72,8 @@ def central_config(service: Service, services: tuple[str, ...] = ("postgresql",)
             for svc in services
         },
         "exposure": {"controller": "envoy-gateway", "acmeEmail": "platform-team@sandbox.test"},
-        "backend": {"host": HOST},
-        "oidc": {"issuerUrl": "https://idp.sandbox.test/realms/klutch", "clientId": "kube-bind", "checkIssuer": False},
+        "backend": {"host": BACKEND_HOST},
+        "oidc": {"issuerUrl": service.servers["issuer"], "clientId": BACKEND_CLIENT},
         "mirrors": {
             "charts": dict.fromkeys(("crossplane", "cert-manager", "envoy-gateway"), charts),
             "kubeBindCrds": [f"{charts}/kube-bind-{release}.yaml"],
@@ -113,7 +114,7 @@ def central(layout: Layout, service: Service, env: dict[str, str]) -> Pulumi:
     if new:
         write_config(pulumi, "klutch-central", central_config(service))
         set_kubeconfig(pulumi, "klutch-central", layout.kubeconfig("central"))
-        pulumi.config("klutch-central:oidc.clientSecret", secrets.token_urlsafe(18), secret=True, path=True)
+        pulumi.config("klutch-central:oidc.clientSecret", service.client["oidc-secret"], secret=True, path=True)
     for key in missing_passwords(yaml.safe_load(stack_file(pulumi).read_text()) or {}):
         pulumi.config(f"klutch-central:{key}", secrets.token_urlsafe(12), secret=True, path=True)
     return pulumi

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -19,13 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from klutch import catalog
+from klutch.idp.keycloak import Wanted, apply, connect
 from klutch.sandbox import local
 from klutch.sandbox.controlplane import ControlPlane, running
 from klutch.sandbox.fake_backend import FakeBackend
+from klutch.sandbox.keycloak import Keycloak, TokenCheck
 from klutch.sandbox.processes import record_start_times
 from klutch.sandbox.state import Layout, Service
 
 CLIENT_ID = "sandbox-tenant"
+REALM, BACKEND_CLIENT = "klutch", "kube-bind"
+BACKEND_HOST = "klutch.sandbox.test"  # the central stack's backend.host: the backend client's redirect URI
 PERIOD = 3.0  # how often the service's own doubles (broker check, exports) look at the central cluster
 
 
@@ -42,15 +45,27 @@ def planes(layout: Layout) -> Iterator[tuple[ControlPlane, ControlPlane]]:
         yield central, tenant
 
 
-def record(layout: Layout, central: ControlPlane, tenant: ControlPlane, repo_url: str, backend: FakeBackend) -> None:
+def realm(keycloak: Keycloak) -> dict[str, str]:
+    """What `klutch-keycloak-setup` makes: the realm, the backend's client and the tenant's client with the
+    audience mapper; their secrets by client id."""
+    admin = connect(keycloak.url, "admin", keycloak.admin_password, str(keycloak.ca_bundle))
+    wanted = Wanted(
+        REALM, create_realm=True, backend_client=BACKEND_CLIENT, backend_host=BACKEND_HOST, tenants=(CLIENT_ID,)
+    )
+    return apply(admin, wanted).secrets
+
+
+def record(layout: Layout, central: ControlPlane, tenant: ControlPlane, keycloak: Keycloak, **servers: str) -> Service:
     service = Service(pid=os.getpid())
     for plane in (central, tenant):
         service.pids.update({f"{plane.name}/{n}": p.pid for n, p in plane.processes.items()})
         service.servers[f"{plane.name}-apiserver"] = plane.server
-    service.servers.update({"charts": repo_url, "backend": backend.url, "token": backend.token_url})
-    service.client = {"id": backend.client_id, "secret": backend.client_secret, "ca": backend.ca_pem}
-    record_start_times(service)
-    service.save(layout.service_file)
+    service.pids["keycloak"] = keycloak.pid or 0
+    service.servers.update(servers)
+    service.servers.update(
+        {"issuer": keycloak.issuer(REALM), "token": keycloak.token_url(REALM), "ca-bundle": str(keycloak.ca_bundle)}
+    )
+    return service
 
 
 def export_requested(central: ControlPlane, release: str = catalog.DEFAULT_RELEASE) -> None:
@@ -73,15 +88,27 @@ def export_requested(central: ControlPlane, release: str = catalog.DEFAULT_RELEA
 
 def serve(layout: Layout, stop: threading.Event) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
-    with local.chart_repository(layout.root / "charts") as repo, planes(layout) as (central, tenant):
-        backend = FakeBackend(central, layout.root / "backend", CLIENT_ID, secrets.token_urlsafe(18))
-        with backend:
-            record(layout, central, tenant, repo.url, backend)
-            print(f"ready: central {central.server}, tenant {tenant.server}, backend {backend.url}", flush=True)
-            while not stop.wait(PERIOD):
-                with contextlib.suppress(OSError, AssertionError, ValueError):
-                    central.doubles.check_provider_configs(True)  # provider-anynines: the brokers answer
-                    export_requested(central)
+    keycloak = Keycloak(layout.root / "keycloak").start()  # it starts while the control planes do
+    try:
+        with local.chart_repository(layout.root / "charts") as repo, planes(layout) as (central, tenant):
+            client_secrets = realm(keycloak.wait())
+            check = TokenCheck(keycloak, REALM, BACKEND_CLIENT)
+            backend = FakeBackend(
+                central, layout.root / "backend", CLIENT_ID, client_secrets[CLIENT_ID], token_check=check
+            )
+            with backend:
+                service = record(layout, central, tenant, keycloak, charts=repo.url, backend=backend.url)
+                service.client = {"id": CLIENT_ID, "secret": client_secrets[CLIENT_ID], "ca": backend.ca_pem}
+                service.client["oidc-secret"] = client_secrets[BACKEND_CLIENT]
+                record_start_times(service)
+                service.save(layout.service_file)
+                print(f"ready: central {central.server}, tenant {tenant.server}, IdP {keycloak.url}", flush=True)
+                while not stop.wait(PERIOD):
+                    with contextlib.suppress(OSError, AssertionError, ValueError):
+                        central.doubles.check_provider_configs(True)  # provider-anynines: the brokers answer
+                        export_requested(central)
+    finally:
+        keycloak.stop()
     print("stopped", flush=True)
 
 
