@@ -1,10 +1,10 @@
-"""The sandbox's background service: two control planes (central and tenant) and the doubles of what a
-real cluster and its surroundings run, until SIGTERM.
+"""The sandbox's background service: two control planes (central and tenant), a Keycloak with the realm
+and clients the programs use, and the doubles of what a real cluster and its surroundings run, until SIGTERM.
 
 Started detached by `klutch-sandbox up` (`python -m klutch.sandbox.service <state dir>`), its output in
 `<state>/logs/service.log`. Once everything answers it writes `<state>/service.json`: its own pid, the
 pid of every process it started, the servers' addresses and the backend double's client. The control
-planes' processes die with it (PR_SET_PDEATHSIG), and SIGTERM stops everything in order.
+planes' and Keycloak's processes die with it (PR_SET_PDEATHSIG), and SIGTERM stops everything in order.
 """
 
 from __future__ import annotations

@@ -66,6 +66,19 @@ def names(layout: Layout, cluster: str, resource: str) -> set[str]:
     return {item["metadata"]["name"] for item in kubectl(layout, cluster, "get", resource, "-A")["items"]}
 
 
+def commands_naming(root: Path) -> list[str]:
+    """The command lines of the running processes that name the sandbox's state directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and str(root) in cmdline and "pytest" not in cmdline:
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
 def test_up_from_nothing_deploys_and_binds(layout: Layout):
     assert readme_command() == "./klutch-sandbox up"
     done = sandbox(layout, shell=readme_command())
@@ -114,13 +127,17 @@ def test_an_edited_stack_file_is_applied(layout: Layout):
 
 def test_down_stops_every_process_and_twice_is_fine(layout: Layout):
     service = Service.load(layout.service_file)
-    assert service is not None and len(service.all_pids()) == 11
+    assert service is not None
+    planes = {f"{c}/{p}" for c in ("central", "tenant") for p in ("etcd", "kube-apiserver", "kwok")}
+    assert planes | {"keycloak"} <= set(service.pids)
     assert processes.running(service) == service.all_pids()
+    assert len(commands_naming(layout.root)) >= len(service.all_pids())
     done = sandbox(layout, "down")
     assert done.returncode == 0, done.stdout + done.stderr
     assert processes.running(service) == []
     assert not any(processes.alive(pid) for pid in service.all_pids())
     assert not layout.root.exists()
+    assert commands_naming(layout.root) == []  # nor any process of theirs that was not recorded
     again = sandbox(layout, "down")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "no sandbox" in again.stdout
