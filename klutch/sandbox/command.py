@@ -103,9 +103,9 @@ def ensure_service(layout: Layout, progress: Progress) -> Service:
                 f"the sandbox in {layout.root} is not running any more (see {layout.logs / 'service.log'}): "
                 "run `klutch-sandbox down`, then `up`"
             )
-        with progress.step("control planes and doubles: running", "reused"):
+        with progress.step("control planes, Keycloak and doubles: running", "reused"):
             return service
-    with progress.step("control planes (central, tenant) and doubles: starting", "about 1 minute"):
+    with progress.step("control planes (central, tenant), Keycloak and doubles: starting", "about 1 minute"):
         return start_service(layout)
 
 
