@@ -30,11 +30,11 @@ if str(ROOT) not in sys.path:
 import yaml  # noqa: E402
 
 from klutch import catalog  # noqa: E402
-from tests.e2e.cli import Pulumi, offline_env, project_copy  # noqa: E402
-from tests.e2e.controlplane import ControlPlane  # noqa: E402
-from tests.e2e.local import TOOLCHAIN, central_cluster, chart_repository, missing_binaries  # noqa: E402
+from klutch.sandbox.cli import Pulumi, offline_env, project_copy  # noqa: E402
+from klutch.sandbox.controlplane import ControlPlane  # noqa: E402
+from klutch.sandbox.local import TOOLCHAIN, central_cluster, chart_repository, missing_binaries  # noqa: E402
+from klutch.sandbox.standins.provider import write_plugins  # noqa: E402
 from tests.e2e.stacks import configure, existing_cluster_config  # noqa: E402
-from tests.e2e.standins.provider import write_plugins  # noqa: E402
 
 CONTROLLER = "envoy-gateway"
 OPERATIONS = ("preview", "up (from empty)", "up (no change)")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import local
-from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.keycloak import Keycloak
-from tests.e2e.local import TOOLCHAIN, chart_repository, missing_binaries
-from tests.e2e.servers import ChartRepository
-from tests.e2e.standins.provider import write_plugins
+from klutch.sandbox import local
+from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
+from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.keycloak import Keycloak
+from klutch.sandbox.local import TOOLCHAIN, chart_repository, missing_binaries
+from klutch.sandbox.servers import ChartRepository
+from klutch.sandbox.standins.provider import write_plugins
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from typing import Any
 import yaml
 
 from klutch.offline import render
-from tests.e2e.cli import ROOT, Pulumi
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.servers import ChartRepository
+from klutch.sandbox.cli import ROOT, Pulumi
+from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.servers import ChartRepository
 
 SERVICES = ("postgresql", "mongodb")
 HOST = "klutch.e2e.test"

@@ -19,10 +19,10 @@ import pytest
 
 from klutch import catalog
 from klutch.offline import stackfile
-from tests.e2e.cli import ROOT, Pulumi
+from klutch.sandbox.cli import ROOT, Pulumi
+from klutch.sandbox.controlplane import ControlPlane, free_port
+from klutch.sandbox.servers import ChartRepository
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane, free_port
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import SERVICES, configure, existing_cluster_config, rendered_objects
 
 pytestmark = pytest.mark.e2e

@@ -32,10 +32,10 @@ import pytest
 import yaml
 
 from klutch import catalog
-from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
-from tests.e2e.controlplane import ControlPlane, running
-from tests.e2e.doubles import kube_bind_crds
-from tests.e2e.fake_backend import FakeBackend
+from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
+from klutch.sandbox.controlplane import ControlPlane, running
+from klutch.sandbox.doubles import kube_bind_crds
+from klutch.sandbox.fake_backend import FakeBackend
 from tests.e2e.stacks import SERVICES
 from tests.e2e.test_tenant import central_double, dynamic_plugin_dir, plane
 

@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from klutch import catalog
-from tests.e2e.cli import ROOT, Pulumi, project_copy
+from klutch.sandbox.cli import ROOT, Pulumi, project_copy
+from klutch.sandbox.controlplane import ControlPlane, running
+from klutch.sandbox.doubles import kube_bind_crds
+from klutch.sandbox.fake_backend import FakeBackend
+from klutch.sandbox.keycloak import Keycloak, TokenCheck
+from klutch.sandbox.servers import ChartRepository
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane, running
-from tests.e2e.doubles import kube_bind_crds
-from tests.e2e.fake_backend import FakeBackend
-from tests.e2e.keycloak import Keycloak, TokenCheck
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
 from tests.e2e.test_tenant import central_double, dynamic_plugin_dir, plane, set_kubeconfig
 

@@ -19,11 +19,11 @@ import yaml
 from klutch import catalog
 from klutch.central import observability, signals
 from klutch.offline import render
-from tests.e2e.cli import ROOT, Pulumi
+from klutch.sandbox.cli import ROOT, Pulumi
+from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.local import TOOLCHAIN
+from klutch.sandbox.servers import ChartRepository
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.local import TOOLCHAIN
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import configure, existing_cluster_config, rendered_objects
 from tests.e2e.test_central import live
 from tests.e2e.test_upgrade import operations

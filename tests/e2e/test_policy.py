@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from klutch import catalog
-from tests.e2e.cli import ROOT, Pulumi
+from klutch.sandbox.cli import ROOT, Pulumi
+from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.servers import ChartRepository
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import configure, existing_cluster_config, transformed_program
 
 pytestmark = pytest.mark.e2e

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.cli import ROOT, offline_env
+from klutch.sandbox.cli import ROOT, offline_env
+from klutch.sandbox.controlplane import ControlPlane, self_signed
+from klutch.sandbox.servers import ChartRepository
 from tests.e2e.conftest import central_cluster
-from tests.e2e.controlplane import ControlPlane, self_signed
-from tests.e2e.servers import ChartRepository
 
 pytestmark = pytest.mark.e2e
 STACK = "my-kind"

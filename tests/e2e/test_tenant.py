@@ -44,13 +44,13 @@ import yaml
 
 from klutch import catalog
 from klutch.outputs import tenant_output_names
+from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
+from klutch.sandbox.controlplane import ControlPlane, running
+from klutch.sandbox.fake_backend import FakeBackend
+from klutch.sandbox.local import TOOLCHAIN
+from klutch.sandbox.servers import ChartRepository
 from klutch.tenant.binding import TYPE as BINDING_TYPE
-from tests.e2e.cli import ROOT, Pulumi, offline_env, project_copy
 from tests.e2e.conftest import central_cluster, central_project
-from tests.e2e.controlplane import ControlPlane, running
-from tests.e2e.fake_backend import FakeBackend
-from tests.e2e.local import TOOLCHAIN
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cli import ROOT
+from klutch.sandbox.cli import ROOT
 
 pytestmark = pytest.mark.e2e
 

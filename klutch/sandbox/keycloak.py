@@ -30,9 +30,9 @@ from typing import Any
 
 import jwt
 
-from tests.e2e.controlplane import die_with_parent, free_port
-from tests.e2e.fake_backend import serving_certificate
-from tests.e2e.local import TOOLCHAIN
+from klutch.sandbox.controlplane import die_with_parent, free_port
+from klutch.sandbox.fake_backend import serving_certificate
+from klutch.sandbox.local import TOOLCHAIN
 
 DISTRIBUTION = TOOLCHAIN / "keycloak"
 START_TIMEOUT = 420.0  # seconds; a start on 2 busy cores has taken 70-290 s, an idle one far less
@@ -50,6 +50,7 @@ class Keycloak:
         self.port = free_port()
         self.admin_password = secrets.token_urlsafe(16)
         self.start_seconds = 0.0
+        self._started = 0.0
         self._process: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ addresses
@@ -76,7 +77,16 @@ class Keycloak:
         return self.workdir / "keycloak.log"
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
     def __enter__(self) -> Keycloak:
+        self.start()
+        return self.wait()
+
+    def start(self) -> Keycloak:
+        """Start Keycloak and return at once (`wait` blocks until it answers)."""
         if not (DISTRIBUTION / ".built").exists():
             raise KeycloakError(f"no Keycloak in {DISTRIBUTION}: run e2e/toolchain/build keycloak")
         home = self._home()
@@ -100,7 +110,7 @@ class Keycloak:
             "--hostname-strict=false",
             "--cache=local",
         ]
-        started = time.monotonic()
+        self._started = time.monotonic()
         with self.log.open("wb") as log:
             self._process = subprocess.Popen(
                 [str(home / "bin" / "kc.sh"), "start", "--optimized", *args],
@@ -111,12 +121,15 @@ class Keycloak:
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
+        return self
+
+    def wait(self) -> Keycloak:
         try:
-            self._await_ready(started)
+            self._await_ready(self._started)
         except BaseException:
             self.stop()
             raise
-        self.start_seconds = time.monotonic() - started
+        self.start_seconds = time.monotonic() - self._started
         return self
 
     def __exit__(self, *exc: object) -> None:

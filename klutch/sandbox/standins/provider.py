@@ -57,7 +57,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository root: `tests.e2e.standins` is importable from it
+ROOT = Path(__file__).resolve().parents[3]  # the repository root: `klutch.sandbox.standins` is importable from it
 VERSIONS = {"random": "4.21.4", "tls": "5.6.2"}
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value not known yet
 SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -620,11 +620,11 @@ def main(package: str, argv: list[str]) -> int:
 
 
 SCRIPT = """#!{python}
-# Test double written by tests/e2e/standins/provider.py (write_plugins): the stand-in {package} provider.
+# Test double written by klutch/sandbox/standins/provider.py (write_plugins): the stand-in {package} provider.
 import sys
 
 sys.path.insert(0, {root!r})
-from tests.e2e.standins.provider import main
+from klutch.sandbox.standins.provider import main
 
 sys.exit(main({package!r}, sys.argv[1:]))
 """

@@ -18,7 +18,7 @@ HTTPS on 127.0.0.1 (a random port) with its own self-signed certificate (which t
 Failure modes: `fail_times_with(503, n)` answers the next n bind requests with 503; `always(401)`
 answers every bind request with 401. `bind_requests` records each bind request's JSON body.
 
-With `token_check` (a real IdP's tokens, e.g. `tests.e2e.keycloak.TokenCheck`), a bearer token is
+With `token_check` (a real IdP's tokens, e.g. `klutch.sandbox.keycloak.TokenCheck`), a bearer token is
 accepted when the check returns its claims (recorded in `verified`) and refused with 401 naming why
 when it raises ValueError (recorded in `refused`); the double's own `/token` then plays no part.
 """
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from klutch import catalog
-from tests.e2e.controlplane import ControlPlane, openssl
+from klutch.sandbox.controlplane import ControlPlane, openssl
 
 TOKEN_WAIT = 60.0
 PERIOD = 0.5

@@ -12,9 +12,9 @@ import yaml
 
 from klutch import catalog
 from klutch.central import edge
-from tests.e2e.controlplane import ControlPlane, running
-from tests.e2e.doubles import Doubles, kube_bind_crds
-from tests.e2e.servers import ChartRepository
+from klutch.sandbox.controlplane import ControlPlane, running
+from klutch.sandbox.doubles import Doubles, kube_bind_crds
+from klutch.sandbox.servers import ChartRepository
 
 TOOLCHAIN = Path(os.environ.get("KLUTCH_TOOLCHAIN_DIR", Path.home() / ".cache/klutch-central/toolchain"))
 NEEDED = (

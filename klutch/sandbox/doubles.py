@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID
 from klutch import catalog
 from klutch.central import edge
 from klutch.kube.names import api_group
-from tests.e2e.controlplane import ControlPlane
+from klutch.sandbox.controlplane import ControlPlane
 
 PERIOD = 0.5
 HEALTHY_AFTER = 3.0
