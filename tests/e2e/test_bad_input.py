@@ -11,8 +11,8 @@ import yaml
 
 from klutch import catalog
 from tests.e2e.cli import Pulumi
-from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import configure, existing_cluster_config
 

@@ -22,8 +22,8 @@ import pytest
 from klutch import catalog
 from klutch.central import edge, kubebind
 from tests.e2e.cli import Pulumi
-from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.stacks import assert_rendered_objects_exist, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e

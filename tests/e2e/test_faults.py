@@ -8,7 +8,7 @@ import time
 import pytest
 
 from klutch import catalog
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.stacks import assert_rendered_objects_exist, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e

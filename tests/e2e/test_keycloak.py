@@ -26,10 +26,10 @@ import yaml
 
 from klutch import catalog
 from tests.e2e.cli import ROOT, Pulumi, project_copy
-from tests.e2e.conftest import central_cluster, central_project
 from tests.e2e.controlplane import ControlPlane, running
 from tests.e2e.doubles import kube_bind_crds
 from tests.e2e.fake_backend import FakeBackend
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.keycloak import Keycloak, TokenCheck
 from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config

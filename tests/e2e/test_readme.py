@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from tests.e2e.cli import ROOT, offline_env
-from tests.e2e.conftest import central_cluster
 from tests.e2e.controlplane import ControlPlane, self_signed
+from tests.e2e.helpers import central_cluster
 from tests.e2e.servers import ChartRepository
 
 pytestmark = pytest.mark.e2e

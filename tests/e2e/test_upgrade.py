@@ -9,7 +9,7 @@ import re
 import pytest
 
 from klutch import catalog
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.stacks import configure, existing_cluster_config, transformed_program
 
 pytestmark = pytest.mark.e2e
