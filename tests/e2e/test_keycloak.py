@@ -29,9 +29,8 @@ from tests.e2e.cli import ROOT, Pulumi, project_copy
 from tests.e2e.controlplane import ControlPlane, running
 from tests.e2e.doubles import kube_bind_crds
 from tests.e2e.fake_backend import FakeBackend
-from tests.e2e.helpers import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.keycloak import Keycloak, TokenCheck
-from tests.e2e.servers import ChartRepository
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
 from tests.e2e.test_tenant import central_double, dynamic_plugin_dir, plane, set_kubeconfig
 
@@ -79,26 +78,20 @@ def install_kube_bind_crds(central: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    keycloak: Keycloak,
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    plugin_dirs: list[Path],
-    bin_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Setup]:
-    tenant = plane("kc-tenant", tmp_path_factory)
-    plugin_dirs = [dynamic_plugin_dir(tmp_path_factory.mktemp("kc-dynamic")), *plugin_dirs]
-    with central_cluster("kc-central", tmp_path_factory, bin_dir) as central, running(tenant):
+def setup(keycloak: Keycloak, lab: Lab) -> Iterator[Setup]:
+    chart_repo, workspace = lab.chart_repo, lab.workspace
+    tenant = plane("kc-tenant", lab.tmp)
+    plugin_dirs = [dynamic_plugin_dir(lab.tmp.mktemp("kc-dynamic")), *lab.plugin_dirs]
+    with lab.cluster("kc-central") as central, running(tenant):
         install_kube_bind_crds(central)
-        stack = central_project(workspace, plugin_dirs, "kc")
+        stack = lab.central_project("kc", plugin_dirs)
         stack.env["SSL_CERT_FILE"] = str(keycloak.ca_bundle)
         config = existing_cluster_config(central, chart_repo, RELEASE, "envoy-gateway")
         del config["oidc"]
         configure(stack, central, config)
         stack.run("config", "rm", "klutch-central:oidc")  # the documented block sets it, as an operator does
         check = TokenCheck(keycloak, REALM, BACKEND_CLIENT)
-        backend = FakeBackend(central, tmp_path_factory.mktemp("kc-backend"), "", "", token_check=check)
+        backend = FakeBackend(central, lab.tmp.mktemp("kc-backend"), "", "", token_check=check)
         with backend:
             outputs = {
                 "exportUrl": f"{backend.url}/export",
@@ -123,7 +116,7 @@ def run_documented_block(setup: Setup) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    succeeded(done)
     assert setup.keycloak.admin_password not in done.stdout + done.stderr
     return done
 
@@ -186,9 +179,8 @@ def test_the_setup_script_names_a_wrong_password_and_a_conflicting_client(setup:
 
 
 def test_the_central_preflight_passes_for_the_realm(setup: Setup):
-    done = setup.central_stack.preview(check=False)
+    done = succeeded(setup.central_stack.preview(check=False))
     out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
     assert "klutch-central:oidc.issuerUrl" not in out  # no warning, no problem: the issuer answered as configured
 
 
@@ -277,9 +269,8 @@ def test_a_wrong_client_secret_is_refused_by_keycloak_naming_the_client_and_the_
 
 def test_the_tenant_binds_with_a_real_keycloak_token(setup: Setup):
     pulumi = tenant_stack(setup, "kc-acme", TENANT_CLIENT, setup.secret(TENANT_CLIENT))
-    done = pulumi.up(check=False)
+    done = succeeded(pulumi.up(check=False), f"backend: {setup.backend.errors[-5:]} {setup.backend.refused}")
     out = done.stdout + done.stderr
-    assert done.returncode == 0, f"{out[-5000:]}\nbackend: {setup.backend.errors[-5:]} {setup.backend.refused}"
     assert "klutch-tenant:oidc.issuerUrl" not in out  # the tenant's preflight passed silently
     [claims] = setup.backend.verified
     assert claims["iss"] == setup.keycloak.issuer(REALM)
