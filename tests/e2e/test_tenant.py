@@ -178,8 +178,17 @@ def setup(lab: Lab) -> Iterator[Setup]:
                 "kubectlBindCommand": f"kubectl bind {backend.url}/export --konnector-image={REL.konnector_image}",
             }
             central_stack = central_double(lab.workspace, plugin_dirs, outputs)
-            acme = None  # created below, from the setup
-            s = Setup(central, tenant, backend, lab.workspace, plugin_dirs, central_stack, acme, real_outputs, outputs)  # type: ignore[arg-type]
+            s = Setup(
+                central,
+                tenant,
+                backend,
+                lab.workspace,
+                plugin_dirs,
+                central_stack,
+                pulumi=None,  # type: ignore[arg-type]  # the acme stack, created from the setup below
+                real_outputs=real_outputs,
+                double_outputs=outputs,
+            )
             s.pulumi = tenant_stack(s, "acme", CLUSTER_ID, APIS, kubeconfig=False)
             yield s
 
