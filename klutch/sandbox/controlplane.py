@@ -135,8 +135,44 @@ def kubeconfig(server: str, pki: Path, context: str, namespace: str | None = Non
     )
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group of `proc` (started with its own session), if it still runs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
+def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait for `proc`; past `timeout` seconds, SIGKILL its process group and wait again."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
+
+
+class LocalTls:
+    """A server of the tests on https://127.0.0.1:`port`, with its certificates in `workdir`/pki."""
+
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def ca_pem(self) -> str:
+        return (self.pki / "ca.crt").read_text()
+
+
 @dataclass
-class ControlPlane:
+class ControlPlane(LocalTls):
     """One local cluster. `name` labels its logs and kubeconfig context."""
 
     name: str
@@ -149,19 +185,11 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def pki(self) -> Path:
-        return self.workdir / "pki"
+        return self.url
 
     @property
     def kubeconfig_path(self) -> Path:
         return self.workdir / "kubeconfig"
-
-    @property
-    def ca_pem(self) -> str:
-        return (self.pki / "ca.crt").read_text()
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> ControlPlane:
@@ -190,16 +218,9 @@ class ControlPlane:
 
     def stop(self) -> None:
         for proc in reversed(list(self.processes.values())):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            terminate(proc)
         for proc in self.processes.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
+            wait_or_kill(proc, timeout=15)
         self.processes.clear()
 
     def restart_apiserver(self, down_for: float) -> None:

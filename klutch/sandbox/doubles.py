@@ -17,12 +17,14 @@
   provider-anynines' check of each ProviderConfig (`status.health`).
 
 Nothing here is product code; the doubles run in a thread of the test process, poll the API
-server every `PERIOD` seconds and stop with the fixture that started them.
+server every `PERIOD` seconds (backing off while it is unreachable, e.g. restarted by a scenario) and stop
+with the fixture that started them.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import threading
 import time
 import urllib.error
@@ -43,6 +45,7 @@ from klutch.kube.names import api_group
 from klutch.sandbox.controlplane import ControlPlane
 
 PERIOD = 0.5
+MAX_BACKOFF = 4.0  # the longest wait between rounds while the API server is unreachable
 HEALTHY_AFTER = 3.0
 LB_SUFFIX = "lb.klutch-e2e.test"
 PACKAGES = ("providers", "functions", "configurations")
@@ -180,21 +183,33 @@ class Doubles:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(PERIOD):
-            steps = (
-                self._crossplane_core,
-                self._packages,
-                self._envoy,
-                self._load_balancers,
-                self._gateways,
-                self._ingresses,
-                *((self._certificate_shim, self._issue_certificates) if self.cert_manager else ()),
-            )
-            for step in steps:
-                try:
-                    step()
-                except (OSError, urllib.error.HTTPError, KeyError, ValueError) as e:
-                    self.errors.append(f"{step.__name__}: {e}")  # the API server may be down on purpose
+        """A round of the steps every PERIOD seconds. While the API server cannot be reached (a scenario may
+        restart it), the wait doubles up to MAX_BACKOFF; the first round that reaches it again resets it."""
+        delay = PERIOD
+        while not self._stop.wait(delay):
+            delay = min(delay * 2, MAX_BACKOFF) if self._round() else PERIOD
+
+    def _round(self) -> bool:
+        """Each step once; whether one of them could not reach the API server (refused, reset, cut short)."""
+        steps = (
+            self._crossplane_core,
+            self._packages,
+            self._envoy,
+            self._load_balancers,
+            self._gateways,
+            self._ingresses,
+            *((self._certificate_shim, self._issue_certificates) if self.cert_manager else ()),
+        )
+        unreachable = False
+        for step in steps:
+            try:
+                step()
+            except (urllib.error.HTTPError, KeyError, ValueError) as e:
+                self.errors.append(f"{step.__name__}: {e}")
+            except (OSError, http.client.HTTPException) as e:
+                self.errors.append(f"{step.__name__}: {type(e).__name__}: {e}")  # the API server may be down
+                unreachable = True
+        return unreachable
 
     # ------------------------------------------------------------------ Crossplane
     def _crossplane_core(self) -> None:

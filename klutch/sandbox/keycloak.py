@@ -16,10 +16,8 @@ JWKS, `iss`, `aud` containing the backend's client id, and `exp` (PyJWT).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import time
@@ -30,7 +28,7 @@ from typing import Any
 
 import jwt
 
-from klutch.sandbox.controlplane import die_with_parent, free_port
+from klutch.sandbox.controlplane import LocalTls, die_with_parent, free_port, terminate, wait_or_kill
 from klutch.sandbox.fake_backend import serving_certificate
 from klutch.sandbox.local import TOOLCHAIN
 
@@ -44,37 +42,23 @@ class KeycloakError(RuntimeError):
     """Keycloak did not start; the message names its log."""
 
 
-class Keycloak:
+class Keycloak(LocalTls):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.ca_bundle = workdir / "ca-bundle.pem"  # the system's CAs plus this server's
+        self.log = workdir / "keycloak.log"
         self.admin_password = secrets.token_urlsafe(16)
         self.start_seconds = 0.0
         self._started = 0.0
         self._process: subprocess.Popen | None = None
 
     # ------------------------------------------------------------------ addresses
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
     def issuer(self, realm: str) -> str:
         return f"{self.url}/realms/{realm}"
 
     def token_url(self, realm: str) -> str:
         return f"{self.issuer(realm)}/protocol/openid-connect/token"
-
-    @property
-    def ca_pem(self) -> str:
-        return (self.workdir / "pki" / "ca.crt").read_text()
-
-    @property
-    def ca_bundle(self) -> Path:
-        return self.workdir / "ca-bundle.pem"
-
-    @property
-    def log(self) -> Path:
-        return self.workdir / "keycloak.log"
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -90,8 +74,7 @@ class Keycloak:
         if not (DISTRIBUTION / ".built").exists():
             raise KeycloakError(f"no Keycloak in {DISTRIBUTION}: run e2e/toolchain/build keycloak")
         home = self._home()
-        pki = self.workdir / "pki"
-        serving_certificate(pki)
+        serving_certificate(self.pki)
         system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
         self.ca_bundle.write_text((system.read_text() if system.exists() else "") + self.ca_pem)
         env = {
@@ -105,8 +88,8 @@ class Keycloak:
             f"--https-port={self.port}",
             "--http-enabled=false",
             "--http-host=127.0.0.1",
-            f"--https-certificate-file={pki / 'server.crt'}",
-            f"--https-certificate-key-file={pki / 'server.key'}",
+            f"--https-certificate-file={self.pki / 'server.crt'}",
+            f"--https-certificate-key-file={self.pki / 'server.key'}",
             "--hostname-strict=false",
             "--cache=local",
         ]
@@ -139,14 +122,8 @@ class Keycloak:
         proc, self._process = self._process, None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+        terminate(proc)
+        wait_or_kill(proc, timeout=30)
 
     def _home(self) -> Path:
         home = self.workdir / "home"

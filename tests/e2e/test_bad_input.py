@@ -13,7 +13,7 @@ from klutch import catalog
 from klutch.sandbox.cli import Pulumi
 from klutch.sandbox.controlplane import ControlPlane
 from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import central_cluster, central_project
 from tests.e2e.stacks import configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e

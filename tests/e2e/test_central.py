@@ -21,8 +21,7 @@ from klutch import catalog
 from klutch.offline import stackfile
 from klutch.sandbox.cli import ROOT, Pulumi
 from klutch.sandbox.controlplane import ControlPlane, free_port
-from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import SERVICES, configure, existing_cluster_config, rendered_objects
 
 pytestmark = pytest.mark.e2e
@@ -37,44 +36,20 @@ class Deployed:
         self.outputs = pulumi.outputs()
 
 
-def deploy(
-    controller: str,
-    stack: str,
-    central: ControlPlane,
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    plugin_dirs: list[Path],
-    tmp: Path,
-) -> Deployed:
-    pulumi = central_project(workspace, plugin_dirs, stack)
-    configure(pulumi, central, existing_cluster_config(central, chart_repo, RELEASE, controller))
+def deploy(lab: Lab, controller: str, stack: str, central: ControlPlane) -> Deployed:
+    pulumi = lab.central_project(stack)
+    configure(pulumi, central, existing_cluster_config(central, lab.chart_repo, RELEASE, controller))
     preview = pulumi.preview().stdout
-    rendered = rendered_objects(pulumi, tmp / "render")
-    done = pulumi.up(check=False)
-    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\ndoubles: {central.doubles.errors[-5:]}"
+    rendered = rendered_objects(pulumi, lab.tmp.mktemp(controller) / "render")
+    succeeded(pulumi.up(check=False), f"doubles: {central.doubles.errors[-5:]}")
     return Deployed(pulumi, central, rendered, preview)
 
 
 @pytest.fixture(scope="module", params=["envoy-gateway", "ingress-nginx"])
-def deployed(
-    request: pytest.FixtureRequest,
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    bin_dir: Path,
-    plugin_dirs: list[Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Deployed]:
+def deployed(request: pytest.FixtureRequest, lab: Lab) -> Iterator[Deployed]:
     controller = request.param
-    with central_cluster(controller, tmp_path_factory, bin_dir, cert_manager=True) as plane:
-        yield deploy(
-            controller,
-            controller.split("-")[0],
-            plane,
-            chart_repo,
-            workspace,
-            plugin_dirs,
-            tmp_path_factory.mktemp(controller),
-        )
+    with lab.cluster(controller, cert_manager=True) as plane:
+        yield deploy(lab, controller, controller.split("-")[0], plane)
 
 
 def live(plane: ControlPlane, obj: dict[str, Any]) -> dict[str, Any]:
@@ -236,8 +211,7 @@ def test_klutch_status_says_healthy_then_names_an_unhealthy_provider_and_a_stopp
         ("ProviderConfig", f"{svc}-{kind}") for svc in SERVICES for kind in ("service-broker", "backup-manager")
     }, unchecked.stdout
     plane.doubles.check_provider_configs(healthy=True)
-    healthy = klutch_status(deployed)
-    assert healthy.returncode == 0, f"{healthy.stdout}\n{healthy.stderr}"
+    healthy = succeeded(klutch_status(deployed))
     assert healthy.stdout.rstrip().splitlines()[-1].startswith("healthy: all")
     scale = f"/apis/apps/v1/namespaces/{release.backend_namespace}/deployments/{release.backend_name}/scale"
     merge = "application/merge-patch+json"

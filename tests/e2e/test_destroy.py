@@ -6,15 +6,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from klutch import catalog
 from klutch.sandbox.cli import Pulumi
 from klutch.sandbox.controlplane import ControlPlane
-from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e
@@ -66,19 +64,13 @@ def tenant_object(plane: ControlPlane) -> dict:
 
 
 @pytest.fixture(scope="module")
-def deployed(
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    bin_dir: Path,
-    plugin_dirs: list[Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[Pulumi, ControlPlane]]:
+def deployed(lab: Lab) -> Iterator[tuple[Pulumi, ControlPlane]]:
     """A protected central stack, plus one tenant object of a kube-bind kind. The tests run in the
     teardown order of docs/operations.md: a destroy refused, the lock lifted by an `up`, the destroy."""
-    with central_cluster("teardown", tmp_path_factory, bin_dir) as plane:
-        pulumi = central_project(workspace, plugin_dirs, "teardown")
+    with lab.cluster("teardown") as plane:
+        pulumi = lab.central_project("teardown")
         configure(
-            pulumi, plane, existing_cluster_config(plane, chart_repo, RELEASE.name, "envoy-gateway", protect=True)
+            pulumi, plane, existing_cluster_config(plane, lab.chart_repo, RELEASE.name, "envoy-gateway", protect=True)
         )
         pulumi.up()
         tenant_object(plane)
@@ -131,7 +123,7 @@ def test_with_the_lock_lifted_destroy_keeps_the_kube_bind_crds_and_tenant_object
     with recreated_roles_removed(plane) as removed:
         done = pulumi.run("destroy", "--yes", "--skip-preview", check=False, timeout=600)
     print(f"ClusterRoles re-created by Kubernetes during the uninstall and removed: {removed or 'none'}")
-    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+    succeeded(done)
     assert pulumi.resources() == []
     assert kube_bind.items() <= uids(plane, "customresourcedefinitions").items()  # retained, same uids
     assert plane.exists("apiserviceexports", "postgresqlinstances.anynines.com", "cluster-tenant-a")

@@ -8,19 +8,18 @@ import time
 import pytest
 
 from klutch import catalog
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import assert_rendered_objects_exist, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e
 DOWN_FOR = 15.0
 
 
-def test_an_up_interrupted_by_the_api_server_converges_on_the_next_up(
-    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
-):
-    with central_cluster("fault", tmp_path_factory, bin_dir) as plane:
-        pulumi = central_project(workspace, plugin_dirs, "fault")
-        configure(pulumi, plane, existing_cluster_config(plane, chart_repo, catalog.DEFAULT_RELEASE, "envoy-gateway"))
+def test_an_up_interrupted_by_the_api_server_converges_on_the_next_up(lab: Lab):
+    with lab.cluster("fault") as plane:
+        pulumi = lab.central_project("fault")
+        config = existing_cluster_config(plane, lab.chart_repo, catalog.DEFAULT_RELEASE, "envoy-gateway")
+        configure(pulumi, plane, config)
         command = ["pulumi", "up", "--yes", "--skip-preview", "--stack", pulumi.stack, "--non-interactive"]
         up = subprocess.Popen(
             command, cwd=pulumi.cwd, env=pulumi.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -34,10 +33,9 @@ def test_an_up_interrupted_by_the_api_server_converges_on_the_next_up(
 
         if up.returncode != 0:  # the engine reports what failed, naming the API server it could not reach
             assert "error" in output.lower() and ("127.0.0.1" in output or "connection refused" in output), output
-        done = pulumi.up(check=False)
-        assert done.returncode == 0, done.stdout[-4000:]
+        succeeded(pulumi.up(check=False), f"doubles: {plane.doubles.errors[-5:]}")
         state = pulumi.state()["deployment"]
         assert not state.get("pending_operations")
         pulumi.preview("--expect-no-changes")
-        assert_rendered_objects_exist(plane, pulumi, tmp_path_factory.mktemp("fault-render"))
+        assert_rendered_objects_exist(plane, pulumi, lab.tmp.mktemp("fault-render"))
         assert len(plane.items("providerconfigs.dataservices.anynines.com")) == 4

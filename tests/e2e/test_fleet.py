@@ -36,6 +36,7 @@ from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
 from klutch.sandbox.controlplane import ControlPlane, running
 from klutch.sandbox.doubles import kube_bind_crds
 from klutch.sandbox.fake_backend import FakeBackend
+from tests.e2e.helpers import succeeded
 from tests.e2e.stacks import SERVICES
 from tests.e2e.test_tenant import central_double, dynamic_plugin_dir, plane
 
@@ -143,9 +144,7 @@ def add_tenants(fleet: Fleet, stacks: list[str]) -> str:
 
 
 def select(fleet: Fleet, base: str) -> dict[str, Any]:
-    done = fleet.fleet("select", "--base", base)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return json.loads(succeeded(fleet.fleet("select", "--base", base)).stdout)
 
 
 def set_secrets(fleet: Fleet, stacks: list[str]) -> None:
@@ -159,7 +158,7 @@ def set_secrets(fleet: Fleet, stacks: list[str]) -> None:
         capture_output=True,
         text=True,
     )
-    assert done.returncode == 0, done.stderr
+    succeeded(done)
     assert CLIENT_SECRET not in "".join(p.read_text() for p in (fleet.repo / "tenant").glob("Pulumi.t*.yaml"))
 
 
@@ -167,7 +166,7 @@ def up(fleet: Fleet, stacks: list[str], parallel: int) -> list[dict[str, Any]]:
     started = time.monotonic()
     done = fleet.fleet("up", "--parallel", str(parallel), "--json", "--policy-pack", str(ANALYZER), *stacks)
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, f"{done.stdout[-4000:]}\n{done.stderr[-6000:]}\nbackend: {fleet.backend.errors[-5:]}"
+    succeeded(done, f"backend: {fleet.backend.errors[-5:]}")
     outcomes = json.loads(done.stdout)
     assert [(o["stack"], o["ok"]) for o in outcomes] == [(s, True) for s in stacks]
     rate = len(stacks) / elapsed * 60
@@ -251,8 +250,7 @@ def test_a_removed_tenant_file_retires_only_that_stack_behind_the_workflow_s_che
     checkout = tmp_path / "checkout"
     fleet.git("worktree", "add", "-q", "--detach", str(checkout), base)
     os.symlink(ROOT / ".venv", checkout / ".venv")
-    done = fleet.fleet("retire", RETIRED, cwd=checkout)
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    done = succeeded(fleet.fleet("retire", RETIRED, cwd=checkout))
     assert f"klutch binding of cluster id '{RETIRED}' deleted from this stack" in done.stderr, done.stderr[-3000:]
     assert done.stdout.startswith(f"{RETIRED}: retire succeeded in ")
     assert central_objects(fleet, RETIRED) == {}  # its export requests and APIServiceNamespaces are gone

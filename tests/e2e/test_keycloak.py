@@ -1,13 +1,13 @@
 """The OIDC step with a real Keycloak: the documented setup script, the issuer preflight of both programs,
 and a tenant bind whose client-credentials token comes from Keycloak and is verified as the backend does.
 
-One Keycloak for the session (`keycloak` fixture, tests/e2e/keycloak.py), one module-scoped setup:
+One Keycloak for the session (`keycloak` fixture, klutch/sandbox/keycloak.py), one module-scoped setup:
 - a central cluster (with the kube-bind CRDs the tenant's central-side objects need) and a tenant cluster;
 - a real central stack (`kc`, klutch-central) configured like test_central's, whose `oidc` values come
   from the documented block of docs/configuration.md (`<!-- idp:keycloak -->`), run verbatim with bash in
   its project directory, twice; only `preview` runs there (the preflight is what is under test here; the
   deploy is test_central's);
-- the fake kube-bind backend (tests/e2e/fake_backend.py) checking bearer tokens with `TokenCheck`
+- the fake kube-bind backend (klutch/sandbox/fake_backend.py) checking bearer tokens with `TokenCheck`
   (signature against the realm's JWKS, iss, aud, exp), behind a double of the central stack's outputs
   as in test_tenant (a real `backend.host` cannot name 127.0.0.1:<port>).
 """
@@ -30,8 +30,7 @@ from klutch.sandbox.controlplane import ControlPlane, running
 from klutch.sandbox.doubles import kube_bind_crds
 from klutch.sandbox.fake_backend import FakeBackend
 from klutch.sandbox.keycloak import Keycloak, TokenCheck
-from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
 from tests.e2e.test_tenant import central_double, dynamic_plugin_dir, plane, set_kubeconfig
 
@@ -79,26 +78,20 @@ def install_kube_bind_crds(central: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    keycloak: Keycloak,
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    plugin_dirs: list[Path],
-    bin_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Setup]:
-    tenant = plane("kc-tenant", tmp_path_factory)
-    plugin_dirs = [dynamic_plugin_dir(tmp_path_factory.mktemp("kc-dynamic")), *plugin_dirs]
-    with central_cluster("kc-central", tmp_path_factory, bin_dir) as central, running(tenant):
+def setup(keycloak: Keycloak, lab: Lab) -> Iterator[Setup]:
+    chart_repo, workspace = lab.chart_repo, lab.workspace
+    tenant = plane("kc-tenant", lab.tmp)
+    plugin_dirs = [dynamic_plugin_dir(lab.tmp.mktemp("kc-dynamic")), *lab.plugin_dirs]
+    with lab.cluster("kc-central") as central, running(tenant):
         install_kube_bind_crds(central)
-        stack = central_project(workspace, plugin_dirs, "kc")
+        stack = lab.central_project("kc", plugin_dirs)
         stack.env["SSL_CERT_FILE"] = str(keycloak.ca_bundle)
         config = existing_cluster_config(central, chart_repo, RELEASE, "envoy-gateway")
         del config["oidc"]
         configure(stack, central, config)
         stack.run("config", "rm", "klutch-central:oidc")  # the documented block sets it, as an operator does
         check = TokenCheck(keycloak, REALM, BACKEND_CLIENT)
-        backend = FakeBackend(central, tmp_path_factory.mktemp("kc-backend"), "", "", token_check=check)
+        backend = FakeBackend(central, lab.tmp.mktemp("kc-backend"), "", "", token_check=check)
         with backend:
             outputs = {
                 "exportUrl": f"{backend.url}/export",
@@ -123,7 +116,7 @@ def run_documented_block(setup: Setup) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    succeeded(done)
     assert setup.keycloak.admin_password not in done.stdout + done.stderr
     return done
 
@@ -186,9 +179,8 @@ def test_the_setup_script_names_a_wrong_password_and_a_conflicting_client(setup:
 
 
 def test_the_central_preflight_passes_for_the_realm(setup: Setup):
-    done = setup.central_stack.preview(check=False)
+    done = succeeded(setup.central_stack.preview(check=False))
     out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-5000:]
     assert "klutch-central:oidc.issuerUrl" not in out  # no warning, no problem: the issuer answered as configured
 
 
@@ -277,9 +269,8 @@ def test_a_wrong_client_secret_is_refused_by_keycloak_naming_the_client_and_the_
 
 def test_the_tenant_binds_with_a_real_keycloak_token(setup: Setup):
     pulumi = tenant_stack(setup, "kc-acme", TENANT_CLIENT, setup.secret(TENANT_CLIENT))
-    done = pulumi.up(check=False)
+    done = succeeded(pulumi.up(check=False), f"backend: {setup.backend.errors[-5:]} {setup.backend.refused}")
     out = done.stdout + done.stderr
-    assert done.returncode == 0, f"{out[-5000:]}\nbackend: {setup.backend.errors[-5:]} {setup.backend.refused}"
     assert "klutch-tenant:oidc.issuerUrl" not in out  # the tenant's preflight passed silently
     [claims] = setup.backend.verified
     assert claims["iss"] == setup.keycloak.issuer(REALM)

@@ -23,7 +23,7 @@ from klutch.sandbox.cli import ROOT, Pulumi
 from klutch.sandbox.controlplane import ControlPlane
 from klutch.sandbox.local import TOOLCHAIN
 from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import configure, existing_cluster_config, rendered_objects
 from tests.e2e.test_central import live
 from tests.e2e.test_upgrade import operations
@@ -143,10 +143,9 @@ def test_every_alert_fires_on_its_bad_series_and_stays_silent_on_good_ones(tmp_p
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(signals.rule_spec(ALERTS.values(), "")))
     tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": RULE_CASES}
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    checked = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
-    assert checked.returncode == 0 and f"SUCCESS: {len(ALERTS)} rules found" in checked.stdout, checked.stdout
-    tested = promtool("test", "rules", "tests.yaml", cwd=tmp_path)
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    checked = succeeded(promtool("check", "rules", "rules.yaml", cwd=tmp_path))
+    assert f"SUCCESS: {len(ALERTS)} rules found" in checked.stdout, checked.stdout
+    succeeded(promtool("test", "rules", "tests.yaml", cwd=tmp_path))
     assert {c["alert_rule_test"][0]["alertname"] for c in RULE_CASES} == set(ALERTS)  # every alert is tested
     # the tests can fail: a wrong expectation is reported
     wrong = {**tests, "tests": [case("KlutchBackendUnavailable", "10m", RULE_CASES[5]["input_series"], [BACKEND])]}
@@ -224,28 +223,22 @@ def observability_config(plane: ControlPlane, repo: ChartRepository, block: dict
 
 
 @pytest.fixture(scope="module")
-def observed(
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    bin_dir: Path,
-    plugin_dirs: list[Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Observed]:
+def observed(lab: Lab) -> Iterator[Observed]:
     """A stack deployed without the layer (what the previous release deployed), then `existing` mode
     turned on, on a cluster that already has the Prometheus Operator's CRDs."""
-    with central_cluster("observability", tmp_path_factory, bin_dir) as plane:
+    chart_repo = lab.chart_repo
+    with lab.cluster("observability") as plane:
         for path in crd_files():
             plane.kubectl("create", "-f", str(path))  # too big for a client-side apply's annotation
-        pulumi = central_project(workspace, plugin_dirs, "observability")
+        pulumi = lab.central_project("observability")
         configure(pulumi, plane, {**observability_config(plane, chart_repo, {}), "observability": {"enabled": False}})
         pulumi.up()
         configure(
             pulumi, plane, observability_config(plane, chart_repo, {"mode": "existing", "selectorLabels": LABELS})
         )
         plan = pulumi.preview().stdout
-        rendered = rendered_objects(pulumi, tmp_path_factory.mktemp("observability-render"))
-        done = pulumi.up(check=False)
-        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+        rendered = rendered_objects(pulumi, lab.tmp.mktemp("observability-render"))
+        succeeded(pulumi.up(check=False))
         yield Observed(pulumi, plane, chart_repo, rendered, plan)
 
 
@@ -290,8 +283,7 @@ def test_existing_mode_creates_every_object_and_previews_clean(observed: Observe
 def test_install_mode_installs_kube_prometheus_stack_from_the_local_repository(observed: Observed):
     block = {"mode": "install", "retention": "7d", "storageSize": "20Gi"}
     configure(observed.pulumi, observed.plane, observability_config(observed.plane, observed.repo, block))
-    done = observed.pulumi.up(check=False)
-    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+    succeeded(observed.pulumi.up(check=False))
     [prometheus] = observed.plane.items("prometheuses.monitoring.coreos.com", "monitoring")
     assert prometheus["spec"]["retention"] == "7d"
     assert prometheus["spec"]["storage"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "20Gi"

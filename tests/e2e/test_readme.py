@@ -24,7 +24,7 @@ import yaml
 from klutch.sandbox.cli import ROOT, offline_env
 from klutch.sandbox.controlplane import ControlPlane, self_signed
 from klutch.sandbox.servers import ChartRepository
-from tests.e2e.conftest import central_cluster
+from tests.e2e.helpers import central_cluster, succeeded
 
 pytestmark = pytest.mark.e2e
 STACK = "my-kind"
@@ -103,8 +103,7 @@ def test_the_readme_quick_start_for_an_existing_cluster_works_as_written(
         written = stack_file.read_text()
     finally:
         stack_file.unlink(missing_ok=True)
-    out = done.stdout
-    assert done.returncode == 0, f"{out[-4000:]}\n{done.stderr[-3000:]}"
+    out = succeeded(done).stdout
     # klutch-status: every row ok, among them the provider and the backend's certificate from the stack's CA
     assert re.search(r"ok\s+│ Provider\s+│ provider-anynines\s+│ Installed=True Healthy=True", out), out[-4000:]
     assert re.search(r"ok\s+│ CA\s+│ bind/klutch-backend-ca", out), out[-4000:]

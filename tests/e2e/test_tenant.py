@@ -14,7 +14,7 @@ Choices (what is real, what is a double):
   repository's kube-bind file) and replaces only the URLs (the fake backend's 127.0.0.1:<port>),
   `kubectlBindCommand` (built from them) and `tlsCaPem` (the fake backend's CA, as a central backend with
   a self-signed CA exports it). This avoids depending on DNS.
-- The backend is `tests.e2e.fake_backend.FakeBackend`: the IdP's token endpoint and /bind-noninteractive,
+- The backend is `klutch.sandbox.fake_backend.FakeBackend`: the IdP's token endpoint and /bind-noninteractive,
   creating the tenant's namespace, ServiceAccount, Role and token on the central cluster, and assigning
   central namespaces to APIServiceNamespaces.
 - Real: the Pulumi CLI and engine, the Python language host, the dynamic Binding provider (the product's
@@ -23,19 +23,21 @@ Choices (what is real, what is a double):
   beside the Python language host: `python -u -m pulumi.dynamic`), is not in the e2e toolchain; the fixture
   writes an equivalent shim onto the stacks' PATH.
 
-The tests run in order on one module-scoped setup: prepare-only (no tenant cluster), then the full bind,
-then an `apis` change, a token URL change, 503s before success, a client the IdP refuses and a token
-the backend refuses (both without a traceback), an unexported API and the tenant's destroy.
+One module-scoped setup (the central stacks, the fake backend, both clusters) serves every test. The `acme`
+tenant stack goes through `AcmeStory.STEPS` in order: prepare-only (no tenant cluster), the full bind, an
+`apis` change, a token URL change, 503s before success, and finally its destroy. A client the IdP refuses,
+a token the backend refuses (both without a traceback) and an unexported API use stacks of their own.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import textwrap
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,8 @@ from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
 from klutch.sandbox.controlplane import ControlPlane, running
 from klutch.sandbox.fake_backend import FakeBackend
 from klutch.sandbox.local import TOOLCHAIN
-from klutch.sandbox.servers import ChartRepository
 from klutch.tenant.binding import TYPE as BINDING_TYPE
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab, succeeded
 from tests.e2e.stacks import HOST, SERVICES, configure, existing_cluster_config
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +72,10 @@ class Setup:
     workspace: dict[str, Path]
     plugin_dirs: list[Path]
     central_stack: str
-    pulumi: Pulumi  # the tenant stack
+    pulumi: Pulumi  # the acme tenant stack, which goes through `AcmeStory.STEPS`
+    real_outputs: dict[str, Any]  # the real central stack's
+    double_outputs: dict[str, Any]  # the outputs of the central double the tenant stacks read
+    done: list[str] = field(default_factory=list)  # the steps of the story the acme stack went through
 
 
 def plane(name: str, tmp: pytest.TempPathFactory) -> ControlPlane:
@@ -153,28 +157,16 @@ def set_kubeconfig(pulumi: Pulumi, tenant: ControlPlane) -> None:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    chart_repo: ChartRepository,
-    workspace: dict[str, Path],
-    bin_dir: Path,
-    plugin_dirs: list[Path],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Setup]:
-    tenant = plane("tenant", tmp_path_factory)
-    plugin_dirs = [dynamic_plugin_dir(tmp_path_factory.mktemp("dynamic")), *plugin_dirs]
-    crd_url = f"{chart_repo.url}/kube-bind-{RELEASE}.yaml"
-    with central_cluster("envoy-gateway", tmp_path_factory, bin_dir) as central, running(tenant):
-        real = central_project(workspace, plugin_dirs, "envoy")
-        configure(real, central, existing_cluster_config(central, chart_repo, RELEASE, "envoy-gateway"))
-        done = real.up(check=False)
-        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\n{central.doubles.errors[-5:]}"
-        backend = FakeBackend(central, tmp_path_factory.mktemp("backend"), CLIENT_ID, CLIENT_SECRET)
+def setup(lab: Lab) -> Iterator[Setup]:
+    tenant = plane("tenant", lab.tmp)
+    plugin_dirs = [dynamic_plugin_dir(lab.tmp.mktemp("dynamic")), *lab.plugin_dirs]
+    with lab.cluster("envoy-gateway") as central, running(tenant):
+        real = lab.central_project("envoy", plugin_dirs)
+        configure(real, central, existing_cluster_config(central, lab.chart_repo, RELEASE, "envoy-gateway"))
+        succeeded(real.up(check=False), f"doubles: {central.doubles.errors[-5:]}")
+        backend = FakeBackend(central, lab.tmp.mktemp("backend"), CLIENT_ID, CLIENT_SECRET)
         with backend:
             real_outputs = real.outputs()
-            # what the real stack says, and why the double is needed: its URLs name backend.host
-            assert real_outputs["bindNonInteractiveUrl"] == f"https://{HOST}/bind-noninteractive"
-            assert real_outputs["kubeBindCrdUrls"] == [crd_url]
-            assert real_outputs["bindingApis"] == catalog.binding_apis(REL, SERVICES)
             outputs = {
                 "klutchRelease": real_outputs["klutchRelease"],
                 "exportUrl": f"{backend.url}/export",
@@ -185,9 +177,18 @@ def setup(
                 "tlsCaPem": backend.ca_pem,
                 "kubectlBindCommand": f"kubectl bind {backend.url}/export --konnector-image={REL.konnector_image}",
             }
-            assert set(outputs) == set(tenant_output_names())
-            central_stack = central_double(workspace, plugin_dirs, outputs)
-            s = Setup(central, tenant, backend, workspace, plugin_dirs, central_stack, None)  # type: ignore[arg-type]
+            central_stack = central_double(lab.workspace, plugin_dirs, outputs)
+            s = Setup(
+                central,
+                tenant,
+                backend,
+                lab.workspace,
+                plugin_dirs,
+                central_stack,
+                pulumi=None,  # type: ignore[arg-type]  # the acme stack, created from the setup below
+                real_outputs=real_outputs,
+                double_outputs=outputs,
+            )
             s.pulumi = tenant_stack(s, "acme", CLUSTER_ID, APIS, kubeconfig=False)
             yield s
 
@@ -201,12 +202,52 @@ def names(plane: ControlPlane, resource: str, namespace: str | None = None) -> l
 
 
 def up(setup: Setup) -> Any:
-    done = setup.pulumi.up(check=False)
-    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}\nbackend: {setup.backend.errors[-5:]}"
-    return done
+    return succeeded(setup.pulumi.up(check=False), f"backend: {setup.backend.errors[-5:]}")
 
 
-def test_prepare_only_binds_and_prepares_the_central_side(setup: Setup):
+def test_the_central_double_exports_what_the_tenant_reads_and_copies_the_real_stack(setup: Setup, lab: Lab):
+    real, double = setup.real_outputs, setup.double_outputs
+    # what the real stack says, and why the double is needed: its URLs name backend.host
+    assert real["bindNonInteractiveUrl"] == f"https://{HOST}/bind-noninteractive"
+    assert real["kubeBindCrdUrls"] == [f"{lab.chart_repo.url}/kube-bind-{RELEASE}.yaml"]
+    assert real["bindingApis"] == catalog.binding_apis(REL, SERVICES)
+    assert set(double) == set(tenant_output_names())
+    for name in ("klutchRelease", "konnectorImage", "bindingApis", "kubeBindCrdUrls"):
+        assert double[name] == real[name], name
+
+
+class AcmeStory:
+    """The life of the `acme` tenant stack, one test per step, in the order of `STEPS`: each step starts
+    from what the previous ones left (the stack's config and state, the binding, the objects on both
+    clusters). A step whose predecessors did not all pass is skipped rather than run on a state it does
+    not expect (so `-k` on a later step alone skips it). The refusal tests use stacks of their own."""
+
+    STEPS = (
+        "test_prepare_only_binds_and_prepares_the_central_side",  # no tenant cluster: bind, central side
+        "test_with_the_tenant_cluster_up_installs_the_konnector_and_bindings",  # kubeconfig set
+        "test_an_apis_change_replaces_the_binding",  # apis: APIS + backups
+        "test_a_token_url_change_changes_nothing_until_the_next_bind",
+        "test_a_bind_answered_503_twice_is_retried_and_succeeds",  # apis: APIS again
+        "test_a_tenant_destroy_removes_both_sides_and_keeps_the_crds_and_the_central_namespace",
+    )
+
+    @classmethod
+    def step(cls, test: Callable[[Setup], None]) -> Callable[[Setup], None]:
+        before = cls.STEPS[: cls.STEPS.index(test.__name__)]
+
+        @functools.wraps(test)
+        def run(setup: Setup) -> None:
+            missing = [name for name in before if name not in setup.done]
+            if missing:
+                pytest.skip(f"the acme stack has not been through {missing[0]}")
+            test(setup)
+            setup.done.append(test.__name__)
+
+        return run
+
+
+@AcmeStory.step
+def test_prepare_only_binds_and_prepares_the_central_side(setup: Setup) -> None:
     done = up(setup)
     assert "no tenant cluster configured" in done.stdout + done.stderr
     assert len(setup.backend.bind_requests) == 1
@@ -223,7 +264,8 @@ def test_prepare_only_binds_and_prepares_the_central_side(setup: Setup):
     setup.pulumi.preview("--expect-no-changes")
 
 
-def test_with_the_tenant_cluster_up_installs_the_konnector_and_bindings(setup: Setup):
+@AcmeStory.step
+def test_with_the_tenant_cluster_up_installs_the_konnector_and_bindings(setup: Setup) -> None:
     set_kubeconfig(setup.pulumi, setup.tenant)
     up(setup)
     assert len(setup.backend.bind_requests) == 1  # adding the cluster does not re-bind
@@ -276,7 +318,8 @@ def uids(plane: ControlPlane, resource: str, namespace: str | None = None) -> di
     return {o["metadata"]["name"]: o["metadata"]["uid"] for o in plane.items(resource, namespace)}
 
 
-def test_an_apis_change_replaces_the_binding(setup: Setup):
+@AcmeStory.step
+def test_an_apis_change_replaces_the_binding(setup: Setup) -> None:
     apis = [*APIS, "backups.anynines.com"]
     setup.pulumi.config("klutch-tenant:apis", json.dumps(apis))
     before = len(setup.backend.bind_requests)
@@ -301,7 +344,8 @@ def test_an_apis_change_replaces_the_binding(setup: Setup):
     setup.pulumi.preview("--expect-no-changes")
 
 
-def test_a_token_url_change_changes_nothing_until_the_next_bind(setup: Setup):
+@AcmeStory.step
+def test_a_token_url_change_changes_nothing_until_the_next_bind(setup: Setup) -> None:
     before = (len(setup.backend.bind_requests), setup.backend.token_requests)
     # the same IdP under another name: the URLs are used at bind time only
     url = setup.backend.token_url.replace("127.0.0.1", "localhost")
@@ -311,7 +355,8 @@ def test_a_token_url_change_changes_nothing_until_the_next_bind(setup: Setup):
     assert (len(setup.backend.bind_requests), setup.backend.token_requests) == before
 
 
-def test_a_bind_answered_503_twice_is_retried_and_succeeds(setup: Setup):
+@AcmeStory.step
+def test_a_bind_answered_503_twice_is_retried_and_succeeds(setup: Setup) -> None:
     setup.pulumi.config("klutch-tenant:apis", json.dumps(APIS))
     before = len(setup.backend.bind_requests)
     setup.backend.fail_times_with(503, 2)
@@ -385,12 +430,12 @@ def test_an_api_the_central_stack_does_not_export_fails_preview_and_creates_noth
     created_nothing(setup, pulumi, "stray-dev")
 
 
-def test_a_tenant_destroy_removes_both_sides_and_keeps_the_crds_and_the_central_namespace(setup: Setup):
+@AcmeStory.step
+def test_a_tenant_destroy_removes_both_sides_and_keeps_the_crds_and_the_central_namespace(setup: Setup) -> None:
     crds = uids(setup.tenant, "customresourcedefinitions")
     kube_bind_crds = {name: uid for name, uid in crds.items() if name.endswith(f".{GROUP}")}
     assert len(kube_bind_crds) >= 2
-    done = setup.pulumi.run("destroy", "--yes", "--skip-preview", check=False)
-    assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+    done = succeeded(setup.pulumi.run("destroy", "--yes", "--skip-preview", check=False))
     out = done.stdout + done.stderr
     assert f"klutch binding of cluster id '{CLUSTER_ID}' deleted from this stack" in out, out[-3000:]
     assert f"kubectl delete namespace {CENTRAL_NS}" in out

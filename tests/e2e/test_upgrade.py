@@ -9,7 +9,7 @@ import re
 import pytest
 
 from klutch import catalog
-from tests.e2e.conftest import central_cluster, central_project
+from tests.e2e.helpers import Lab
 from tests.e2e.stacks import configure, existing_cluster_config, transformed_program
 
 pytestmark = pytest.mark.e2e
@@ -52,12 +52,10 @@ def operations(preview: str) -> dict[str, set[str]]:
     return ops
 
 
-def test_v100_to_v150_is_one_config_change_and_deletes_nothing_tenants_depend_on(
-    chart_repo, workspace, bin_dir, plugin_dirs, tmp_path_factory
-):
-    with central_cluster("upgrade", tmp_path_factory, bin_dir) as plane:
-        pulumi = central_project(workspace, plugin_dirs, "upgrade")
-        configure(pulumi, plane, existing_cluster_config(plane, chart_repo, OLD.name, "envoy-gateway"))
+def test_v100_to_v150_is_one_config_change_and_deletes_nothing_tenants_depend_on(lab: Lab):
+    with lab.cluster("upgrade") as plane:
+        pulumi = lab.central_project("upgrade")
+        configure(pulumi, plane, existing_cluster_config(plane, lab.chart_repo, OLD.name, "envoy-gateway"))
         transformed_program(pulumi, PREVIOUS_PRODUCT)
         pulumi.up()
         tenant_ns = "cluster-tenant-a"

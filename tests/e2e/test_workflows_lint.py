@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from klutch.sandbox.cli import ROOT
+from tests.e2e.helpers import succeeded
 
 pytestmark = pytest.mark.e2e
 
@@ -22,8 +23,7 @@ def actionlint(bin_dir: Path, repo: Path) -> subprocess.CompletedProcess:
 
 
 def test_actionlint_passes_on_every_workflow(bin_dir: Path):
-    done = actionlint(bin_dir, ROOT)
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = succeeded(actionlint(bin_dir, ROOT))
     assert done.stdout == ""
 
 

@@ -57,6 +57,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
+from google.protobuf import empty_pb2, json_format, struct_pb2
+from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
+
 ROOT = Path(__file__).resolve().parents[3]  # the repository root: `klutch.sandbox.standins` is importable from it
 VERSIONS = {"random": "4.21.4", "tls": "5.6.2"}
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # the engine's marker for a value not known yet
@@ -406,39 +410,41 @@ KINDS: dict[str, dict[str, Kind]] = {
 # --- the gRPC service -----------------------------------------------------------------------------------
 
 
-def make_servicer(package: str) -> Any:
-    import grpc
-    from google.protobuf import empty_pb2, json_format, struct_pb2
-    from pulumi.runtime.proto import plugin_pb2, provider_pb2, provider_pb2_grpc
+class StandInProvider(provider_pb2_grpc.ResourceProviderServicer):
+    """The `pulumirpc.ResourceProvider` service of the stand-in `package` ("random" or "tls")."""
 
-    kinds = KINDS[package]
-    version = VERSIONS[package]
+    def __init__(self, package: str) -> None:
+        self.package = package
+        self.kinds = KINDS[package]
+        self.version = VERSIONS[package]
 
+    @staticmethod
     def to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
         return json_format.MessageToDict(struct)
 
+    @staticmethod
     def to_struct(props: dict[str, Any]) -> struct_pb2.Struct:
         s = struct_pb2.Struct()
         s.update(props)
         return s
 
-    def outputs(kind: Kind, plain: dict[str, Any], secret_inputs: set[str]) -> struct_pb2.Struct:
+    def outputs(self, kind: Kind, plain: dict[str, Any], secret_inputs: set[str]) -> struct_pb2.Struct:
         wrapped = {
             k: secret(v) if (k in kind.secret_outputs or k in secret_inputs) and v != UNKNOWN else v
             for k, v in plain.items()
             if v is not None
         }
-        return to_struct(wrapped)
+        return self.to_struct(wrapped)
 
-    def kind_of(type_token: str, urn: str, context: Any) -> Kind:
+    def kind_of(self, type_token: str, urn: str) -> Kind:
         token = type_token or urn.split("::")[2].split("$")[-1]
-        kind = kinds.get(token)
+        kind = self.kinds.get(token)
         if kind is None:
             raise Refusal("INVALID_ARGUMENT", f"unsupported resource type {token}")
         return kind
 
-    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
-        def call(self: Any, request: Any, context: Any) -> Any:
+    def guarded(method: Callable[..., Any]) -> Callable[..., Any]:  # a decorator of the methods below
+        def call(self: StandInProvider, request: Any, context: Any) -> Any:
             try:
                 return method(self, request, context)
             except Refusal as e:
@@ -446,164 +452,158 @@ def make_servicer(package: str) -> Any:
             except Exception as e:
                 traceback.print_exc(file=sys.stderr)
                 code, message = grpc.StatusCode.UNKNOWN, f"{type(e).__name__}: {e}"
-            context.abort(code, f"stand-in {package} provider: {message}")
+            context.abort(code, f"stand-in {self.package} provider: {message}")
 
         call.__name__ = method.__name__
         return call
 
-    class Servicer(provider_pb2_grpc.ResourceProviderServicer):
-        @guarded
-        def Handshake(self, request: Any, context: Any) -> Any:
-            return provider_pb2.ProviderHandshakeResponse(
-                accept_secrets=True, accept_resources=True, accept_outputs=False
-            )
+    @guarded
+    def Handshake(self, request: Any, context: Any) -> Any:
+        return provider_pb2.ProviderHandshakeResponse(accept_secrets=True, accept_resources=True, accept_outputs=False)
 
-        @guarded
-        def GetPluginInfo(self, request: Any, context: Any) -> Any:
-            return plugin_pb2.PluginInfo(version=version)
+    @guarded
+    def GetPluginInfo(self, request: Any, context: Any) -> Any:
+        return plugin_pb2.PluginInfo(version=self.version)
 
-        @guarded
-        def GetSchema(self, request: Any, context: Any) -> Any:
-            return provider_pb2.GetSchemaResponse(schema="{}")
+    @guarded
+    def GetSchema(self, request: Any, context: Any) -> Any:
+        return provider_pb2.GetSchemaResponse(schema="{}")
 
-        @guarded
-        def CheckConfig(self, request: Any, context: Any) -> Any:
-            return provider_pb2.CheckResponse(inputs=request.news)
+    @guarded
+    def CheckConfig(self, request: Any, context: Any) -> Any:
+        return provider_pb2.CheckResponse(inputs=request.news)
 
-        @guarded
-        def DiffConfig(self, request: Any, context: Any) -> Any:
-            return provider_pb2.DiffResponse(changes=provider_pb2.DiffResponse.DIFF_NONE)
+    @guarded
+    def DiffConfig(self, request: Any, context: Any) -> Any:
+        return provider_pb2.DiffResponse(changes=provider_pb2.DiffResponse.DIFF_NONE)
 
-        @guarded
-        def Configure(self, request: Any, context: Any) -> Any:
-            return provider_pb2.ConfigureResponse(
-                acceptSecrets=True, supportsPreview=True, acceptResources=True, acceptOutputs=False
-            )
+    @guarded
+    def Configure(self, request: Any, context: Any) -> Any:
+        return provider_pb2.ConfigureResponse(
+            acceptSecrets=True, supportsPreview=True, acceptResources=True, acceptOutputs=False
+        )
 
-        @guarded
-        def Check(self, request: Any, context: Any) -> Any:
-            kind = kind_of(request.type, request.urn, context)
-            news = to_dict(request.news)
-            for k, v in kind.defaults.items():
-                news.setdefault(k, v)
-            plain, _ = reveal_all(news)
-            try:
-                kind.validate(plain)
-            except InputError as e:
-                failure = provider_pb2.CheckFailure(property=e.prop, reason=e.reason)
-                return provider_pb2.CheckResponse(inputs=to_struct(news), failures=[failure])
-            return provider_pb2.CheckResponse(inputs=to_struct(news))
-
-        @guarded
-        def Diff(self, request: Any, context: Any) -> Any:
-            kind = kind_of(request.type, request.urn, context)
-            news, _ = reveal_all(to_dict(request.news))
-            olds, _ = reveal_all(to_dict(request.olds))
-            old_inputs, _ = reveal_all(to_dict(request.old_inputs))
-            if not old_inputs:  # an engine that does not send them: the state holds the inputs too
-                old_inputs = {k: v for k, v in olds.items() if k not in kind.computed}
-            ignored = set(request.ignoreChanges)
-            diffs, replaces, detailed = [], [], {}
-            Kind_ = provider_pb2.PropertyDiff
-            for key in sorted(set(news) | set(old_inputs)):
-                if key in ignored or key == "__defaults":
-                    continue
-                new, old = news.get(key), old_inputs.get(key)
-                if not has_unknown(new) and normalise(new) == normalise(old):
-                    continue
-                replace = key not in kind.update_in_place
-                diffs.append(key)
-                if replace:
-                    replaces.append(key)
-                if key not in old_inputs:
-                    change = Kind_.ADD_REPLACE if replace else Kind_.ADD
-                elif key not in news:
-                    change = Kind_.DELETE_REPLACE if replace else Kind_.DELETE
-                else:
-                    change = Kind_.UPDATE_REPLACE if replace else Kind_.UPDATE
-                detailed[key] = Kind_(kind=change, inputDiff=True)
-            if olds.get("readyForRenewal") is True:  # the certificate is due: replace it, like the real one
-                diffs.append("readyForRenewal")
-                replaces.append("readyForRenewal")
-                detailed["readyForRenewal"] = Kind_(kind=Kind_.UPDATE_REPLACE)
-            return provider_pb2.DiffResponse(
-                changes=provider_pb2.DiffResponse.DIFF_SOME if diffs else provider_pb2.DiffResponse.DIFF_NONE,
-                diffs=diffs,
-                replaces=replaces,
-                detailedDiff=detailed,
-                hasDetailedDiff=True,
-                deleteBeforeReplace=False,
-            )
-
-        @guarded
-        def Create(self, request: Any, context: Any) -> Any:
-            kind = kind_of(request.type, request.urn, context)
-            plain, secret_inputs = reveal_all(to_dict(request.properties))
-            if request.preview or has_unknown(plain):
-                if not request.preview:
-                    raise RuntimeError(f"unknown inputs outside a preview: {sorted(plain)}")
-                props = {**plain, **{k: UNKNOWN for k in kind.computed}}
-                if kind is kinds.get(SELF_SIGNED_CERT):
-                    props["readyForRenewal"] = False
-                return provider_pb2.CreateResponse(id="", properties=outputs(kind, props, secret_inputs))
+    @guarded
+    def Check(self, request: Any, context: Any) -> Any:
+        kind = self.kind_of(request.type, request.urn)
+        news = self.to_dict(request.news)
+        for k, v in kind.defaults.items():
+            news.setdefault(k, v)
+        plain, _ = reveal_all(news)
+        try:
             kind.validate(plain)
-            resource_id, computed = kind.create(plain)
-            return provider_pb2.CreateResponse(
-                id=resource_id, properties=outputs(kind, {**plain, **computed}, secret_inputs)
-            )
+        except InputError as e:
+            failure = provider_pb2.CheckFailure(property=e.prop, reason=e.reason)
+            return provider_pb2.CheckResponse(inputs=self.to_struct(news), failures=[failure])
+        return provider_pb2.CheckResponse(inputs=self.to_struct(news))
 
-        @guarded
-        def Read(self, request: Any, context: Any) -> Any:
-            kind = kind_of(request.type, request.urn, context)
-            props = to_dict(request.properties)
-            if not props:
-                raise Refusal("UNIMPLEMENTED", "cannot read a resource without state (import)")
-            if kind is kinds.get(SELF_SIGNED_CERT):
-                plain, _ = reveal_all(props)
-                props["readyForRenewal"] = ready_for_renewal(plain, datetime.now(UTC))
-            return provider_pb2.ReadResponse(id=request.id, properties=to_struct(props), inputs=request.inputs)
+    @guarded
+    def Diff(self, request: Any, context: Any) -> Any:
+        kind = self.kind_of(request.type, request.urn)
+        news, _ = reveal_all(self.to_dict(request.news))
+        olds, _ = reveal_all(self.to_dict(request.olds))
+        old_inputs, _ = reveal_all(self.to_dict(request.old_inputs))
+        if not old_inputs:  # an engine that does not send them: the state holds the inputs too
+            old_inputs = {k: v for k, v in olds.items() if k not in kind.computed}
+        ignored = set(request.ignoreChanges)
+        diffs, replaces, detailed = [], [], {}
+        Kind_ = provider_pb2.PropertyDiff
+        for key in sorted(set(news) | set(old_inputs)):
+            if key in ignored or key == "__defaults":
+                continue
+            new, old = news.get(key), old_inputs.get(key)
+            if not has_unknown(new) and normalise(new) == normalise(old):
+                continue
+            replace = key not in kind.update_in_place
+            diffs.append(key)
+            if replace:
+                replaces.append(key)
+            if key not in old_inputs:
+                change = Kind_.ADD_REPLACE if replace else Kind_.ADD
+            elif key not in news:
+                change = Kind_.DELETE_REPLACE if replace else Kind_.DELETE
+            else:
+                change = Kind_.UPDATE_REPLACE if replace else Kind_.UPDATE
+            detailed[key] = Kind_(kind=change, inputDiff=True)
+        if olds.get("readyForRenewal") is True:  # the certificate is due: replace it, like the real one
+            diffs.append("readyForRenewal")
+            replaces.append("readyForRenewal")
+            detailed["readyForRenewal"] = Kind_(kind=Kind_.UPDATE_REPLACE)
+        return provider_pb2.DiffResponse(
+            changes=provider_pb2.DiffResponse.DIFF_SOME if diffs else provider_pb2.DiffResponse.DIFF_NONE,
+            diffs=diffs,
+            replaces=replaces,
+            detailedDiff=detailed,
+            hasDetailedDiff=True,
+            deleteBeforeReplace=False,
+        )
 
-        @guarded
-        def Update(self, request: Any, context: Any) -> Any:
-            kind = kind_of(request.type, request.urn, context)
-            olds, secret_olds = reveal_all(to_dict(request.olds))
-            news, secret_news = reveal_all(to_dict(request.news))
-            props = {k: v for k, v in olds.items() if k in kind.computed or k == "readyForRenewal"}
-            props.update(news)
-            return provider_pb2.UpdateResponse(
-                properties=outputs(kind, props, secret_news | (secret_olds & set(kind.computed)))
-            )
+    @guarded
+    def Create(self, request: Any, context: Any) -> Any:
+        kind = self.kind_of(request.type, request.urn)
+        plain, secret_inputs = reveal_all(self.to_dict(request.properties))
+        if request.preview or has_unknown(plain):
+            if not request.preview:
+                raise RuntimeError(f"unknown inputs outside a preview: {sorted(plain)}")
+            props = {**plain, **{k: UNKNOWN for k in kind.computed}}
+            if kind is self.kinds.get(SELF_SIGNED_CERT):
+                props["readyForRenewal"] = False
+            return provider_pb2.CreateResponse(id="", properties=self.outputs(kind, props, secret_inputs))
+        kind.validate(plain)
+        resource_id, computed = kind.create(plain)
+        return provider_pb2.CreateResponse(
+            id=resource_id, properties=self.outputs(kind, {**plain, **computed}, secret_inputs)
+        )
 
-        @guarded
-        def Delete(self, request: Any, context: Any) -> Any:
-            return empty_pb2.Empty()  # nothing exists outside the state
+    @guarded
+    def Read(self, request: Any, context: Any) -> Any:
+        kind = self.kind_of(request.type, request.urn)
+        props = self.to_dict(request.properties)
+        if not props:
+            raise Refusal("UNIMPLEMENTED", "cannot read a resource without state (import)")
+        if kind is self.kinds.get(SELF_SIGNED_CERT):
+            plain, _ = reveal_all(props)
+            props["readyForRenewal"] = ready_for_renewal(plain, datetime.now(UTC))
+        return provider_pb2.ReadResponse(id=request.id, properties=self.to_struct(props), inputs=request.inputs)
 
-        @guarded
-        def Cancel(self, request: Any, context: Any) -> Any:
-            return empty_pb2.Empty()
+    @guarded
+    def Update(self, request: Any, context: Any) -> Any:
+        kind = self.kind_of(request.type, request.urn)
+        olds, secret_olds = reveal_all(self.to_dict(request.olds))
+        news, secret_news = reveal_all(self.to_dict(request.news))
+        props = {k: v for k, v in olds.items() if k in kind.computed or k == "readyForRenewal"}
+        props.update(news)
+        return provider_pb2.UpdateResponse(
+            properties=self.outputs(kind, props, secret_news | (secret_olds & set(kind.computed)))
+        )
 
-        @guarded
-        def GetMapping(self, request: Any, context: Any) -> Any:
-            return provider_pb2.GetMappingResponse(provider="", data=b"")
+    @guarded
+    def Delete(self, request: Any, context: Any) -> Any:
+        return empty_pb2.Empty()  # nothing exists outside the state
 
-        @guarded
-        def GetMappings(self, request: Any, context: Any) -> Any:
-            return provider_pb2.GetMappingsResponse(providers=[])
+    @guarded
+    def Cancel(self, request: Any, context: Any) -> Any:
+        return empty_pb2.Empty()
 
-    return Servicer()
+    @guarded
+    def GetMapping(self, request: Any, context: Any) -> Any:
+        return provider_pb2.GetMappingResponse(provider="", data=b"")
+
+    @guarded
+    def GetMappings(self, request: Any, context: Any) -> Any:
+        return provider_pb2.GetMappingsResponse(providers=[])
+
+    del guarded
 
 
 def main(package: str, argv: list[str]) -> int:
     """Serve the stand-in provider `package` ("random" or "tls") until the engine that started it is gone."""
-    import grpc
-    from pulumi.runtime.proto import provider_pb2_grpc
-
     if package not in KINDS:
         print(f"unknown stand-in package {package!r}", file=sys.stderr)
         return 2
     parent = os.getppid()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(make_servicer(package), server)
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(StandInProvider(package), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     sys.stdout.write(f"{port}\n")

@@ -2,7 +2,7 @@
 
 Run from the repository root after `e2e/toolchain/build`:
 
-    .venv/bin/python e2e/benchmark.py
+    .venv/bin/python -m benchmarks.real_engine
 
 One local control plane (with the e2e doubles), the local chart repository and the stand-in
 random/tls plugins are started once. Two stacks are timed on it, each through `pulumi preview`,
@@ -23,18 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
+from klutch import catalog
+from klutch.sandbox.cli import Pulumi, offline_env, project_copy
+from klutch.sandbox.controlplane import ControlPlane
+from klutch.sandbox.local import TOOLCHAIN, central_cluster, chart_repository, missing_binaries
+from klutch.sandbox.standins.provider import write_plugins
+from tests.e2e.stacks import configure, existing_cluster_config
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import yaml  # noqa: E402
-
-from klutch import catalog  # noqa: E402
-from klutch.sandbox.cli import Pulumi, offline_env, project_copy  # noqa: E402
-from klutch.sandbox.controlplane import ControlPlane  # noqa: E402
-from klutch.sandbox.local import TOOLCHAIN, central_cluster, chart_repository, missing_binaries  # noqa: E402
-from klutch.sandbox.standins.provider import write_plugins  # noqa: E402
-from tests.e2e.stacks import configure, existing_cluster_config  # noqa: E402
 
 CONTROLLER = "envoy-gateway"
 OPERATIONS = ("preview", "up (from empty)", "up (no change)")

@@ -1,6 +1,6 @@
 """Benchmark: evaluating each committed stack under the mock engine vs. importing the SDKs alone.
 
-    python scripts/benchmark.py [--repeat 5]
+    .venv/bin/python -m benchmarks.offline [--repeat 5]
 
 Every measurement is the wall time of a fresh interpreter (`python -c ...`), so start-up and imports
 count the same way on both sides; each is repeated and the median is reported.
