@@ -265,15 +265,24 @@ class FakeBackend:
                 },
             }
         )
+        return self._kubeconfig(namespace, self._await_token(namespace))
+
+    def _await_token(self, namespace: str) -> str:
+        """The token the token controller writes into the tenant's `kube-binder-token` Secret."""
         deadline = time.monotonic() + TOKEN_WAIT
         while True:
-            data = plane.api("GET", f"/api/v1/namespaces/{namespace}/secrets/kube-binder-token").get("data") or {}
+            data = (
+                self.central.api("GET", f"/api/v1/namespaces/{namespace}/secrets/kube-binder-token").get("data") or {}
+            )
             if data.get("token"):
-                break
+                return base64.b64decode(data["token"]).decode()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the token controller did not fill {namespace}/kube-binder-token")
             time.sleep(0.2)
-        token = base64.b64decode(data["token"]).decode()
+
+    def _kubeconfig(self, namespace: str, token: str) -> str:
+        """A kubeconfig of the central cluster for the tenant's ServiceAccount token, in its namespace."""
+        plane = self.central
         ca = base64.b64encode(plane.ca_pem.encode()).decode()
         return json.dumps(
             {
