@@ -1,10 +1,11 @@
-"""TEST DOUBLE: stand-in `random` and `tls` Pulumi resource provider plugins, used only by the e2e tests.
+"""TEST DOUBLE: stand-in `random` and `tls` Pulumi resource provider plugins, used by the e2e tests and the sandbox.
 
 Why: the real pulumi-random and pulumi-tls plugins cannot be built on the test machine (their Go modules
 are not served by the offline Go module proxy and there is no other network), yet the program creates
 resources of both packages. These stand-ins speak the engine's `pulumirpc.ResourceProvider` gRPC protocol
 (stubs from the Pulumi Python SDK) and implement exactly the resources and fields the program uses; keys
-and certificates are real, made by the `openssl` CLI. Nothing here is product code and nothing is shipped.
+and certificates are real, made by the `openssl` CLI. They are written only into the e2e's and the sandbox's own plugin
+directories; a real deployment uses the real plugins.
 
 Supported (any other resource type is rejected by Check):
 
