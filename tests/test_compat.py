@@ -110,6 +110,7 @@ INTERRUPTED = """
 import os, signal, sys, time
 from pulumi.runtime import settings
 from klutch.sdk import compat
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own handler, even if the parent ignores SIGINT
 if sys.argv[1] == "engine":  # the engine's monitor address, as the language host passes it (never dialled here)
     settings.configure(settings.Settings(project="p", stack="s", monitor="127.0.0.1:9"))
 print(compat.in_engine_program(), flush=True)
