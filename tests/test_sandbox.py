@@ -149,7 +149,8 @@ def test_the_first_stack_file_names_the_sandbox_idp_and_mirrors_locally():
 def test_the_tenant_reads_the_backend_double_in_place_of_the_real_urls():
     service = Service(pid=1, servers={"backend": "https://127.0.0.1:6"}, client={"ca": "CA PEM"})
     real = {"klutchRelease": "v1.5.0", "exportUrl": "https://h/export", "bindingApis": [], "konnectorImage": "k"}
-    outputs = deploy.bind_outputs(real, service)
+    outputs = deploy.bind_outputs({**real, "kubeconfig": "ADMIN", "clusterName": "c"}, service)
+    assert "kubeconfig" not in outputs and "clusterName" not in outputs  # only what a tenant reads, no secret
     assert outputs["exportUrl"] == "https://127.0.0.1:6/export"
     assert outputs["bindNonInteractiveUrl"] == "https://127.0.0.1:6/bind-noninteractive"
     assert outputs["tlsCaPem"] == "CA PEM" and outputs["konnectorImage"] == "k"

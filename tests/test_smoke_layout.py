@@ -26,7 +26,7 @@ ALLOWED = {
     "ops": {"catalog", "sdk", "kube", "config", "central", "outputs"},  # operator tools that read a live cluster
     "offline": {"catalog", "sdk", "kube", "config", "central", "tenant", "policy", "outputs"},
     "fleet": {"config", "tenant"},  # runs tenant stacks (Automation API) and reads their Binding from the state
-    "sandbox": {"catalog", "kube", "central", "idp"},  # local control planes with doubles, the real CLI against them
+    "sandbox": {"catalog", "kube", "outputs", "central", "idp"},  # local control planes, doubles, the real CLI
 }
 
 

@@ -7,8 +7,8 @@ every `up`: a generated password for each broker or backup manager that has none
 
 The tenant binds through the backend double on 127.0.0.1: the real central stack's URLs name
 `https://<backend.host>/…`, which no local server answers, so the tenant's StackReference reads
-`sandbox-bind`, a stack of project klutch-central holding the real stack's outputs with the backend's
-URLs and CA replaced by the double's.
+`sandbox-bind`, a stack of project klutch-central holding the outputs a tenant reads from the real
+stack, with the backend's URLs and CA replaced by the double's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from klutch import catalog
+from klutch.outputs import tenant_output_names
 from klutch.sandbox.cli import ROOT, Pulumi, offline_env, project_copy
 from klutch.sandbox.local import TOOLCHAIN
 from klutch.sandbox.service import BACKEND_CLIENT, BACKEND_HOST
@@ -132,11 +133,12 @@ def missing_passwords(document: dict[str, Any]) -> list[str]:
 
 
 def bind_outputs(real: dict[str, Any], service: Service) -> dict[str, Any]:
-    """The real stack's outputs with the backend's URLs and CA replaced by the double's."""
+    """The outputs a tenant reads (none of them secret) from the real stack, with the backend's URLs and
+    CA replaced by the double's; the real stack's secret outputs (its kubeconfig) are not carried over."""
     backend = service.servers["backend"]
     release = catalog.RELEASES[real["klutchRelease"]]
     return {
-        **real,
+        **{name: real[name] for name in tenant_output_names() if name in real},
         "exportUrl": f"{backend}/export",
         "bindNonInteractiveUrl": f"{backend}/bind-noninteractive",
         "tlsCaPem": service.client["ca"],
