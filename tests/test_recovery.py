@@ -226,6 +226,32 @@ def test_lock_files_of_a_file_backend(tmp_path: Path):
     assert recover.lock_files("s3://bucket/state", "klutch-central", "prod") is None
 
 
+def backend_files(root: Path) -> dict[str, Path]:
+    """A file backend's checkpoint and lock of stack prod, each with its metadata file."""
+    stacks, locks = root / ".pulumi" / "stacks" / "klutch-central", root / ".pulumi" / "locks" / "organization"
+    files = {
+        "checkpoint": stacks / "prod.json.attrs",
+        "backup": stacks / "prod.json.bak.attrs",
+        "lock": locks / "klutch-central" / "prod" / "a.json.attrs",
+        "other stack": stacks / "prod2.json.attrs",
+    }
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"user.content_type":"application/octet-stream","md5":"AA=="}\n')
+    return files
+
+
+def test_metadata_files_a_kill_cut_off_are_found_for_the_stack_alone(tmp_path: Path):
+    files = backend_files(tmp_path)
+    assert recover.cut_off_sidecars(tmp_path.as_uri(), "klutch-central", "prod") == []
+    files["checkpoint"].write_text("")  # cut off right after it was truncated
+    files["lock"].write_text('{"user.content_')  # cut off while written
+    files["other stack"].write_text("")
+    found = recover.cut_off_sidecars(tmp_path.as_uri(), "klutch-central", "organization/klutch-central/prod")
+    assert found == sorted([files["checkpoint"], files["lock"]])
+    assert recover.cut_off_sidecars("s3://bucket/state", "klutch-central", "prod") == []
+
+
 def test_the_kubeconfig_comes_from_the_pending_operations_provider():
     secret = {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "plaintext": '"apiVersion: v1"'}
     provider = {
@@ -277,7 +303,7 @@ def run_recover(
     """`klutch-recover --stack prod` with a stale lock of this host, the given pending operations and
     processes (none by default), and CLUSTER."""
     locks = tmp_path / ".pulumi" / "locks" / "organization" / "klutch-central" / "prod"
-    locks.mkdir(parents=True)
+    locks.mkdir(parents=True, exist_ok=True)
     gone = {"pid": 2**22 + 1, "username": "ci", "hostname": recover.socket.gethostname(), "timestamp": NOW.isoformat()}
     (locks / "a.json").write_text(json.dumps(gone))
     (tmp_path / "kubeconfig").write_text("apiVersion: v1")
@@ -332,3 +358,21 @@ def test_provider_plugins_whose_pulumi_is_gone_keep_the_lock(monkeypatch, tmp_pa
     code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))], procs=procs)
     assert (code, cli.calls) == (1, [])
     assert "pulumi-resource-kubernetes (pid 12) runs without its pulumi" in capsys.readouterr().err
+
+
+def test_a_cut_off_checkpoint_metadata_file_is_removed_before_the_state_is_read(monkeypatch, tmp_path, capsys):
+    files = backend_files(tmp_path)
+    files["checkpoint"].write_text("")
+    code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))])
+    assert code == 0 and not files["checkpoint"].exists() and files["backup"].exists()
+    assert f"checkpoint: {files['checkpoint']} was cut off by the kill: removed" in capsys.readouterr().out
+
+
+def test_a_dry_run_names_a_cut_off_metadata_file_and_keeps_it(monkeypatch, tmp_path, capsys):
+    files = backend_files(tmp_path)
+    files["checkpoint"].write_text("")
+    code, cli = run_recover(monkeypatch, tmp_path, [pending(SECRET.type, "s", dict(SECRET.inputs))], "--dry-run")
+    assert (code, cli.calls) == (1, []) and files["checkpoint"].read_text() == ""
+    out, err = capsys.readouterr()
+    assert f"checkpoint: {files['checkpoint']} was cut off by the kill\n" in out
+    assert "the CLI cannot read the stack until the files above are removed: run without --dry-run" in err

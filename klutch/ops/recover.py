@@ -10,11 +10,13 @@ Kubernetes provider (or `--kubeconfig`). In order:
    without its `pulumi`; on another host, it is older than `--stale-after` minutes); otherwise nothing
    is changed. Other backends' locks cannot be read
    here: after confirming no update runs, `--unlock` lifts them.
-2. The plan (`klutch.ops.recovery`): every pending operation, looked up on the cluster, printed.
-3. The Helm records the plan drops, then one `pulumi refresh` that imports the existing objects, clears the
+2. The checkpoint. On a file backend, a metadata file of the checkpoint that the kill cut off is removed
+   (`cut_off_sidecars`): the CLI cannot read the stack while it is there.
+3. The plan (`klutch.ops.recovery`): every pending operation, looked up on the cluster, printed.
+4. The Helm records the plan drops, then one `pulumi refresh` that imports the existing objects, clears the
    other pending creates and settles pending updates and deletes.
 
-`--dry-run` prints the lock verdict and the plan and changes nothing.
+`--dry-run` prints the lock verdict, the cut-off files and the plan, and changes nothing.
 """
 
 from __future__ import annotations
@@ -116,17 +118,68 @@ class LiveCluster:
         self._core.delete_namespaced_secret(record.secret, namespace)
 
 
-# ------------------------------------------------------------------------------- the lock
-def lock_files(backend_url: str, project: str, stack: str) -> list[Path] | None:
-    """The lock files of the stack on a file backend; None for other backends."""
+# ------------------------------------------------------------------------------- the file backend
+def backend_root(backend_url: str) -> Path | None:
+    """The folder of a file backend (`file://`); None for other backends."""
     url = urlparse(backend_url)
     if url.scheme != "file":
         return None
-    root = Path(os.path.expanduser("~" if url.netloc == "~" else unquote(url.netloc + url.path)))
-    qualified = stack if stack.count("/") == 2 else f"organization/{project}/{stack}"
-    return sorted((root / ".pulumi" / "locks" / qualified).glob("*.json"))
+    return Path(os.path.expanduser("~" if url.netloc == "~" else unquote(url.netloc + url.path)))
 
 
+def project_and_name(project: str, stack: str) -> tuple[str, str]:
+    """The project and the stack's own name, from `<stack>` or `organization/<project>/<stack>`."""
+    parts = stack.split("/")
+    return (parts[1], parts[2]) if len(parts) == 3 else (project, stack)
+
+
+def lock_files(backend_url: str, project: str, stack: str) -> list[Path] | None:
+    """The lock files of the stack on a file backend; None for other backends."""
+    root = backend_root(backend_url)
+    if root is None:
+        return None
+    project, name = project_and_name(project, stack)
+    return sorted((root / ".pulumi" / "locks" / "organization" / project / name).glob("*.json"))
+
+
+def cut_off_sidecars(backend_url: str, project: str, stack: str) -> list[Path]:
+    """The metadata files (`<file>.attrs`) of the stack's checkpoint and locks on a file backend that a kill
+    cut off. The backend writes a checkpoint whole and renames it into place, but it rewrites the
+    checkpoint's metadata file in place just before: a kill in between leaves that file empty or partial,
+    and every command on the stack then fails with "failed to load checkpoint: EOF". The file holds the
+    content type and an MD5 that nothing checks, and the backend takes the defaults when it is missing."""
+    root = backend_root(backend_url)
+    if root is None:
+        return []
+    project, name = project_and_name(project, stack)
+    dot = root / ".pulumi"
+    found = [
+        *(dot / "stacks" / project).glob(f"{name}.json*.attrs"),
+        *(dot / "stacks").glob(f"{name}.json*.attrs"),  # a backend of the layout before projects
+        *(dot / "locks" / "organization" / project / name).glob("*.attrs"),
+    ]
+    return sorted(path for path in found if not holds_json_object(path))
+
+
+def holds_json_object(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def repair_sidecars(cli: Cli, dry_run: bool) -> None:
+    """Remove the cut-off metadata files (nothing else is touched); with `dry_run`, name them and stop."""
+    cut_off = cut_off_sidecars(cli.backend_url(), cli.project(), cli.stack)
+    for path in cut_off:
+        print(f"checkpoint: {path} was cut off by the kill" + ("" if dry_run else ": removed"))
+        if not dry_run:
+            path.unlink()
+    if cut_off and dry_run:
+        raise RecoverError("the CLI cannot read the stack until the files above are removed: run without --dry-run")
+
+
+# ------------------------------------------------------------------------------- the lock
 def processes() -> list[Process]:
     """The processes of this host: pid, parent and executable name (from /proc)."""
     found = []
@@ -202,6 +255,7 @@ def apply(cli: Cli, cluster: LiveCluster, decisions: Sequence[Decision]) -> None
 def recover(args: argparse.Namespace) -> int:
     cli = Cli(Path(args.cwd).resolve(), args.stack)
     lift = stale_lock(cli, timedelta(minutes=args.stale_after), args.unlock)
+    repair_sidecars(cli, args.dry_run)
     state = cli.state()
     decisions: list[Decision] = []
     cluster: LiveCluster | None = None

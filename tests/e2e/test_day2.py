@@ -88,11 +88,17 @@ def up_killed_when(pulumi: Pulumi, ready: Callable[[], bool]) -> None:
     log.close()
 
 
-def saved_state(pulumi: Pulumi) -> dict:
-    """The stack's state as the file backend has it saved right now (written whole, then renamed)."""
+def checkpoint(pulumi: Pulumi) -> Path:
+    """The stack's checkpoint on the file backend."""
     root = Path(urlparse(pulumi.env["PULUMI_BACKEND_URL"]).path)
+    return root / ".pulumi" / "stacks" / "klutch-central" / f"{pulumi.stack}.json"
+
+
+def saved_state(pulumi: Pulumi) -> dict:
+    """The stack's state as the file backend has it saved right now (written whole, then renamed), read
+    without the CLI, which a kill can leave unable to read it (`klutch-recover` repairs that)."""
     try:
-        saved = json.loads((root / ".pulumi" / "stacks" / "klutch-central" / f"{pulumi.stack}.json").read_text())
+        saved = json.loads(checkpoint(pulumi).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     return {"deployment": saved.get("checkpoint", {}).get("latest") or {}}
@@ -140,7 +146,7 @@ def helm_records(plane: ControlPlane, release: str) -> list[dict]:
 def test_an_up_killed_in_the_first_helm_release_is_recovered(stack, tmp_path_factory):
     pulumi, plane = stack
     up_killed_when(pulumi, lambda: bool(helm_records(plane, "crossplane")))
-    assert pulumi.state()["deployment"].get("pending_operations")
+    assert saved_state(pulumi)["deployment"].get("pending_operations")
     report = recover(pulumi)
     assert re.search(r"reinstall +kubernetes:helm.sh/v3:Release crossplane: ", report), report
     assert "lock: stale, its holder is gone" in report and f"run `pulumi up --stack {pulumi.stack}`" in report
@@ -156,9 +162,14 @@ def test_an_up_killed_among_provider_configs_is_recovered(stack, tmp_path_factor
             key_path = f"klutch-central:dataServices.mongodb.{kind}.{key}"
             pulumi.config(key_path, value, secret=key == "password", path=True)
     up_killed_when(pulumi, lambda: bool(pending_provider_configs(saved_state(pulumi))))
-    pending_configs = pending_provider_configs(pulumi.state())
+    pending_configs = pending_provider_configs(saved_state(pulumi))
     assert pending_configs, "the kill came after every ProviderConfig was recorded"
+    metadata = checkpoint(pulumi).with_name(checkpoint(pulumi).name + ".attrs")
+    metadata.write_text("")  # as a kill leaves it between truncating and rewriting it
+    unreadable = pulumi.run("stack", "export", check=False)
+    assert unreadable.returncode != 0 and "failed to load checkpoint: EOF" in unreadable.stderr, unreadable
     report = recover(pulumi)
+    assert f"checkpoint: {metadata} was cut off by the kill: removed" in report, report
     for resource, name in pending_configs.items():  # imported when it made it to the cluster, else cleared
         action = "import" if plane.exists(PROVIDER_CONFIGS, name) else "clear"
         line = rf"{action} +kubernetes:dataservices.anynines.com/v1:ProviderConfig {resource}: "
