@@ -116,6 +116,24 @@ def test_stop_leaves_a_pid_alone_whose_start_time_differs():
         proc.wait()
 
 
+def test_a_sandbox_with_a_stopped_process_is_named_by_status_and_refused_by_up(tmp_path, capsys):
+    proc = sleeper()
+    try:
+        layout = Layout(tmp_path / "sb")
+        layout.root.mkdir()
+        service = Service(pid=proc.pid, pids={"central": 2**22 + 7})  # the central control plane is gone
+        processes.record_start_times(service)
+        service.save(layout.service_file)
+        assert processes.stopped(service) == ["central"]
+        assert command.main(["--state-dir", str(layout.root), "status"]) == command.NOT_RUNNING
+        assert "the sandbox is not running: stopped central" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match=r"is not running any more .* run `./klutch-sandbox down`, then `up`"):
+            command.ensure_service(layout, progress=None)  # type: ignore[arg-type]  # refused before any step
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_missing_passwords_are_the_brokers_without_one():
     document = {
         "config": {

@@ -63,14 +63,6 @@ class Progress:
         print(f"      {outcome} in {time.monotonic() - self.start:.0f}s{note}", flush=True)
 
 
-def running_service(layout: Layout) -> Service | None:
-    """The recorded service when it and every process it started still run."""
-    service = Service.load(layout.service_file)
-    if service is None or len(processes.running(service)) != len(service.all_pids()):
-        return None
-    return service
-
-
 def start_service(layout: Layout) -> Service:
     """The detached service (its own session; output in logs/service.log) once it has recorded itself."""
     layout.logs.mkdir(parents=True, exist_ok=True)
@@ -96,17 +88,18 @@ def start_service(layout: Layout) -> Service:
 
 
 def ensure_service(layout: Layout, progress: Progress) -> Service:
-    if Service.load(layout.service_file) is not None:
-        service = running_service(layout)
-        if service is None:
-            raise SystemExit(
-                f"the sandbox in {layout.root} is not running any more (see {layout.logs / 'service.log'}): "
-                "run `./klutch-sandbox down`, then `up`"
-            )
-        with progress.step("control planes, Keycloak and doubles: running", "reused"):
-            return service
-    with progress.step("control planes (central, tenant), Keycloak and doubles: starting", "about 1 minute"):
-        return start_service(layout)
+    """The recorded service when every process of it runs, else a new one; one that stopped is an error."""
+    service = Service.load(layout.service_file)
+    if service is None:
+        with progress.step("control planes (central, tenant), Keycloak and doubles: starting", "about 1 minute"):
+            return start_service(layout)
+    if processes.stopped(service):
+        raise SystemExit(
+            f"the sandbox in {layout.root} is not running any more (see {layout.logs / 'service.log'}): "
+            "run `./klutch-sandbox down`, then `up`"
+        )
+    with progress.step("control planes, Keycloak and doubles: running", "reused"):
+        return service
 
 
 def deploy_all(layout: Layout, service: Service, progress: Progress) -> tuple[Pulumi, Pulumi]:
@@ -192,8 +185,7 @@ def status(layout: Layout) -> int:
     if service is None:
         print(f"no sandbox in {shown(layout.root)}")
         return NO_SANDBOX
-    left = set(processes.running(service))
-    stopped = [name for name, pid in {"service": service.pid, **service.pids}.items() if pid not in left]
+    stopped = processes.stopped(service)
     if stopped:
         print(f"the sandbox is not running: stopped {', '.join(stopped)} (logs in {shown(layout.logs)})")
         return NOT_RUNNING

@@ -48,6 +48,12 @@ def running(service: Service) -> list[int]:
     return [pid for pid in service.all_pids() if alive(pid, service.started.get(str(pid)))]
 
 
+def stopped(service: Service) -> list[str]:
+    """The names of the recorded processes (the service itself included) that no longer run."""
+    left = set(running(service))
+    return [name for name, pid in {"service": service.pid, **service.pids}.items() if pid not in left]
+
+
 def _signal_groups(pids: Iterable[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
