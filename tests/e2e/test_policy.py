@@ -23,6 +23,7 @@ from tests.e2e.stacks import configure, existing_cluster_config, transformed_pro
 pytestmark = pytest.mark.e2e
 RELEASE = catalog.DEFAULT_RELEASE
 ANALYZER = ROOT / "e2e" / "toolchain" / "policy-analyzer"
+OBSERVABILITY_CHARTS = ("kube-prometheus-stack", "kube-state-metrics")  # what prod installs
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,16 @@ def test_a_pinned_config_passes_the_pack(plane, chart_repo, workspace, plugin_di
 
 def test_a_prod_config_that_breaks_a_mandatory_rule_fails_preview_naming_it(plane, chart_repo, workspace, plugin_dirs):
     # The e2e's own CRD mirror is plain HTTP: `pinned-versions` refuses a manifest not fetched over https.
-    pulumi = stack("policy-prod", plane, chart_repo, workspace, plugin_dirs, environment="prod", protect=True)
+    # Every chart, prod's kube-prometheus-stack too, comes from the local repository: the pack's refusal is the
+    # preview's only failure (a chart that cannot be fetched would end the preview before the pack is heard).
+    mirrors = existing_cluster_config(plane, chart_repo, RELEASE, "envoy-gateway")["mirrors"]
+    mirrors["charts"].update(dict.fromkeys(OBSERVABILITY_CHARTS, chart_repo.url))
+    pulumi = stack(
+        "policy-prod", plane, chart_repo, workspace, plugin_dirs, environment="prod", protect=True, mirrors=mirrors
+    )
     code, out = preview_with_pack(pulumi)
     assert code != 0
-    assert "❌ klutch@" in out, out[-4000:]
+    assert "❌ klutch@" in out and "errored" not in out, out[-4000:]
     # Under the real engine the pack sees the kube-bind CRDs, each recording the file it came from.
     crd = f"kube-bind-crds:apiservicebindings.{catalog.RELEASES[RELEASE].kube_bind_group}"
     assert (
