@@ -190,6 +190,43 @@ def test_plan_and_refresh_flags_for_an_exported_state():
     ]
 
 
+def test_a_release_whose_install_failed_before_the_cut_is_dropped_only_when_the_state_has_no_trace_of_it():
+    failed = [HelmRecord("sh.helm.release.v1.crossplane.v1", 1, "failed")]
+    cluster = FakeCluster(
+        releases={
+            ("crossplane-system", "crossplane"): failed,
+            ("cert-manager", "cert-manager"): [HelmRecord("sh.helm.release.v1.cert-manager.v1", 1, "pending-install")],
+            ("monitoring", "kube-prometheus-stack"): [  # installed once: not this update's leftover
+                HelmRecord("sh.helm.release.v1.kube-prometheus-stack.v1", 1, "deployed"),
+                HelmRecord("sh.helm.release.v1.kube-prometheus-stack.v2", 2, "failed"),
+            ],
+        }
+    )
+    releases = recover.PROGRAM_RELEASES  # ingress-nginx, envoy-gateway and kube-state-metrics have no records
+    known = {
+        "type": RELEASE.type,
+        "urn": "urn:x::edge-cert-manager",
+        "inputs": {"name": "cert-manager", "namespace": "cert-manager"},
+    }
+    state = {
+        "deployment": {"resources": [known], "pending_operations": [pending(SECRET.type, "s", dict(SECRET.inputs))]}
+    }
+    decisions = plan(state, cluster, releases)
+    assert [(d.action, d.op.name) for d in decisions] == [(Action.CLEAR, "s"), (Action.REINSTALL, "crossplane")]
+    stray = decisions[1]
+    assert stray.records == tuple(failed) and stray.op.inputs == {
+        "name": "crossplane",
+        "namespace": "crossplane-system",
+    }
+    assert (
+        stray.why
+        == "Helm release crossplane-system/crossplane has records (v1 failed) and the state no trace of it: dropped"
+    )
+    assert import_args(decisions) == ["--clear-pending-creates"]  # nothing of it to import or clear
+    state["deployment"]["pending_operations"].append(pending(RELEASE.type, "crossplane", dict(RELEASE.inputs)))
+    assert [d.op.name for d in plan(state, cluster, releases)] == ["s", "crossplane"]  # decided once, as pending
+
+
 NOW = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
 
 

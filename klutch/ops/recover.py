@@ -40,6 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 from urllib3.exceptions import HTTPError
 
+from klutch import catalog
 from klutch.ops.recovery import (
     Action,
     Decision,
@@ -53,6 +54,9 @@ from klutch.ops.recovery import (
 )
 
 HELM_OWNER = "owner=helm"
+PROGRAM_RELEASES = tuple(
+    (chart.namespace, key) for key, chart in catalog.CHARTS.items()
+)  # as central/helm.py names them
 SHOW_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # an exported secret: {sig: ..., "plaintext": json}
 
 
@@ -262,7 +266,7 @@ def recover(args: argparse.Namespace) -> int:
     if state.get("deployment", {}).get("pending_operations"):
         kubeconfig = Path(args.kubeconfig).read_text() if args.kubeconfig else stack_kubeconfig(state)
         cluster = LiveCluster(kubeconfig)
-        decisions = plan(state, cluster)
+        decisions = plan(state, cluster, PROGRAM_RELEASES)
         print("pending operations:")
         show(decisions)
     else:

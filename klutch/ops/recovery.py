@@ -14,6 +14,8 @@ and from what the cluster holds (pure: the cluster is asked through `ClusterView
 - Resources that exist only in the state (random, tls, providers) are cleared: the next `up` makes them.
 - Anything else (a cloud resource) cannot be checked here: the operator decides (`Action.MANUAL`).
 - Pending updates and deletes are settled by the same refresh that imports and clears.
+- A release of the program that the state has no trace of, with Helm records that never reached `deployed`
+  (its install failed while the update went on), has its records dropped too: the next `up` installs it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Protocol
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 STATE_ONLY_PREFIXES = ("random:", "tls:", "pulumi:providers:")  # nothing of theirs lives outside the state
 PENDING_HELM_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
+SETTLED_HELM_STATUSES = ("deployed", "superseded")  # a release that was installed once
 CREATING = "creating"
 
 
@@ -170,10 +173,40 @@ def decide_release(op: PendingOp, cluster: ClusterView) -> Decision:
     return Decision(op, Action.REFRESH, f"interrupted while {op.operation}: the refresh reads it as it is")
 
 
-def plan(state: Mapping[str, Any], cluster: ClusterView) -> list[Decision]:
-    """One decision per pending operation of an exported state (`deployment.pending_operations`)."""
-    ops = state.get("deployment", {}).get("pending_operations") or []
-    return [decide(PendingOp.from_state(op), cluster) for op in ops]
+def plan(state: Mapping[str, Any], cluster: ClusterView, releases: Iterable[tuple[str, str]] = ()) -> list[Decision]:
+    """One decision per pending operation of an exported state (`deployment.pending_operations`), then one
+    per stray Helm release among `releases` (namespace, name: those the program installs)."""
+    ops = [PendingOp.from_state(op) for op in state.get("deployment", {}).get("pending_operations") or []]
+    return [decide(op, cluster) for op in ops] + stray_releases(state, releases, cluster)
+
+
+def stray_releases(
+    state: Mapping[str, Any], releases: Iterable[tuple[str, str]], cluster: ClusterView
+) -> list[Decision]:
+    """The releases the state has no trace of (neither a resource nor a pending operation) whose Helm records
+    never reached `deployed`: an install that failed while the update went on, its records left behind when
+    the update was cut off. They would block the next install, so they are dropped as for a reinstall. A
+    release with a deployed revision was installed outside this stack and is left alone."""
+    deployment = state.get("deployment", {})
+    entries = [
+        *(deployment.get("resources") or []),
+        *(op.get("resource", {}) for op in deployment.get("pending_operations") or []),
+    ]
+    known = {
+        (str(r.get("inputs", {}).get("namespace") or "default"), str(r.get("inputs", {}).get("name") or ""))
+        for r in entries
+        if r.get("type") == HELM_RELEASE
+    }
+    decisions = []
+    for namespace, name in releases:
+        records = sorted(cluster.helm_records(namespace, name), key=lambda r: r.revision)
+        if (namespace, name) in known or not records or any(r.status in SETTLED_HELM_STATUSES for r in records):
+            continue
+        op = PendingOp(f"{HELM_RELEASE}::{name}", HELM_RELEASE, "", {"name": name, "namespace": namespace}, "")
+        statuses = ", ".join(f"v{r.revision} {r.status}" for r in records)
+        why = f"Helm release {namespace}/{name} has records ({statuses}) and the state no trace of it: dropped"
+        decisions.append(Decision(op, Action.REINSTALL, why, records=tuple(records)))
+    return decisions
 
 
 def import_args(decisions: Iterable[Decision]) -> list[str]:
