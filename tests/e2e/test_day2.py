@@ -117,6 +117,11 @@ def killed_up_log(pulumi: Pulumi) -> str:
     return (pulumi.cwd / "killed-up.log").read_text()
 
 
+def with_killed_up(report: str, pulumi: Pulumi) -> str:
+    """A recovery report with the end of the killed up's output: what the engine did up to the kill."""
+    return f"{report}\n--- the killed up:\n{killed_up_log(pulumi)[-4000:]}"
+
+
 def recover(pulumi: Pulumi) -> str:
     """The documented recovery: `.venv/bin/klutch-recover --stack <stack>` in the project directory."""
     done = subprocess.run(
@@ -148,7 +153,7 @@ def test_an_up_killed_in_the_first_helm_release_is_recovered(stack, tmp_path_fac
     up_killed_when(pulumi, lambda: bool(helm_records(plane, "crossplane")))
     assert saved_state(pulumi)["deployment"].get("pending_operations")
     report = recover(pulumi)
-    assert re.search(r"reinstall +kubernetes:helm.sh/v3:Release crossplane: ", report), report
+    assert re.search(r"reinstall +kubernetes:helm.sh/v3:Release crossplane: ", report), with_killed_up(report, pulumi)
     assert "lock: stale, its holder is gone" in report and f"run `pulumi up --stack {pulumi.stack}`" in report
     converges(pulumi, plane, tmp_path_factory.mktemp("day2-helm"))
     [record] = [r for r in helm_records(plane, "crossplane") if r["metadata"]["labels"]["status"] == "deployed"]
@@ -169,11 +174,11 @@ def test_an_up_killed_among_provider_configs_is_recovered(stack, tmp_path_factor
     unreadable = pulumi.run("stack", "export", check=False)
     assert unreadable.returncode != 0 and "failed to load checkpoint: EOF" in unreadable.stderr, unreadable
     report = recover(pulumi)
-    assert f"checkpoint: {metadata} was cut off by the kill: removed" in report, report
+    assert f"checkpoint: {metadata} was cut off by the kill: removed" in report, with_killed_up(report, pulumi)
     for resource, name in pending_configs.items():  # imported when it made it to the cluster, else cleared
         action = "import" if plane.exists(PROVIDER_CONFIGS, name) else "clear"
         line = rf"{action} +kubernetes:dataservices.anynines.com/v1:ProviderConfig {resource}: "
-        assert re.search(line, report), report
+        assert re.search(line, report), with_killed_up(report, pulumi)
     converges(pulumi, plane, tmp_path_factory.mktemp("day2-pc"))
     assert len(plane.items(PROVIDER_CONFIGS)) == 4
 
