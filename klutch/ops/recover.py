@@ -172,9 +172,8 @@ def holds_json_object(path: Path) -> bool:
         return False
 
 
-def repair_sidecars(cli: Cli, dry_run: bool) -> None:
+def repair_sidecars(cut_off: Sequence[Path], dry_run: bool) -> None:
     """Remove the cut-off metadata files (nothing else is touched); with `dry_run`, name them and stop."""
-    cut_off = cut_off_sidecars(cli.backend_url(), cli.project(), cli.stack)
     for path in cut_off:
         print(f"checkpoint: {path} was cut off by the kill" + ("" if dry_run else ": removed"))
         if not dry_run:
@@ -197,9 +196,9 @@ def processes() -> list[Process]:
     return found
 
 
-def stale_lock(cli: Cli, stale_after: timedelta, unlock: bool) -> bool:
-    """Whether the stack's lock is to be lifted (nothing is changed here); stops when an update may still run."""
-    files = lock_files(cli.backend_url(), cli.project(), cli.stack)
+def stale_lock(files: list[Path] | None, stale_after: timedelta, unlock: bool) -> bool:
+    """Whether the stack's lock (its `lock_files`) is to be lifted (nothing is changed here); stops when an
+    update may still run."""
     if files is None:
         print("lock: this backend's lock cannot be read here" + ("; --unlock: it is lifted" if unlock else ""))
         return unlock
@@ -258,8 +257,9 @@ def apply(cli: Cli, cluster: LiveCluster, decisions: Sequence[Decision]) -> None
 
 def recover(args: argparse.Namespace) -> int:
     cli = Cli(Path(args.cwd).resolve(), args.stack)
-    lift = stale_lock(cli, timedelta(minutes=args.stale_after), args.unlock)
-    repair_sidecars(cli, args.dry_run)
+    where = (cli.backend_url(), cli.project(), cli.stack)
+    lift = stale_lock(lock_files(*where), timedelta(minutes=args.stale_after), args.unlock)
+    repair_sidecars(cut_off_sidecars(*where), args.dry_run)
     state = cli.state()
     decisions: list[Decision] = []
     cluster: LiveCluster | None = None

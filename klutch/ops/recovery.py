@@ -153,9 +153,14 @@ def decide(op: PendingOp, cluster: ClusterView) -> Decision:
     return Decision(op, Action.CLEAR, f"{ref.kind} {oid} does not exist")
 
 
+def release_of(inputs: Mapping[str, Any]) -> tuple[str, str]:
+    """The namespace and name a Helm release's inputs give it (the default namespace when they name none)."""
+    return str(inputs.get("namespace") or "default"), str(inputs.get("name") or "")
+
+
 def decide_release(op: PendingOp, cluster: ClusterView) -> Decision:
     """A Helm release: its records are looked up where the release's inputs put it."""
-    name, namespace = str(op.inputs.get("name") or ""), str(op.inputs.get("namespace") or "default")
+    namespace, name = release_of(op.inputs)
     if not name:
         return Decision(op, Action.MANUAL, "its inputs name no Helm release")
     records = sorted(cluster.helm_records(namespace, name), key=lambda r: r.revision)
@@ -192,11 +197,7 @@ def stray_releases(
         *(deployment.get("resources") or []),
         *(op.get("resource", {}) for op in deployment.get("pending_operations") or []),
     ]
-    known = {
-        (str(r.get("inputs", {}).get("namespace") or "default"), str(r.get("inputs", {}).get("name") or ""))
-        for r in entries
-        if r.get("type") == HELM_RELEASE
-    }
+    known = {release_of(r.get("inputs") or {}) for r in entries if r.get("type") == HELM_RELEASE}
     decisions = []
     for namespace, name in releases:
         records = sorted(cluster.helm_records(namespace, name), key=lambda r: r.revision)
